@@ -1,0 +1,102 @@
+"""Shared fixtures.
+
+Tests that need GL, torch or a display skip with a reason only where that thing
+is truly absent on a developer machine. Under CI (``CI`` set, as `.ci/run`
+runs) a missing capability is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+IN_CI = bool(os.environ.get("CI"))
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+
+
+def need(reason: str):
+    """Skip for a missing capability locally; fail in CI, where everything is installed."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI installs everything: nothing may be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def gl_ctx():
+    """One headless EGL context (Mesa llvmpipe in CI) for the whole session."""
+    try:
+        import moderngl
+
+        ctx = moderngl.create_context(standalone=True, backend="egl", require=430)
+    except Exception as exc:  # no libEGL / no driver
+        need(f"no headless OpenGL 4.3 context via EGL: {exc}")
+    yield ctx
+    ctx.release()
+
+
+@pytest.fixture(scope="session")
+def torch():
+    try:
+        import torch as _torch
+    except ImportError:
+        need("PyTorch is not installed (pip install '.[train]')")
+    _torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    return _torch
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        need(f"shared data folder {DATA} is absent")
+    return DATA
+
+
+def _free_display() -> int:
+    for n in range(90, 200):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture(scope="session")
+def xdisplay():
+    """An X display for window tests: $DISPLAY if set, else a private Xvfb started here."""
+    if os.environ.get("DISPLAY") and not IN_CI:
+        yield os.environ["DISPLAY"]
+        return
+    xvfb = shutil.which("Xvfb")
+    if not xvfb:
+        need("Xvfb is not installed (apt-get install xvfb)")
+    n = _free_display()
+    proc = subprocess.Popen(
+        [xvfb, f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sock = Path(f"/tmp/.X11-unix/X{n}")
+    deadline = time.monotonic() + 15
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            need(f"Xvfb :{n} did not start")
+        time.sleep(0.05)
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{n}"
+    try:
+        yield f":{n}"
+    finally:
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()

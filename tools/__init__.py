@@ -1,0 +1,4 @@
+"""upshade offline tools: model, data, training, export, evaluation.
+
+These import torch (install the `train` extra: pip install 'upshade[train]').
+"""
