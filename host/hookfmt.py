@@ -55,6 +55,7 @@ class HookPass:
     when: RPN | None = None        # //!WHEN   (None: always)
     offset: tuple[float, float] | str | None = None  # //!OFFSET ox oy | "ALIGN"
     compute: tuple[int, int, int, int] | None = None  # //!COMPUTE bw bh tw th (tw/th default bw/bh)
+    bind_lines: tuple[int, ...] = ()  # file line of each //!BIND, parallel to ``binds``
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,36 @@ class ParamDef:
     name: str
     type: str                      # GLSL type: "int", "uint", "float" (as libplacebo)
     default: ParamValue
-    kind: str = "DYNAMIC"          # "DYNAMIC" (uniform) | "CONSTANT" (const) | "DEFINE" (#define)
+    kind: str = "DYNAMIC"          # "DYNAMIC" (uniform; also a TYPE without qualifier) | "CONSTANT" (const) | "DEFINE" (#define)
     minimum: ParamValue | None = None
     maximum: ParamValue | None = None
     desc: str | None = None
+    # //!TYPE ENUM: the body lists one name per value; value i is names[i] and
+    # each name is #defined to its index in the GLSL (as libplacebo does).
+    enum_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BufferVar:
+    """One //!VAR of a //!BUFFER block, with its byte offset in the block's layout."""
+
+    type: str                      # GLSL type: float, vec2..4, int, ivec2..4, uint, uvec2..4, mat2..4, matCxR
+    name: str
+    array: int | None              # N for `name[N]`, None for a plain variable
+    offset: int                    # std140 (uniform) or std430 (storage) byte offset
+
+
+@dataclass(frozen=True)
+class BufferDef:
+    """A //!BUFFER block (libplacebo): a uniform block, or a storage block with //!STORAGE."""
+
+    file: str
+    line: int
+    name: str
+    vars: tuple[BufferVar, ...]
+    size: int                      # bytes the layout occupies
+    data: bytes                    # initial contents (empty: zero-filled; storage only)
+    storage: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,7 @@ class ShaderFile:
     passes: tuple[HookPass, ...]
     textures: tuple[TextureDef, ...] = ()
     params: tuple[ParamDef, ...] = ()
+    buffers: tuple[BufferDef, ...] = ()
 
     def param_defaults(self) -> Mapping[str, ParamValue]:
         return {p.name: p.default for p in self.params}
