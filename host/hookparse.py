@@ -52,6 +52,19 @@ KNOWN_HOOK_POINTS = HOOK_POINTS + ("PREOUTPUT",)
 BUILTIN_TEXTURES = frozenset(KNOWN_HOOK_POINTS) | {"HOOKED", "NATIVE_CROPPED"}
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_POSITIVE_INT = re.compile(r"0*[1-9][0-9]*")
+# C-style decimal numbers only: Python's float() would also take "1_000", "inf" and non-ASCII digits.
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _float(text: str) -> float:
+    """A finite decimal number, else ValueError."""
+    if not _FLOAT.fullmatch(text):
+        raise ValueError(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 _EMPTY: Mapping = MappingProxyType({})
 
 
@@ -79,24 +92,19 @@ def _build_formats() -> dict[str, TexFormat]:
     u8, u16, u32 = np.dtype("u1"), np.dtype("<u2"), np.dtype("<u4")
     i8, i16, i32 = np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4")
     f16, f32 = np.dtype("<f2"), np.dtype("<f4")
-    table: dict[str, TexFormat] = {}
-    for n, pre in enumerate(("r", "rg", "rgb", "rgba"), start=1):
-        table[f"{pre}8"] = TexFormat(n, u8, True)
-        table[f"{pre}16"] = TexFormat(n, u16, True)
-        table[f"{pre}8s"] = TexFormat(n, i8, True)
-        table[f"{pre}16s"] = TexFormat(n, i16, True)
+    kinds = (  # name suffix, host dtype, normalized
+        ("8", u8, True), ("16", u16, True), ("8s", i8, True), ("16s", i16, True),
         # mpv and libplacebo on OpenGL upload the 16-bit float formats from
         # 32-bit float host data (GL_FLOAT), so their hex data is float32;
         # libplacebo's Vulkan names the half-float host layout "...16hf".
-        table[f"{pre}16f"] = TexFormat(n, f32, False)
-        table[f"{pre}16hf"] = TexFormat(n, f16, False)
-        table[f"{pre}32f"] = TexFormat(n, f32, False)
-        table[f"{pre}8u"] = TexFormat(n, u8, False)
-        table[f"{pre}16u"] = TexFormat(n, u16, False)
-        table[f"{pre}32u"] = TexFormat(n, u32, False)
-        table[f"{pre}8i"] = TexFormat(n, i8, False)
-        table[f"{pre}16i"] = TexFormat(n, i16, False)
-        table[f"{pre}32i"] = TexFormat(n, i32, False)
+        ("16f", f32, False), ("16hf", f16, False), ("32f", f32, False),
+        ("8u", u8, False), ("16u", u16, False), ("32u", u32, False),
+        ("8i", i8, False), ("16i", i16, False), ("32i", i32, False),
+    )
+    table: dict[str, TexFormat] = {}
+    for suffix, dtype, normalized in kinds:
+        for n, pre in enumerate(("r", "rg", "rgb", "rgba"), start=1):
+            table[pre + suffix] = TexFormat(n, dtype, normalized)
     return table
 
 
@@ -139,11 +147,10 @@ def _parse_rpn(src: str, file: str, line: int, directive: str) -> RPN:
                 raise bad(f"stack underflow at '{word}' (it needs one value)")
             tokens.append(("op", word))
             continue
-        if word[0].isdigit() or (word[0] == "." and len(word) > 1 and word[1].isdigit()):
-            try:
-                value = float(word)
-            except ValueError:
-                raise bad(f"'{word}' is not a number") from None
+        if word[0] in "0123456789" or (word[0] == "." and word[1:2] in tuple("0123456789")):
+            if not _FLOAT.fullmatch(word):
+                raise bad(f"'{word}' is not a number")
+            value = float(word)
             if not math.isfinite(value):
                 raise bad(f"'{word}' is not a finite number")
             tokens.append(("num", value))
@@ -283,10 +290,7 @@ def _parse_value(text: str, typ: str) -> ParamValue:
     """Parse a PARAM value of GLSL type ``typ``; ValueError if it is not one."""
     text = text.strip()
     if typ == "float":
-        v = float(text)
-        if not math.isfinite(v):
-            raise ValueError(text)
-        return v
+        return _float(text)
     if not re.fullmatch(r"[+-]?[0-9]+", text):
         raise ValueError(text)
     v = int(text)
@@ -397,13 +401,13 @@ class _Parser:
                 raise self._unknown(d, "pass", _PASS_DIRECTIVES)
         if not hooks:
             raise self.err(first, "pass has no //!HOOK directive, so it would never run")
-        body = "\n".join(block.body)
+        body = "".join(ln + "\n" for ln in block.body)
         if not re.search(r"\bhook\b", body):
             what = "void hook()" if "compute" in f else "vec4 hook()"
             raise self.err(first, f"pass body defines no {what} function")
         return HookPass(
             file=self.path, line=first, hooks=tuple(hooks), binds=tuple(binds), bind_lines=tuple(bind_lines),
-            body=body + "\n", body_line=block.body_line, **f,
+            body=body, body_line=block.body_line, **f,
         )
 
     def _offset(self, d: _Directive):
@@ -413,16 +417,14 @@ class _Parser:
         try:
             if len(parts) != 2:
                 raise ValueError
-            ox, oy = float(parts[0]), float(parts[1])
-            if not (math.isfinite(ox) and math.isfinite(oy)):
-                raise ValueError
+            ox, oy = _float(parts[0]), _float(parts[1])
         except ValueError:
             raise self.err(d.line, f"bad //!OFFSET '{d.arg}': expected 'ox oy' (two numbers) or 'ALIGN'") from None
         return (ox, oy)
 
     def _compute(self, d: _Directive) -> tuple[int, int, int, int]:
         parts = d.arg.split()
-        if len(parts) in (2, 4) and all(p.isdigit() and int(p) > 0 for p in parts):
+        if len(parts) in (2, 4) and all(_POSITIVE_INT.fullmatch(p) for p in parts):
             v = [int(p) for p in parts]
             return (v[0], v[1], v[2], v[3]) if len(v) == 4 else (v[0], v[1], v[0], v[1])
         raise self.err(d.line, f"bad //!COMPUTE '{d.arg}': expected 'bw bh' or 'bw bh tw th' (positive integers)")
@@ -459,7 +461,7 @@ class _Parser:
             if d.name == "SIZE":
                 self._once(seen, d)
                 parts = d.arg.split()
-                if not (1 <= len(parts) <= 3 and all(p.isdigit() and int(p) > 0 for p in parts)):
+                if not (1 <= len(parts) <= 3 and all(_POSITIVE_INT.fullmatch(p) for p in parts)):
                     raise self.err(d.line, f"bad //!SIZE '{d.arg}': expected 1 to 3 positive integers (w [h [d]])")
                 size = tuple(int(p) for p in parts)
             elif d.name == "FORMAT":
@@ -667,6 +669,8 @@ def parse_shader(text: str, path: str = "<string>") -> ShaderFile:
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    if lines[-1] == "":  # the final newline ends the last line; it does not start another
+        lines.pop()
     p = _Parser(path)
     blocks = _split_blocks(lines)
     if not blocks:
