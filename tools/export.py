@@ -1,0 +1,563 @@
+"""Export a trained UpshadeNet checkpoint to an mpv user shader ("hook" format).
+
+``upshade export CKPT -o shaders/NAME.glsl`` writes a file that runs both in
+mpv (``--glsl-shaders``) and in the upshade host, and matches the PyTorch
+forward pass to float precision.
+
+How the network maps onto hook passes (all hooked on LUMA):
+
+* Every conv layer becomes one pass per group of 4 output channels. A pass
+  stores its *pre-activation* values; the reading pass applies CReLU as
+  ``max(v, 0.0)`` / ``max(-v, 0.0)``, so one RGBA texture carries 8 features.
+* Replicate padding is clamp-to-edge sampling at texel centres
+  (``NAME_texOff``), which is exact even with linear filtering.
+* The final layer is lowered to a low-resolution conv with one output channel
+  per sub-pixel: pixel_shuffle already is one; nearest_conv's 3x3 conv over
+  nearest-upsampled features equals, for each of the 4 sub-pixels, a conv of
+  the low-resolution features with a folded kernel. So the expensive product
+  runs once per source pixel instead of once per output pixel. It binds the
+  saved textures of every block (the concatenation), split into partial-sum
+  passes beyond 16 binds. A bicubic residual is added there too (its 4
+  sub-pixel values come from one 5x5 neighbourhood).
+* The last pass runs at twice the size: it picks the sub-pixel value for its
+  output position (depth-to-space) and adds the bilinear residual with one
+  hardware-filtered LUMA sample.
+
+Weights are GLSL literals (on llvmpipe they ran 2.4x faster than uniform
+arrays) printed with ``%.9g``, which round-trips float32 exactly. The output
+is a pure function of the checkpoint: no timestamps, no absolute paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..host.errors import UpshadeError
+from ..host.fileio import atomic_output
+
+__all__ = ["Lowered", "lower", "export_shader", "add_arguments", "run"]
+
+# The network is skipped unless the output is enlarged by more than this
+# factor in both directions (it only knows how to double).
+WHEN_MIN_SCALE = 1.2
+MAX_BINDS = 16  # the hook format's (and mpv's) limit of textures per pass
+
+# torch's bicubic (a = -0.75, align_corners=False) at x2 samples the source
+# at offsets -0.25 (even outputs: taps -2..1) and +0.25 (odd outputs: taps
+# -1..2). These are its 4 weights for each, exact in binary (multiples of 1/256).
+_A = -0.75
+
+
+def _cubic_near(x: float) -> float:  # |x| <= 1
+    return ((_A + 2) * x - (_A + 3)) * x * x + 1
+
+
+def _cubic_far(x: float) -> float:  # 1 < |x| < 2
+    return ((_A * x - 5 * _A) * x + 8 * _A) * x - 4 * _A
+
+
+def _bicubic_taps(t: float) -> tuple[float, float, float, float]:
+    return (_cubic_far(t + 1), _cubic_near(t), _cubic_near(1 - t), _cubic_far(2 - t))
+
+
+BICUBIC_EVEN = _bicubic_taps(0.75)  # output 2x: taps x-2, x-1, x, x+1
+BICUBIC_ODD = _bicubic_taps(0.25)   # output 2x+1: taps x-1, x, x+1, x+2
+
+
+# ------------------------------------------------------------------ lowering
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """The network in the shape the shader computes it, as float64 arrays.
+
+    Feature textures hold 4 pre-activation channels each; ``groups`` textures
+    per layer. Input channels of every conv after the first are in *texture
+    order*: for texture ``t``, 4 channels of ``relu(v)`` then 4 of ``relu(-v)``
+    (``8 * t + i`` and ``8 * t + 4 + i``), zero-padded where ``4 t + i >= width``.
+
+    ``final_w`` is a low-resolution conv whose output channel ``k`` is the
+    sub-pixel ``(k // 2, k % 2)`` (``n_out == 4``), or a single channel shared
+    by all 4 sub-pixels (``n_out == 1``: nearest_conv with a 1x1 kernel).
+    """
+
+    config: dict
+    width: int
+    groups: int
+    convs: tuple[tuple[np.ndarray, np.ndarray], ...]  # (4*groups, Cin, 3, 3), (4*groups,)
+    final_w: np.ndarray                               # (n_out, blocks*groups*8, k, k)
+    final_b: np.ndarray                               # (n_out,)
+    residual: str                                     # "bilinear" | "bicubic"
+
+    @property
+    def blocks(self) -> int:
+        return len(self.convs)
+
+    @property
+    def n_out(self) -> int:
+        return self.final_w.shape[0]
+
+
+_CONFIG_DEFAULTS = {
+    "blocks": 7, "width": 4, "scale": 2, "upscale": "pixel_shuffle", "final_kernel": 3, "residual": "bilinear",
+}
+
+
+def _texture_order(weight: np.ndarray, width: int, groups: int, sources: int) -> np.ndarray:
+    """Reorder CReLU input channels (per source: W relu then W relu-neg) into texture order."""
+    out_c, _, kh, kw = weight.shape
+    res = np.zeros((out_c, sources * groups * 8, kh, kw), dtype=np.float64)
+    for s in range(sources):
+        base = s * 2 * width
+        for c in range(width):
+            t, i = divmod(c, 4)
+            dst = (s * groups + t) * 8 + i
+            res[:, dst] = weight[:, base + c]
+            res[:, dst + 4] = weight[:, base + width + c]
+    return res
+
+
+def _pad_out(a: np.ndarray, n: int) -> np.ndarray:
+    pad = np.zeros((n,) + a.shape[1:], dtype=np.float64)
+    pad[: a.shape[0]] = a
+    return pad
+
+
+def _fold_nearest_conv(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A kxk conv over nearest-x2-upsampled features as a 4-channel conv at low resolution.
+
+    Output row 2y+sy, tap ky reads upsampled row 2y+sy+ky-1, i.e. source row
+    y + (sy+ky-1)//2; the same holds for columns. Clamping at the high- or the
+    low-resolution edge picks the same source row, so replicate padding is
+    preserved.
+    """
+    _, cin, k, _ = w.shape
+    if k == 1:
+        return w.astype(np.float64), b.astype(np.float64)
+    folded = np.zeros((4, cin, 3, 3), dtype=np.float64)
+    r = k // 2
+    for sy in range(2):
+        for sx in range(2):
+            for ky in range(k):
+                for kx in range(k):
+                    ly = (sy + ky - r) // 2 + 1
+                    lx = (sx + kx - r) // 2 + 1
+                    folded[sy * 2 + sx, :, ly, lx] += w[0, :, ky, kx]
+    return folded, np.repeat(b.astype(np.float64), 4)
+
+
+def lower(config: Mapping[str, Any], state: Mapping[str, Any]) -> Lowered:
+    """Check a config + state dict (tensors or arrays) and lower it to shader form."""
+    cfg = dict(_CONFIG_DEFAULTS)
+    cfg.update(config)
+    blocks, width = int(cfg["blocks"]), int(cfg["width"])
+    if int(cfg["scale"]) != 2:
+        raise UpshadeError(f"only x2 models can be exported (config has scale={cfg['scale']})")
+    if cfg["upscale"] not in ("pixel_shuffle", "nearest_conv"):
+        raise UpshadeError(f"unknown upscale mode {cfg['upscale']!r}")
+    if cfg["residual"] not in ("bilinear", "bicubic"):
+        raise UpshadeError(f"unknown residual mode {cfg['residual']!r}")
+    k = int(cfg["final_kernel"])
+    if k not in (1, 3):
+        raise UpshadeError(f"final_kernel must be 1 or 3 (config has {k})")
+    if blocks < 1 or width < 1:
+        raise UpshadeError(f"config needs blocks >= 1 and width >= 1 (has blocks={blocks}, width={width})")
+    groups = -(-width // 4)
+    if groups > MAX_BINDS:
+        raise UpshadeError(f"width {width} needs {groups} textures per layer; a pass can bind at most {MAX_BINDS}")
+
+    def get(key: str, shape: tuple[int, ...]) -> np.ndarray:
+        if key not in state:
+            raise UpshadeError(f"weights lack {key!r} (not an upshade model of this config)")
+        value = state[key]
+        arr = (value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)).astype(np.float64)
+        if arr.shape != shape:
+            raise UpshadeError(f"weights {key!r} have shape {arr.shape}, the config needs {shape}")
+        if not np.all(np.isfinite(arr)):
+            raise UpshadeError(f"weights {key!r} contain NaN or infinity")
+        return arr
+
+    convs = []
+    for i in range(blocks):
+        cin = 1 if i == 0 else 2 * width
+        w = get(f"convs.{i}.weight", (width, cin, 3, 3))
+        b = get(f"convs.{i}.bias", (width,))
+        if i > 0:
+            w = _texture_order(w, width, groups, 1)
+        convs.append((_pad_out(w, 4 * groups), _pad_out(b, 4 * groups)))
+
+    n_final = 4 if cfg["upscale"] == "pixel_shuffle" else 1
+    fw = get("final.weight", (n_final, blocks * 2 * width, k, k))
+    fb = get("final.bias", (n_final,))
+    fw = _texture_order(fw, width, groups, blocks)
+    if cfg["upscale"] == "nearest_conv":
+        fw, fb = _fold_nearest_conv(fw, fb)
+    return Lowered(cfg, width, groups, tuple(convs), fw, fb, cfg["residual"])
+
+
+# ------------------------------------------------------------------ GLSL text
+
+
+def _num(v: float) -> str:
+    s = "%.9g" % v
+    # GLSL ES and strict compilers reject int literals where a float is needed.
+    return s if any(c in s for c in ".e") else s + ".0"
+
+
+def _vec4(values) -> str:
+    return "vec4(" + ", ".join(_num(v) for v in values) + ")"
+
+
+def _mat4(m: np.ndarray) -> str:
+    """``mat4(...) * v`` computes ``m @ v``: GLSL constructors take columns."""
+    return "mat4(" + ", ".join(_num(v) for v in m.T.reshape(-1)) + ")"
+
+
+def _identifier(name: str) -> str:
+    ident = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+    return ident or "MODEL"
+
+
+def _taps(k: int):
+    r = k // 2
+    return [(ky, kx, kx - r, ky - r) for ky in range(k) for kx in range(k)]
+
+
+def _sample(tex: str, dx: int, dy: int) -> str:
+    if dx == 0 and dy == 0:
+        return f"{tex}_tex({tex}_pos)"
+    return f"{tex}_texOff(vec2({_num(dx)}, {_num(dy)}))"
+
+
+@dataclass
+class _Pass:
+    desc: str
+    binds: list[str]
+    body: list[str]
+    save: str | None = None
+    upscale: bool = False
+
+
+def _crelu_terms(lines: list[str], acc: str, tex_w: np.ndarray, single: bool) -> None:
+    """Append ``acc += W+ relu(t) + W- relu(-t)`` for one texture read into ``t``.
+
+    ``tex_w`` is (n_out, 8): 4 positive then 4 negative input channels.
+    """
+    for part, expr in ((tex_w[:, :4], "max(t, 0.0)"), (tex_w[:, 4:], "max(-t, 0.0)")):
+        if not np.any(part):
+            continue
+        if single:
+            lines.append(f"    {acc} += dot({_vec4(part[0])}, {expr});")
+        else:
+            lines.append(f"    {acc} += {_mat4(part)} * {expr};")
+
+
+def _conv_body(src: list[str], w: np.ndarray, b: np.ndarray) -> list[str]:
+    lines = [f"    vec4 r = {_vec4(b)};", "    vec4 t;"]
+    for ky, kx, dx, dy in _taps(3):
+        for t, tex in enumerate(src):
+            tw = w[:, t * 8:(t + 1) * 8, ky, kx]
+            if not np.any(tw):
+                continue
+            lines.append(f"    t = {_sample(tex, dx, dy)};")
+            _crelu_terms(lines, "r", tw, single=False)
+    lines.append("    return r;")
+    return lines
+
+
+def _first_conv_body(w: np.ndarray, b: np.ndarray) -> list[str]:
+    """Layer 1 reads the single luma channel: group its 9 taps into vec4s of samples."""
+    taps = _taps(3)
+    lines = [f"    vec4 r = {_vec4(b)};"]
+    for start in range(0, 9, 4):
+        chunk = taps[start:start + 4]
+        samples = [f"HOOKED_texOff(vec2({_num(dx)}, {_num(dy)})).x" for _, _, dx, dy in chunk]
+        cols = np.stack([w[:, 0, ky, kx] for ky, kx, _, _ in chunk], axis=1)  # (4, n)
+        if len(chunk) == 4:
+            lines.append(f"    r += {_mat4(cols)} * vec4({', '.join(samples)});")
+        else:
+            for j, s in enumerate(samples):
+                lines.append(f"    r += {_vec4(cols[:, j])} * {s};")
+    lines.append("    return r;")
+    return lines
+
+
+def _bicubic_lines(acc: str) -> list[str]:
+    """torch's x2 bicubic for all 4 sub-pixels of this source pixel, from its 5x5 neighbourhood.
+
+    Rows first (``he``/``ho``: even/odd output column, rows -2..1 in the vec4
+    and row 2 in the float), then columns, as torch does; clamp-to-edge
+    sampling reproduces its clamped taps.
+    """
+    lines = [
+        f"    const vec4 we = {_vec4(BICUBIC_EVEN)};",
+        f"    const vec4 wo = {_vec4(BICUBIC_ODD)};",
+        "    vec4 he, ho, s;",
+        "    float he2, ho2, s2;",
+    ]
+    for row in range(-2, 3):
+        taps = ", ".join(f"HOOKED_texOff(vec2({_num(dx)}, {_num(row)})).x" for dx in range(-2, 2))
+        lines.append(f"    s = vec4({taps});")
+        lines.append(f"    s2 = HOOKED_texOff(vec2(2.0, {_num(row)})).x;")
+        if row < 2:
+            comp = "xyzw"[row + 2]
+            lines.append(f"    he.{comp} = dot(s, we);")
+            lines.append(f"    ho.{comp} = dot(vec4(s.yzw, s2), wo);")
+        else:
+            lines.append("    he2 = dot(s, we);")
+            lines.append("    ho2 = dot(vec4(s.yzw, s2), wo);")
+    lines.append(
+        f"    {acc} += vec4(dot(he, we), dot(ho, we), dot(vec4(he.yzw, he2), wo), dot(vec4(ho.yzw, ho2), wo));"
+    )
+    return lines
+
+
+def _final_chunks(feats: list[str], bicubic: bool) -> list[list[str]]:
+    chunks: list[list[str]] = []
+    rest = list(feats)
+    while rest:
+        cap = MAX_BINDS - (1 if chunks else 0)  # partial sum of the previous pass
+        if len(rest) <= cap - bicubic:  # the last pass also binds HOOKED for bicubic
+            chunks.append(rest)
+            break
+        take = min(cap, len(rest) - 1)
+        chunks.append(rest[:take])
+        rest = rest[take:]
+    return chunks
+
+
+def _passes(low: Lowered, name: str) -> list[_Pass]:
+    prefix = "UPSHADE_" + _identifier(name)
+    g = low.groups
+    tag = f"upshade {name}"
+
+    def layer_tex(i: int) -> list[str]:
+        return [f"{prefix}_C{i + 1}" + (f"_{j}" if g > 1 else "") for j in range(g)]
+
+    passes: list[_Pass] = []
+    for i, (w, b) in enumerate(low.convs):
+        cin = 1 if i == 0 else 2 * low.width
+        for j, out in enumerate(layer_tex(i)):
+            rows = slice(4 * j, 4 * j + 4)
+            part = "" if g == 1 else f", out {4 * j}-{min(4 * j + 4, low.width) - 1}"
+            desc = f"{tag} conv{i + 1} ({cin}->{low.width}{part})"
+            if i == 0:
+                passes.append(_Pass(desc, ["HOOKED"], _first_conv_body(w[rows], b[rows]), save=out))
+            else:
+                src = layer_tex(i - 1)
+                passes.append(_Pass(desc, src, _conv_body(src, w[rows], b[rows]), save=out))
+
+    feats = [t for i in range(low.blocks) for t in layer_tex(i)]
+    bicubic = low.residual == "bicubic"
+    chunks = _final_chunks(feats, bicubic)
+    single = low.n_out == 1
+    acc_t = "float" if single else "vec4"
+    k = low.final_w.shape[-1]
+    sub_tex = f"{prefix}_SUB"
+    offset = 0
+    for c, chunk in enumerate(chunks):
+        last = c == len(chunks) - 1
+        binds = list(chunk)
+        lines = []
+        if c == 0:
+            lines.append(f"    {acc_t} r = {_num(low.final_b[0]) if single else _vec4(low.final_b)};")
+        else:
+            prev = f"{prefix}_SUM{c}"
+            binds.insert(0, prev)
+            lines.append(f"    {acc_t} r = {prev}_tex({prev}_pos){'.x' if single else ''};")
+        lines.append("    vec4 t;")
+        for ky, kx, dx, dy in _taps(k):
+            for t, tex in enumerate(chunk):
+                ch = (offset + t) * 8
+                tw = low.final_w[:, ch:ch + 8, ky, kx]
+                if not np.any(tw):
+                    continue
+                lines.append(f"    t = {_sample(tex, dx, dy)};")
+                _crelu_terms(lines, "r", tw, single)
+        offset += len(chunk)
+        cin = low.blocks * 2 * low.width
+        if last:
+            desc = f"{tag} final ({cin}->{4 if low.config['upscale'] == 'pixel_shuffle' else 1})"
+            if bicubic:
+                binds.append("HOOKED")
+                desc += " + bicubic residual"
+                if single:
+                    lines.append("    vec4 y = vec4(r);")
+                    lines += _bicubic_lines("y")
+                    lines.append("    return y;")
+                else:
+                    lines += _bicubic_lines("r")
+                    lines.append("    return r;")
+            else:
+                lines.append(f"    return {'vec4(r)' if single else 'r'};")
+            save = sub_tex
+        else:
+            desc = f"{tag} final ({cin}->{low.n_out}, partial sum {c + 1}/{len(chunks)})"
+            lines.append(f"    return {'vec4(r, 0.0, 0.0, 0.0)' if single else 'r'};")
+            save = f"{prefix}_SUM{c + 1}"
+        passes.append(_Pass(desc, binds, lines, save=save))
+
+    body = [
+        f"    vec2 lr = {sub_tex}_pos * {sub_tex}_size;",
+        "    vec2 s = step(0.5, fract(lr));",
+        f"    vec4 v = {sub_tex}_tex((floor(lr) + 0.5) * {sub_tex}_pt);",
+        "    float y = mix(mix(v.x, v.y, s.x), mix(v.z, v.w, s.x), s.y);",
+    ]
+    binds = [sub_tex]
+    if not bicubic:
+        binds.insert(0, "HOOKED")
+        body.append("    y += HOOKED_tex(HOOKED_pos).x;")
+    body.append("    return vec4(y, 0.0, 0.0, 1.0);")
+    desc = f"{tag} depth-to-space" + ("" if bicubic else " + bilinear residual") + " (x2)"
+    passes.append(_Pass(desc, binds, body, upscale=True))
+    return passes
+
+
+def _header(low: Lowered, name: str, source: str, params: int, metrics: Mapping[str, Any] | None) -> list[str]:
+    cfg = " ".join(f"{k}={v}" for k, v in low.config.items())
+    lines = [
+        f"// upshade {name}: x2 CNN luma upscaler (mpv --glsl-shaders, or the upshade host)",
+        f"// Generated by `upshade export` from {source}; edit the model, not this file.",
+        f"// config: {cfg}",
+        f"// parameters: {params}",
+    ]
+    items = _flat_metrics(metrics or {})
+    if items:
+        row = "// metrics:"
+        for item in items:
+            if len(row) + len(item) + 1 > 100 and row != "// metrics:":
+                lines.append(row)
+                row = "//         "
+            row += " " + item
+        lines.append(row)
+    lines.append("// MIT licence, like upshade.")
+    return lines
+
+
+def _flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Scalar metrics as ``key=value`` (nested dicts dotted; lists such as curves left out)."""
+    out = []
+    for key, value in metrics.items():
+        key = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out += _flat_metrics(value, key + ".")
+        elif isinstance(value, bool) or isinstance(value, (int, np.integer)):
+            out.append(f"{key}={value}")
+        elif isinstance(value, (float, np.floating)) and math.isfinite(value):
+            out.append(f"{key}={float(value):.6g}")
+        elif isinstance(value, str) and "\n" not in value and len(value) <= 60:
+            out.append(f"{key}={value}")
+    return out
+
+
+def render_passes(passes: list[_Pass], header: list[str]) -> str:
+    gate = f"OUTPUT.w LUMA.w / {WHEN_MIN_SCALE:.3f} > OUTPUT.h LUMA.h / {WHEN_MIN_SCALE:.3f} > *"
+    out = list(header)
+    for p in passes:
+        out.append("")
+        out.append(f"//!DESC {p.desc}")
+        out.append("//!HOOK LUMA")
+        out += [f"//!BIND {b}" for b in p.binds]
+        if p.save:
+            out.append(f"//!SAVE {p.save}")
+            out.append("//!COMPONENTS 4")
+        if p.upscale:
+            out.append("//!WIDTH LUMA.w 2 *")
+            out.append("//!HEIGHT LUMA.h 2 *")
+        out.append(f"//!WHEN {gate}")
+        out.append("vec4 hook() {")
+        out += p.body
+        out.append("}")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def _default_name(path: Path) -> str:
+    stem = path.stem
+    return stem[len("upshade_"):] if stem.lower().startswith("upshade_") and len(stem) > 8 else stem
+
+
+def _load(path: Path):
+    from .model import load_checkpoint  # torch is needed from here on
+
+    try:
+        return load_checkpoint(path)
+    except UpshadeError as exc:  # its messages already start with the path
+        raise UpshadeError(str(exc)) from None
+
+
+def export_shader(model_or_ckpt, name: str | None = None) -> str:
+    """The hook shader text for a checkpoint path, a checkpoint dict or an UpshadeNet.
+
+    ``name`` appears in pass descriptions and texture names (default: the
+    checkpoint file name without ``upshade_``, e.g. ``M`` for ``upshade_M.pt``).
+    """
+    metrics = None
+    if isinstance(model_or_ckpt, (str, Path)):
+        path = Path(model_or_ckpt)
+        model, ckpt = _load(path)
+        config = model.cfg.to_dict()
+        state = model.state_dict()
+        metrics = ckpt.get("metrics")
+        source = f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
+        name = name or _default_name(path)
+        where = str(path)
+    else:
+        if isinstance(model_or_ckpt, Mapping):
+            config, state, metrics = model_or_ckpt.get("config"), model_or_ckpt.get("model"), model_or_ckpt.get("metrics")
+            if config is None or state is None:
+                raise UpshadeError("checkpoint dict needs 'config' and 'model' entries")
+        else:
+            cfg = getattr(model_or_ckpt, "cfg", None)
+            if cfg is None:
+                raise UpshadeError(f"cannot export {type(model_or_ckpt).__name__}: it has no model config")
+            config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+            state = model_or_ckpt.state_dict()
+        digest = hashlib.sha256()
+        for key in sorted(state):
+            value = state[key]
+            arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            digest.update(key.encode() + np.ascontiguousarray(arr, dtype="<f4").tobytes())
+        source = f"in-memory weights (sha256 {digest.hexdigest()[:16]})"
+        name = name or "model"
+        where = "model"
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    name = " ".join(str(name).split())
+    try:
+        low = lower(config, state)
+    except UpshadeError as exc:
+        raise UpshadeError(f"{where}: {exc}") from None
+    params = int(sum(np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v).size for v in state.values()))
+    passes = _passes(low, name)
+    return render_passes(passes, _header(low, name, source, params, metrics))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by `upshade train` (.pt)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.glsl", help="the hook shader to write")
+    parser.add_argument(
+        "--name",
+        help="model name used in pass descriptions and texture names (default: from CKPT, e.g. M for upshade_M.pt)",
+    )
+
+
+def run(args) -> int:
+    ckpt = Path(args.checkpoint)
+    text = export_shader(ckpt, name=args.name)
+    with atomic_output(args.output, inputs=[ckpt]) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    passes = text.count("\n//!HOOK ")
+    print(f"{args.output}: {passes} passes from {ckpt.name}")
+    return 0
