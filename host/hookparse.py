@@ -52,7 +52,7 @@ KNOWN_HOOK_POINTS = HOOK_POINTS + ("PREOUTPUT",)
 BUILTIN_TEXTURES = frozenset(KNOWN_HOOK_POINTS) | {"HOOKED", "NATIVE_CROPPED"}
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_POSITIVE_INT = re.compile(r"0*[1-9][0-9]*")
+_POSITIVE_INT = re.compile(r"0*[1-9][0-9]{0,9}")  # at most 10 digits; the value is checked too
 # C-style decimal numbers only: Python's float() would also take "1_000", "inf" and non-ASCII digits.
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -291,13 +291,21 @@ def _parse_value(text: str, typ: str) -> ParamValue:
     text = text.strip()
     if typ == "float":
         return _float(text)
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", text):
         raise ValueError(text)
     v = int(text)
     lo, hi = (0, 2**32 - 1) if typ == "uint" else (-(2**31), 2**31 - 1)
     if not lo <= v <= hi:
         raise ValueError(text)
     return v
+
+
+def _positive_ints(parts: list[str]) -> list[int] | None:
+    """The values of ``parts`` if each is an integer in 1 .. 2**31-1, else None."""
+    if not all(_POSITIVE_INT.fullmatch(p) for p in parts):
+        return None
+    values = [int(p) for p in parts]
+    return values if all(v < 2**31 for v in values) else None
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -424,8 +432,8 @@ class _Parser:
 
     def _compute(self, d: _Directive) -> tuple[int, int, int, int]:
         parts = d.arg.split()
-        if len(parts) in (2, 4) and all(_POSITIVE_INT.fullmatch(p) for p in parts):
-            v = [int(p) for p in parts]
+        v = _positive_ints(parts) if len(parts) in (2, 4) else None
+        if v is not None:
             return (v[0], v[1], v[2], v[3]) if len(v) == 4 else (v[0], v[1], v[0], v[1])
         raise self.err(d.line, f"bad //!COMPUTE '{d.arg}': expected 'bw bh' or 'bw bh tw th' (positive integers)")
 
@@ -461,9 +469,10 @@ class _Parser:
             if d.name == "SIZE":
                 self._once(seen, d)
                 parts = d.arg.split()
-                if not (1 <= len(parts) <= 3 and all(_POSITIVE_INT.fullmatch(p) for p in parts)):
+                dims = _positive_ints(parts) if 1 <= len(parts) <= 3 else None
+                if dims is None:
                     raise self.err(d.line, f"bad //!SIZE '{d.arg}': expected 1 to 3 positive integers (w [h [d]])")
-                size = tuple(int(p) for p in parts)
+                size = tuple(dims)
             elif d.name == "FORMAT":
                 self._once(seen, d)
                 if d.arg not in TEXTURE_FORMATS:

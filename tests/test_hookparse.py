@@ -480,7 +480,8 @@ FRAGMENTS = [
     "//!TEXTURE", "//!SIZE 1 1", "//!SIZE -1", "//!SIZE 1 1 1 1", "//!FORMAT r8", "//!FORMAT rgba16f",
     "//!FORMAT zz", "//!FILTER LINEAR", "//!BORDER MIRROR", "//!STORAGE", "//!PARAM p", "//!TYPE float",
     "//!TYPE ENUM int", "//!TYPE DEFINE", "//!MINIMUM 0", "//!MAXIMUM 1e400", "//!BUFFER b", "//!VAR vec3 v",
-    "//!VAR int a[0]", "//!", "//!FOO", "ff", "00ff", "0", "1.5", "A", "vec4 hook() { return vec4(0); }",
+    "//!VAR int a[0]", "//!", "//!FOO", "//!SIZE " + "9" * 5000, "//!COMPUTE 1 " + "9" * 5000, "9" * 5000,
+    "//!MINIMUM " + "9" * 5000, "//!TYPE int", "//!WIDTH " + "9" * 5000, "ff", "00ff", "0", "1.5", "A", "vec4 hook() { return vec4(0); }",
     "void hook() {}", "", " ", "\r", "\t//!HOOK MAIN", "\x00", "\ufeff", "é", "//!SIZE \u00b2",
     "//!COMPUTE \u0663 1", "//!WIDTH \u00b2", "//!COMPONENTS \u0663", "//!OFFSET \u0663 1", "\u0663\u0663",
 ]
