@@ -1,0 +1,249 @@
+"""Training pairs made on the fly, exactly as the evaluation protocol makes them.
+
+A training sample is a random HR crop (default 128x128) of an RGB image,
+randomly flipped/rotated; its LR is the protocol's MATLAB-bicubic downscale of
+that RGB crop, rounded to uint8 (the very LR ``upshade eval`` feeds a model).
+The network sees full-range BT.601 luma of the LR (what the GL host hands a
+LUMA hook for an RGB image) and is trained towards the same luma of the HR crop.
+
+Images are decoded once into RAM (uint8); batches are built in numpy in the
+training process itself: with 2 CPU cores, DataLoader worker processes would
+only fight the training thread for them.
+
+Named sources (under ``data_root``, default ``../shared/data``)::
+
+    synla:train   SYNLA-1024 minus its last 128 files by name   (line art)
+    synla:val     SYNLA-1024, the last 128 files by name         (fixed split)
+    synla         all of SYNLA-1024
+    t91  set5  set14
+    any other string is taken as a folder of images
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..host.errors import UpshadeError
+from .metrics import as_rgb, crop_to_multiple, imresize, imresize_down, rgb_to_luma_full, rgb_to_y
+
+IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+SYNLA_VAL_COUNT = 128
+DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
+_FOLDERS = {"synla": "synla1024", "t91": "t91", "set5": "set5", "set14": "set14"}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` uint8 RGB (greyscale replicated, alpha dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UpshadeError(f"{path}: image not found")
+    import av  # PyAV decodes PNG/BMP/JPEG/TIFF via FFmpeg; no Pillow dependency
+
+    try:
+        with av.open(str(path)) as container:
+            stream = next((s for s in container.streams if s.type == "video"), None)
+            if stream is None:
+                raise UpshadeError(f"{path}: not an image (no picture stream)")
+            frame = next(container.decode(stream), None)
+            if frame is None:
+                raise UpshadeError(f"{path}: not an image (no decodable picture)")
+            rgb = frame.to_ndarray(format="rgb24")
+    except UpshadeError:
+        raise
+    except Exception as exc:  # av.error.* / StopIteration: the file is not a readable image
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UpshadeError(f"{path}: cannot read image ({msg[:160]})") from None
+    return np.ascontiguousarray(as_rgb(rgb))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.exists():
+        raise UpshadeError(f"{folder}: image folder not found")
+    if not folder.is_dir():
+        raise UpshadeError(f"{folder}: not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise UpshadeError(f"{folder}: no images ({', '.join(IMAGE_EXTS)}) in this folder")
+    return files
+
+
+def resolve_source(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> list[Path]:
+    """Image files of a named source (see the module docstring) or of a folder."""
+    name, _, split = spec.partition(":")
+    key = name.lower()
+    if key in _FOLDERS:
+        files = list_images(Path(data_root) / _FOLDERS[key])
+        if key == "synla" and split:
+            if len(files) <= SYNLA_VAL_COUNT:
+                raise UpshadeError(f"{Path(data_root) / 'synla1024'}: needs more than {SYNLA_VAL_COUNT} images to split")
+            if split == "train":
+                return files[:-SYNLA_VAL_COUNT]
+            if split == "val":
+                return files[-SYNLA_VAL_COUNT:]
+            raise UpshadeError(f"unknown SYNLA split {split!r} in {spec!r}: use synla:train or synla:val")
+        if split:
+            raise UpshadeError(f"source {spec!r}: only synla has splits (synla:train, synla:val)")
+        return files
+    return list_images(spec)
+
+
+def source_label(spec: str) -> str:
+    """Short key for metrics: 'set5', 'synla_val', or a folder's name."""
+    name, _, split = spec.partition(":")
+    if name.lower() in _FOLDERS:
+        return name.lower() + (f"_{split}" if split else "")
+    return Path(spec).name or spec
+
+
+# ---------------------------------------------------------------- training pairs
+
+
+@dataclass
+class TrainSet:
+    """Preloaded HR images of one source, sampled in proportion to their area."""
+
+    name: str
+    images: list[np.ndarray]
+    paths: list[Path]
+    probs: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        area = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
+        self.probs = area / area.sum()
+
+    @property
+    def pixels(self) -> int:
+        return int(sum(im.shape[0] * im.shape[1] for im in self.images))
+
+
+def load_train_set(spec: str, patch: int, data_root=DEFAULT_DATA_ROOT, scales=(1.0,), progress=None) -> TrainSet:
+    """Decode every image of ``spec``; optionally add downscaled copies (FSRCNN-style scale augmentation).
+
+    An original image smaller than the crop is an error naming it; a scaled
+    copy smaller than the crop is just not added (it is derived data).
+    """
+    paths = resolve_source(spec, data_root)
+    images, kept = [], []
+    for p in paths:
+        img = read_rgb(p)
+        h, w = img.shape[:2]
+        if h < patch or w < patch:
+            raise UpshadeError(f"{p}: image {w}x{h} is smaller than the {patch}x{patch} training crop")
+        for s in scales:
+            if s == 1.0:
+                images.append(img)
+                kept.append(p)
+                continue
+            sh, sw = int(round(h * s)), int(round(w * s))
+            if sh >= patch and sw >= patch:
+                images.append(imresize(img, (sh, sw)))
+                kept.append(p)
+        if progress is not None:
+            progress.update(1)
+    return TrainSet(spec, images, kept)
+
+
+class PairSampler:
+    """Random (LR luma, HR luma) batches from weighted training sets.
+
+    ``weights[i]`` is the share of samples drawn from ``sets[i]``; within a set
+    an image is picked with probability proportional to its area, so every HR
+    pixel is equally likely to be seen.
+    """
+
+    def __init__(self, sets: list[TrainSet], weights: list[float], patch: int = 128, scale: int = 2, augment: bool = True):
+        if not sets:
+            raise UpshadeError("no training images")
+        if patch % scale:
+            raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
+        w = np.asarray(weights, dtype=np.float64)
+        if len(w) != len(sets) or np.any(w < 0) or w.sum() <= 0:
+            raise UpshadeError(f"bad training-set weights {list(weights)}")
+        self.sets, self.set_probs = sets, w / w.sum()
+        self.patch, self.scale, self.augment = patch, scale, augment
+
+    def crops(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n, patch, patch, 3)`` uint8 HR crops, randomly flipped/rotated."""
+        p = self.patch
+        out = np.empty((n, p, p, 3), dtype=np.uint8)
+        set_idx = rng.choice(len(self.sets), size=n, p=self.set_probs)
+        for i in range(n):
+            ts = self.sets[set_idx[i]]
+            img = ts.images[rng.choice(len(ts.images), p=ts.probs)]
+            h, w = img.shape[:2]
+            y = int(rng.integers(0, h - p + 1))
+            x = int(rng.integers(0, w - p + 1))
+            crop = img[y : y + p, x : x + p]
+            if self.augment:
+                # The 8 symmetries of the square; bicubic resampling commutes with
+                # all of them, so the LR of the transformed crop is still exact.
+                k = int(rng.integers(0, 8))
+                if k & 4:
+                    crop = crop[:, ::-1]
+                crop = np.rot90(crop, k & 3)
+            out[i] = crop
+        return out
+
+    def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(lr (n,1,p/s,p/s), hr (n,1,p,p))`` float32 full-range luma in 0..1."""
+        hr_rgb = self.crops(n, rng)
+        # float32 resampling: same uint8 LR as the float64 protocol except on
+        # exact .5 ties (measured: none in practice), at half the cost.
+        lr_rgb = imresize_down(hr_rgb, self.scale, dtype=np.float32)
+        lr = rgb_to_luma_full(lr_rgb)[:, None]
+        hr = rgb_to_luma_full(hr_rgb)[:, None]
+        return np.ascontiguousarray(lr), np.ascontiguousarray(hr)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@dataclass
+class ValImage:
+    name: str
+    lr_luma: np.ndarray  # (1, 1, h, w) float32 full-range luma of the protocol LR
+    hr_luma: np.ndarray  # (1, 1, 2h, 2w) float32 full-range luma of the cropped HR
+    hr_y: np.ndarray  # (2h, 2w) float64 scoring Y (16..235) of the cropped HR
+
+
+def load_val_set(spec: str, data_root=DEFAULT_DATA_ROOT, scale: int = 2) -> list[ValImage]:
+    """Whole images prepared by the protocol: crop to a multiple of the scale, LR by imresize."""
+    out = []
+    for p in resolve_source(spec, data_root):
+        hr = crop_to_multiple(read_rgb(p), scale)
+        if min(hr.shape[:2]) < 8 * scale:
+            raise UpshadeError(f"{p}: image {hr.shape[1]}x{hr.shape[0]} is too small to validate on")
+        lr = imresize_down(hr, scale)
+        out.append(
+            ValImage(
+                p.name,
+                rgb_to_luma_full(lr)[None, None],
+                rgb_to_luma_full(hr)[None, None],
+                rgb_to_y(hr),
+            )
+        )
+    return out
+
+
+def scoring_y(sr_luma: np.ndarray) -> np.ndarray:
+    """Network output (full-range luma, 0..1) -> the protocol's scoring Y (16..235).
+
+    The protocol scores Y of the uint8 SR RGB; with chroma taken from any
+    upscale, that Y equals ``16 + 219 * luma`` up to RGB rounding (its effect on
+    PSNR is ~0.003 dB at 32 dB), so validation scores the luma directly and
+    rounds it to 8 bits like a display would.
+    """
+    luma = np.clip(np.asarray(sr_luma, dtype=np.float64), 0.0, 1.0)
+    return 16.0 + 219.0 * (np.round(luma * 255.0) / 255.0)
+
+
+def steps_for(images: int, batch: int) -> int:
+    return max(1, math.ceil(images / batch))

@@ -1,0 +1,538 @@
+"""Train an upshade model.
+
+    upshade train --config train.json --size M --out runs/M
+    upshade train --config train.json --size L lr=2e-3 schedule=cosine epochs=120 --out runs/L
+    upshade train --config train.json --out runs/M --resume          # continue exactly
+    upshade train --config train.json loss=l1:1,content:0.01 --vgg-weights vgg19-dcbb9e9d.pth
+
+The JSON config holds any TrainConfig field below (unknown keys are errors);
+``key=value`` arguments override it (values parsed as JSON when they can be,
+e.g. ``betas=[0.9,0.99]``, else taken as strings). Everything that decides the
+result lives in the config, which is stored in every checkpoint, so a run is
+reproducible from its checkpoint alone and ``--resume`` refuses a different one.
+
+Output folder: ``last.pt`` (every epoch, atomically: everything needed to
+resume), ``best.pt`` (best validation PSNR on ``select_on``), ``metrics.json``
+and ``loss.png`` (train/validation loss and validation PSNR per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..host.errors import UpshadeError
+from ..host.fileio import atomic_output
+from . import data as D
+from .metrics import psnr_y, ssim_y
+from .model import SIZES, ModelConfig, UpshadeNet, param_count, size_config
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass
+class TrainConfig:
+    size: str = "M"  # base model config: S, M or L (see model.SIZES)
+    model: dict = field(default_factory=dict)  # overrides of ModelConfig fields, e.g. {"residual": "bicubic"}
+    data_root: str = str(D.DEFAULT_DATA_ROOT)
+    # source -> share of training samples (sources: see upshade.tools.data)
+    train_sets: dict = field(default_factory=lambda: {"synla:train": 1.0, "t91": 1.0})
+    train_scales: list = field(default_factory=lambda: [1.0])  # extra downscaled copies of every train image
+    val_sets: list = field(default_factory=lambda: ["set5", "synla:val"])
+    select_on: str = "set5"  # best.pt = best Y-PSNR on this validation set (never Set14: it is the test set)
+    patch: int = 128  # HR crop size
+    batch: int = 96
+    epochs: int = 400
+    steps_per_epoch: int = 0  # 0: one crop per training image per epoch (the paper's epoch)
+    loss: str = "mse"  # weighted terms, e.g. "l1", "charbonnier", "l1:1,content:0.01"
+    lr: float = 1e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    schedule: str = "plateau"  # plateau (ReduceLROnPlateau on val loss) | cosine | constant
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    min_lr: float = 1e-6  # floor of plateau decay; end value of cosine
+    warmup_epochs: int = 0  # linear warmup (cosine only)
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    seed: int = 0
+
+    def validate(self) -> "TrainConfig":
+        size_config(self.size)
+        self.model_config()
+        for name in ("patch", "batch", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise UpshadeError(f"train config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.patch % 2:
+            raise UpshadeError(f"train config: patch must be even, got {self.patch}")
+        if self.lr <= 0:
+            raise UpshadeError(f"train config: lr must be > 0, got {self.lr}")
+        if self.schedule not in ("plateau", "cosine", "constant"):
+            raise UpshadeError(f"train config: schedule must be plateau, cosine or constant, got {self.schedule!r}")
+        if not isinstance(self.train_sets, dict) or not self.train_sets:
+            raise UpshadeError("train config: train_sets must be a non-empty mapping of source -> weight")
+        if not self.val_sets:
+            raise UpshadeError("train config: val_sets must name at least one validation source")
+        if self.select_on not in [D.source_label(s) for s in self.val_sets]:
+            labels = ", ".join(D.source_label(s) for s in self.val_sets)
+            raise UpshadeError(f"train config: select_on {self.select_on!r} is not one of the validation sets ({labels})")
+        if len(self.betas) != 2:
+            raise UpshadeError(f"train config: betas must be two numbers, got {self.betas}")
+        parse_loss(self.loss)
+        return self
+
+    def model_config(self) -> ModelConfig:
+        base = size_config(self.size).to_dict()
+        unknown = sorted(set(self.model) - set(base))
+        if unknown:
+            raise UpshadeError(f"train config: unknown model field(s) {', '.join(unknown)}")
+        return ModelConfig(**{**base, **self.model})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Fields that may change on --resume without changing what the run has done so far.
+RESUMABLE_CHANGES = {"epochs"}
+
+
+def load_config(path: str | None, overrides: list[str], size: str | None) -> TrainConfig:
+    raw: dict = {}
+    if path:
+        p = Path(path)
+        try:
+            raw = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise UpshadeError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UpshadeError(f"{p}: cannot read config ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise UpshadeError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        if not isinstance(raw, dict):
+            raise UpshadeError(f"{p}: config must be a JSON object")
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UpshadeError(f"override {item!r}: expected KEY=VALUE")
+        try:
+            raw[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raw[key] = value
+    if size:
+        raw["size"] = size.upper()
+    names = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise UpshadeError(f"train config: unknown field(s) {', '.join(unknown)} (known: {', '.join(names)})")
+    defaults = TrainConfig()
+    for key, value in raw.items():
+        want = type(getattr(defaults, key))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            raw[key] = float(value)
+        elif not isinstance(raw[key], want) or isinstance(value, bool) != (want is bool):
+            raise UpshadeError(f"train config: {key} must be {want.__name__}, got {value!r}")
+    return TrainConfig(**raw).validate()
+
+
+# ---------------------------------------------------------------- losses
+
+
+def parse_loss(spec: str) -> list[tuple[str, float]]:
+    terms = []
+    for part in str(spec).split(","):
+        name, _, weight = part.strip().partition(":")
+        name = name.strip().lower()
+        if name not in ("mse", "l1", "charbonnier", "content"):
+            raise UpshadeError(f"loss {spec!r}: unknown term {name!r} (mse, l1, charbonnier, content)")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise UpshadeError(f"loss {spec!r}: weight {weight!r} of {name} is not a number") from None
+        terms.append((name, w))
+    return terms
+
+
+# torchvision's vgg19 "features": numbers are conv widths, "M" a 2x2 max-pool.
+VGG19_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+CONTENT_LAYER = 34  # conv5_4 before its ReLU, as in SRGAN/ESRGAN's "VGG54"
+
+
+def vgg19_features(upto: int = CONTENT_LAYER) -> nn.Sequential:
+    """VGG19 ``features[: upto + 1]`` with torchvision's module indices (so its state-dict keys load)."""
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in VGG19_LAYOUT:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = v
+    return nn.Sequential(*layers[: upto + 1])
+
+
+def load_vgg19_features(path: str | os.PathLike | None, upto: int = CONTENT_LAYER) -> nn.Sequential:
+    """Frozen VGG19 features from a torchvision-format weights file (e.g. vgg19-dcbb9e9d.pth)."""
+    if not path:
+        raise UpshadeError("the content loss needs VGG19 weights: pass --vgg-weights PATH (torchvision vgg19 .pth)")
+    p = Path(path)
+    if not p.is_file():
+        raise UpshadeError(f"{p}: VGG19 weights file not found")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UpshadeError(f"{p}: not a readable PyTorch weights file ({first[:160]})") from None
+    if isinstance(state, nn.Module):  # pragma: no cover - weights_only refuses modules
+        state = state.state_dict()
+    if not isinstance(state, dict):
+        raise UpshadeError(f"{p}: expected a state dict of torchvision's vgg19")
+    feats = vgg19_features(upto)
+    wanted = feats.state_dict()
+    picked = {}
+    for key in wanted:
+        for cand in (f"features.{key}", key):
+            if cand in state:
+                picked[key] = state[cand]
+                break
+        else:
+            raise UpshadeError(f"{p}: not torchvision vgg19 weights (missing features.{key})")
+        if tuple(picked[key].shape) != tuple(wanted[key].shape):
+            raise UpshadeError(
+                f"{p}: features.{key} has shape {tuple(picked[key].shape)}, vgg19 needs {tuple(wanted[key].shape)}"
+            )
+    feats.load_state_dict(picked)
+    feats.eval()
+    for prm in feats.parameters():
+        prm.requires_grad_(False)
+    return feats
+
+
+class ContentLoss(nn.Module):
+    """Mean squared distance of frozen VGG19 conv5_4 features (the paper's content loss, per element)."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        # Luma stands in for all three channels of the grey image VGG sees.
+        def f(y):
+            return self.features((y.expand(-1, 3, -1, -1) - self.mean) / self.std)
+
+        with torch.no_grad():
+            target = f(hr)
+        return F.mse_loss(f(sr), target)
+
+
+class Loss(nn.Module):
+    def __init__(self, spec: str, vgg_weights: str | None = None):
+        super().__init__()
+        self.terms = parse_loss(spec)
+        self.content = None
+        if any(name == "content" for name, _ in self.terms):
+            self.content = ContentLoss(load_vgg19_features(vgg_weights))
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        total = sr.new_zeros(())
+        for name, w in self.terms:
+            if name == "mse":
+                term = F.mse_loss(sr, hr)
+            elif name == "l1":
+                term = F.l1_loss(sr, hr)
+            elif name == "charbonnier":
+                term = torch.sqrt((sr - hr) ** 2 + 1e-6).mean()  # eps 1e-3 on a 0..1 signal
+            else:
+                term = self.content(sr, hr)
+            total = total + w * term
+        return total
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    """Plateau steps once per epoch on the validation loss; cosine/constant step per batch."""
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
+    total = cfg.epochs * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    floor = cfg.min_lr / cfg.lr
+
+    def factor(step: int) -> float:
+        if cfg.schedule == "constant":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(model: UpshadeNet, val: dict[str, list[D.ValImage]], loss_fn: Loss, device) -> tuple[float, dict]:
+    """Loss and protocol Y-PSNR/SSIM per validation set; val loss = mean of the per-set losses."""
+    model.eval()
+    metrics, losses = {}, []
+    for label, images in val.items():
+        ps, ss, ls = [], [], []
+        for im in images:
+            lr = torch.from_numpy(im.lr_luma).to(device)
+            hr = torch.from_numpy(im.hr_luma).to(device)
+            sr = model(lr)
+            ls.append(float(loss_fn(sr, hr)))
+            y = D.scoring_y(sr[0, 0].cpu().numpy())
+            ps.append(psnr_y(y, im.hr_y, shave=2))
+            ss.append(ssim_y(y, im.hr_y, shave=2))
+        metrics[f"{label}_psnr"] = float(np.mean(ps))
+        metrics[f"{label}_ssim"] = float(np.mean(ss))
+        metrics[f"{label}_loss"] = float(np.mean(ls))
+        losses.append(float(np.mean(ls)))
+    model.train()
+    return float(np.mean(losses)), metrics
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def plot_history(history: list[dict], path: Path, title: str, select_on: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(ep, [h["train_loss"] for h in history], label="train")
+    ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    for key in sorted(k for k in history[-1] if k.endswith("_psnr")):
+        ax2.plot(ep, [h.get(key, float("nan")) for h in history], label=key.replace("_psnr", ""))
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("Y-PSNR (dB), x2 protocol")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.suptitle(f"{title} (best.pt chosen on {select_on})")
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def shipped_checkpoint(ckpt: dict) -> dict:
+    """The checkpoint minus what only resuming needs (what weights/ ships)."""
+    return {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "rng")}
+
+
+# ---------------------------------------------------------------- main loop
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields (JSON values)")
+    parser.add_argument("--config", metavar="FILE.json", help="training config (TrainConfig fields)")
+    parser.add_argument("--size", type=str.upper, choices=sorted(SIZES), help="model size (overrides the config)")
+    parser.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<size>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--vgg-weights", metavar="PATH", help="torchvision vgg19 weights for the content loss")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--stop-after", type=int, default=0, metavar="N", help="stop after N epochs in this invocation")
+    parser.add_argument("--time-limit", type=float, default=0, metavar="MIN", help="stop after the epoch that passes MIN minutes")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides, args.size)
+    out = Path(args.out or Path("runs") / cfg.size)
+    train(cfg, out, resume=args.resume, vgg_weights=args.vgg_weights, threads=args.threads,
+          device=args.device, stop_after=args.stop_after, time_limit_min=args.time_limit,
+          progress=not args.no_progress)
+    return 0
+
+
+def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    now = cfg.to_dict()
+    diffs = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES]
+    if "epochs" in saved and saved["epochs"] != now["epochs"] and cfg.schedule == "cosine":
+        diffs.append("epochs (a cosine schedule is fixed by its length)")
+    if diffs:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" if k in now else k for k in diffs[:4])
+        raise UpshadeError(f"{path}: cannot resume with a different config ({shown})")
+
+
+def train(
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    vgg_weights: str | None = None,
+    threads: int = 0,
+    device: str | None = None,
+    stop_after: int = 0,
+    time_limit_min: float = 0,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) the run in ``out``; returns the last checkpoint dict."""
+    from tqdm import tqdm
+
+    cfg.validate()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and not last_path.is_file():
+        raise UpshadeError(f"{last_path}: nothing to resume (no checkpoint there)")
+    if not resume and last_path.exists():
+        raise UpshadeError(f"{out}: already holds a run (last.pt); use --resume to continue it or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # Data first: bad input should fail before any time is spent training.
+    t0 = time.monotonic()
+    sets = [D.load_train_set(s, cfg.patch, cfg.data_root, tuple(cfg.train_scales)) for s in cfg.train_sets]
+    sampler = D.PairSampler(sets, [float(w) for w in cfg.train_sets.values()], cfg.patch, 2)
+    val = {D.source_label(s): D.load_val_set(s, cfg.data_root) for s in cfg.val_sets}
+    steps = cfg.steps_per_epoch or D.steps_for(sum(len(s.paths) for s in sets), cfg.batch)
+    load_s = time.monotonic() - t0
+
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model_config()
+    model = UpshadeNet(mcfg).to(dev)
+    loss_fn = Loss(cfg.loss, vgg_weights).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    sched = make_scheduler(cfg, opt, steps)
+    rng = np.random.default_rng(cfg.seed)
+    history: list[dict] = []
+    best: dict = {}
+    epoch = 0
+
+    if resume:
+        ckpt = torch.load(last_path, map_location=dev, weights_only=True)
+        _check_resume(ckpt["train_config"], cfg, last_path)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["metrics"]
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
+        if dev.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu())
+
+    title = f"upshade {cfg.size} ({mcfg.blocks}x{mcfg.width}, {param_count(mcfg):,} params), loss {cfg.loss}"
+    print(
+        f"{title}: {sum(len(s.images) for s in sets)} train images ({', '.join(cfg.train_sets)}), "
+        f"val {', '.join(f'{k} ({len(v)})' for k, v in val.items())}, loaded in {load_s:.1f}s; "
+        f"{steps} steps/epoch of {cfg.batch}x{cfg.patch}px on {dev}"
+        + (f", resuming after epoch {epoch}" if resume else ""),
+        flush=True,
+    )
+
+    started = time.monotonic()
+    done_here = 0
+    bar = tqdm(total=cfg.epochs * steps, initial=epoch * steps, unit="step", dynamic_ncols=True,
+               disable=not progress, smoothing=0.05)
+    model.train()
+    ckpt = None
+    try:
+        while epoch < cfg.epochs:
+            epoch_t = time.monotonic()
+            total, count = 0.0, 0
+            for _ in range(steps):
+                lr_np, hr_np = sampler.batch(cfg.batch, rng)
+                lr_t = torch.from_numpy(lr_np).to(dev)
+                hr_t = torch.from_numpy(hr_np).to(dev)
+                loss = loss_fn(model(lr_t), hr_t)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                if cfg.schedule != "plateau":
+                    sched.step()
+                total += float(loss.detach())
+                count += 1
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"loss {total / count:.3g} val {best.get(cfg.select_on + '_psnr', float('nan')):.2f}dB "
+                    f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
+                )
+            epoch += 1
+            val_loss, vm = validate(model, val, loss_fn, dev)
+            if cfg.schedule == "plateau":
+                sched.step(val_loss)
+            rec = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss,
+                   "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_t, **vm}
+            history.append(rec)
+            key = f"{cfg.select_on}_psnr"
+            improved = not best or vm[key] > best[key]
+            if improved:
+                best = {"epoch": epoch, **vm}
+            rng_state = {"torch": torch.get_rng_state(), "numpy": json.dumps(rng.bit_generator.state)}
+            if dev.type == "cuda":
+                rng_state["cuda"] = torch.cuda.get_rng_state()
+            ckpt = {
+                "config": mcfg.to_dict(),
+                "train_config": cfg.to_dict(),
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "history": history,
+                "metrics": best,
+                "rng": rng_state,
+            }
+            _atomic_torch_save(ckpt, last_path)
+            if improved:
+                _atomic_torch_save(shipped_checkpoint(ckpt), best_path)
+            summary = {"title": title, "params": param_count(mcfg), "config": mcfg.to_dict(),
+                       "train_config": cfg.to_dict(), "epochs_done": epoch, "best": best, "last": rec}
+            _atomic_text(json.dumps(summary, indent=2) + "\n", out / "metrics.json")
+            plot_history(history, out / "loss.png", title, cfg.select_on)
+            sets_txt = " ".join(f"{k[:-5]} {v:.3f}" for k, v in vm.items() if k.endswith("_psnr"))
+            bar.write(
+                f"epoch {epoch}/{cfg.epochs}: train {rec['train_loss']:.4g} val {val_loss:.4g} | {sets_txt} dB | "
+                f"lr {rec['lr']:.2g} | {rec['seconds']:.0f}s" + (" *" if improved else "")
+            )
+            done_here += 1
+            if stop_after and done_here >= stop_after:
+                break
+            if time_limit_min and time.monotonic() - started > 60 * time_limit_min:
+                bar.write(f"time limit of {time_limit_min:g} min reached; resume with --resume")
+                break
+    finally:
+        bar.close()
+    if ckpt is None:
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.exists() else {}
+    return ckpt
