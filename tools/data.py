@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..host.errors import UpshadeError
+from ..host.imageio import read_image
 from .metrics import as_rgb, crop_to_multiple, imresize, imresize_down, rgb_to_luma_full, rgb_to_y
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -40,27 +41,16 @@ _FOLDERS = {"synla": "synla1024", "t91": "t91", "set5": "set5", "set14": "set14"
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to ``(H, W, 3)`` uint8 RGB (greyscale replicated, alpha dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UpshadeError(f"{path}: image not found")
-    import av  # PyAV decodes PNG/BMP/JPEG/TIFF via FFmpeg; no Pillow dependency
+    """Decode an image file to ``(H, W, 3)`` uint8 RGB (greyscale replicated, alpha dropped).
 
-    try:
-        with av.open(str(path)) as container:
-            stream = next((s for s in container.streams if s.type == "video"), None)
-            if stream is None:
-                raise UpshadeError(f"{path}: not an image (no picture stream)")
-            frame = next(container.decode(stream), None)
-            if frame is None:
-                raise UpshadeError(f"{path}: not an image (no decodable picture)")
-            rgb = frame.to_ndarray(format="rgb24")
-    except UpshadeError:
-        raise
-    except Exception as exc:  # av.error.* / StopIteration: the file is not a readable image
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UpshadeError(f"{path}: cannot read image ({msg[:160]})") from None
-    return np.ascontiguousarray(as_rgb(rgb))
+    16-bit images are rounded to 8 bits: the protocol works on uint8 RGB.
+    """
+    arr = read_image(path)  # MediaError (an UpshadeError) names the file on failure
+    if arr.dtype == np.uint16:
+        arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
+        arr = arr[:, :, :1]
+    return np.ascontiguousarray(as_rgb(arr))
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -67,6 +67,7 @@ class TrainConfig:
     warmup_epochs: int = 0  # linear warmup (cosine only)
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     seed: int = 0
+    init: str = ""  # start from this checkpoint's weights (same model config), e.g. to fine-tune with another loss
 
     def validate(self) -> "TrainConfig":
         size_config(self.size)
@@ -90,6 +91,8 @@ class TrainConfig:
         if len(self.betas) != 2:
             raise UpshadeError(f"train config: betas must be two numbers, got {self.betas}")
         parse_loss(self.loss)
+        if self.init and not Path(self.init).is_file():
+            raise UpshadeError(f"{self.init}: init checkpoint not found")
         return self
 
     def model_config(self) -> ModelConfig:
@@ -430,6 +433,13 @@ def train(
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
     model = UpshadeNet(mcfg).to(dev)
+    if cfg.init and not resume:
+        from .model import load_checkpoint
+
+        init_model, _ = load_checkpoint(cfg.init)
+        if init_model.cfg != mcfg:
+            raise UpshadeError(f"{cfg.init}: its model {init_model.cfg} differs from this run's {mcfg}")
+        model.load_state_dict(init_model.state_dict())
     loss_fn = Loss(cfg.loss, vgg_weights).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = make_scheduler(cfg, opt, steps)
