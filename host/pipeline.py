@@ -1,0 +1,653 @@
+"""The GL runtime: runs a chain of mpv hook shaders on frames, in mpv's stage order.
+
+Stages (each a hook point where passes may run)::
+
+    planes -> [RGB] -> LUMA / CHROMA / ALPHA -> CHROMA_SCALED / ALPHA_SCALED (chroma
+    resampled onto the luma grid) -> NATIVE (merged YCbCr) -> MAINPRESUB, MAIN
+    (RGB) -> LINEAR -> SIGMOID -> PREKERNEL -> main scaler -> POSTKERNEL -> SCALED
+    -> PREOUTPUT -> OUTPUT
+
+RGB inputs are converted on the GPU to full-range BT.601 YCbCr, so luma hooks
+(the CNN) apply to images too. Every stage texture is a ``Plane`` that knows
+where it sits in the source image, so prescalers (a LUMA pass that doubles the
+size), chroma location and ``//!OFFSET`` are compensated by the later
+resampling exactly like mpv's transform tracking.
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import moderngl
+import numpy as np
+
+from .colorspace import RGB_INPUT_REPR, neutral_chroma, rgb_to_ycbcr, ycbcr_to_rgb
+from .errors import ShaderError, UpshadeError
+from .frames import Frame
+from .glsl import (
+    GLSL_VERSION,
+    BufferBinding,
+    TexBinding,
+    UserTexBinding,
+    compile_error,
+    hook_source,
+    param_decls,
+)
+from .gltex import FullscreenProgram, Plane, TexturePool
+from .gpu import choose_fbo_format
+from .hookfmt import HookPass, ShaderFile, TextureDef
+from .hookparse import TEXTURE_FORMATS, resolve_params, rpn_eval, validate_chain
+from .scalers import Scaler
+from .upload import FrameUnpacker
+
+# Stages whose texture is already at the output size: passes there may not resize (mpv refuses too).
+_FIXED_SIZE_STAGES = ("POSTKERNEL", "SCALED", "PREOUTPUT", "OUTPUT")
+_PRE_NATIVE_STAGES = ("LUMA", "CHROMA", "ALPHA", "CHROMA_SCALED", "ALPHA_SCALED", "NATIVE")
+
+AFFINE_FS = GLSL_VERSION + """
+layout(binding = 0) uniform sampler2D src;
+uniform mat4 m;
+uniform vec4 off;
+out vec4 color;
+void main() {
+    color = m * texelFetch(src, ivec2(gl_FragCoord.xy), 0) + off;
+}
+"""
+
+MERGE_FS = GLSL_VERSION + """
+layout(binding = 0) uniform sampler2D luma;
+layout(binding = 1) uniform sampler2D chroma;
+layout(binding = 2) uniform sampler2D alpha;
+uniform bool has_chroma;
+uniform bool has_alpha;
+uniform vec2 neutral;
+out vec4 color;
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    color.x = texelFetch(luma, p, 0).x;
+    color.yz = has_chroma ? texelFetch(chroma, p, 0).xy : neutral;
+    color.w = has_alpha ? texelFetch(alpha, p, 0).x : 1.0;
+}
+"""
+
+# moderngl dtype for (numpy kind, itemsize, normalized) of a //!TEXTURE format.
+_USER_DTYPES = {
+    ("u", 1, True): "f1", ("u", 2, True): "nu2", ("i", 1, True): "ni1", ("i", 2, True): "ni2",
+    ("f", 2, False): "f2", ("f", 4, False): "f4",
+    ("u", 1, False): "u1", ("u", 2, False): "u2", ("u", 4, False): "u4",
+    ("i", 1, False): "i1", ("i", 2, False): "i2", ("i", 4, False): "i4",
+}
+_IMAGE_SUFFIX = {
+    ("u", 1, True): "8", ("u", 2, True): "16", ("i", 1, True): "8_snorm", ("i", 2, True): "16_snorm",
+    ("f", 2, False): "16f", ("f", 4, False): "32f",
+    ("u", 1, False): "8ui", ("u", 2, False): "16ui", ("u", 4, False): "32ui",
+    ("i", 1, False): "8i", ("i", 2, False): "16i", ("i", 4, False): "32i",
+}
+
+
+def _affine(m3: np.ndarray, off3: np.ndarray, rows: Sequence[int], alpha_from: int | None):
+    """A 4x4 affine map (column-major mat4 + vec4) selecting ``rows`` of (m3, off3) into x, y, ... ."""
+    m = np.zeros((4, 4))
+    off = np.zeros(4)
+    for k, r in enumerate(rows):
+        m[k, :3] = m3[r]
+        off[k] = off3[r]
+    if alpha_from is None:
+        off[3] = 1.0
+    else:
+        m[3, alpha_from] = 1.0
+    return tuple(float(v) for v in m.T.reshape(-1)), tuple(float(v) for v in off)
+
+
+def _round_size(v: float) -> int:
+    return int(math.floor(v + 0.5))
+
+
+@dataclass
+class _PassInfo:
+    index: int
+    ps: HookPass
+    file: ShaderFile
+
+
+@dataclass
+class _Compiled:
+    program: object                     # FullscreenProgram or moderngl.ComputeShader
+    compute: bool
+    plane_binds: list[tuple[str, int]]  # (texture name to look up, sampler unit)
+    user: list[tuple[moderngl.Texture, int, bool]]  # (texture, unit, storage)
+    buffers: list[tuple[moderngl.Buffer, int, bool]]
+    uniforms: dict[str, object]         # uniform name -> moderngl Uniform (only those that survived linking)
+    unit_uniforms: dict[int, tuple]     # unit -> (size, pixel_size, offset) uniforms or None
+    align_unit: int | None              # sampler unit of HOOKED when //!OFFSET ALIGN
+
+
+@dataclass
+class _FrameState:
+    out_size: tuple[int, int]
+    input_size: tuple[int, int]
+    frame_index: int
+    enabled: bool
+    rng: _random.Random
+    saved: dict[str, Plane] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    live: dict[str, Plane] = field(default_factory=dict)
+
+
+class Renderer:
+    """Runs a shader chain on frames. Build once per chain; call ``render`` per frame."""
+
+    def __init__(
+        self,
+        ctx: moderngl.Context,
+        shaders: Sequence[ShaderFile] = (),
+        *,
+        params: Mapping[str, str] | None = None,
+        fbo_format: str = "auto",
+    ):
+        self.ctx = ctx
+        self.shaders = tuple(shaders)
+        self.fbo_format, self.fbo_format_reason = choose_fbo_format(ctx, fbo_format)
+        validate_chain(self.shaders)
+        self.param_values = resolve_params(self.shaders, params or {})
+        self.stage_times: dict[str, float] = {}
+        self.profile = False
+        self._released = False
+
+        self._passes: list[_PassInfo] = []
+        self._by_stage: dict[str, list[_PassInfo]] = {}
+        for sf in self.shaders:
+            for ps in sf.passes:
+                info = _PassInfo(len(self._passes), ps, sf)
+                self._passes.append(info)
+                for stage in ps.hooks:
+                    self._by_stage.setdefault(stage, []).append(info)
+        # Stage textures worth keeping under their name (bound or sized by some pass).
+        self._needed: set[str] = set()
+        for info in self._passes:
+            self._needed.update(info.ps.binds)
+            for expr in (info.ps.width, info.ps.height, info.ps.when):
+                if expr is not None:
+                    self._needed.update(t[1] for t in expr.tokens if t[0] == "size")
+
+        self.pool = TexturePool(ctx, self.fbo_format)
+        self.scaler = Scaler(ctx, self.pool)
+        self._affine = FullscreenProgram(ctx, AFFINE_FS)
+        self._merge = FullscreenProgram(ctx, MERGE_FS)
+        self._unpacker: FrameUnpacker | None = None
+        self._luma_input: moderngl.Texture | None = None
+        self._compiled: dict[tuple[int, str], _Compiled] = {}
+        self._user_tex: dict[str, tuple[TextureDef, moderngl.Texture, str, str]] = {}
+        self._buffers: dict[str, tuple[object, moderngl.Buffer]] = {}
+        self._output_alpha = False
+        # Stage/texture sizes of the last frame (name -> (w, h)), for diagnostics and tests.
+        self.last_sizes: dict[str, tuple[int, int]] = {}
+        try:
+            self._create_user_resources()
+        except BaseException:
+            self.release()
+            raise
+
+    # -- resources -------------------------------------------------------------
+
+    def _create_user_resources(self) -> None:
+        for sf in self.shaders:
+            for td in sf.textures:
+                self._user_tex[td.name] = self._create_texture(td)
+            for bd in sf.buffers:
+                data = bd.data if bd.data else bytes(bd.size)
+                self._buffers[bd.name] = (bd, self.ctx.buffer(data.ljust(max(bd.size, 4), b"\0")))
+
+    def _create_texture(self, td: TextureDef):
+        fmt = TEXTURE_FORMATS.get(td.format)
+        if fmt is None:
+            raise ShaderError(td.file, td.line, f"unknown texture FORMAT '{td.format}'")
+        key = (fmt.dtype.kind, fmt.dtype.itemsize, fmt.normalized)
+        dtype = _USER_DTYPES[key]
+        comps = fmt.components
+        dims = len(td.size)
+        if dims == 1:
+            # moderngl exposes no 1D textures (sampler1D); rejecting beats a wrong result.
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 1D textures are not supported "
+                                                "by upshade (use SIZE w 1 and sample it as a 2D texture)")
+        if td.border == "MIRROR":
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': BORDER MIRROR is not supported "
+                                                "by upshade (use CLAMP or REPEAT)")
+        integer = fmt.is_integer
+        if integer and td.filter == "LINEAR":
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': integer format {td.format} cannot "
+                                                "be sampled with FILTER LINEAR")
+        if td.storage and comps == 3:
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 3-component format {td.format} "
+                                                "cannot be a STORAGE image (GL has no rgb image formats)")
+        expected = int(np.prod(td.size)) * fmt.texel_size
+        if len(td.data) != expected:
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': {len(td.data)} bytes of data, "
+                                                f"expected {expected} for SIZE {' '.join(map(str, td.size))} "
+                                                f"FORMAT {td.format}")
+        try:
+            if dims == 2:
+                tex = self.ctx.texture(td.size, comps, td.data, dtype=dtype, alignment=1)
+            else:
+                tex = self.ctx.texture3d(td.size, comps, td.data, dtype=dtype, alignment=1)
+        except moderngl.Error as exc:
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': cannot create it: {exc}") from None
+        filt = moderngl.LINEAR if td.filter == "LINEAR" else moderngl.NEAREST
+        tex.filter = (filt, filt)
+        rep = td.border == "REPEAT"
+        tex.repeat_x = rep
+        tex.repeat_y = rep
+        if dims == 3:
+            tex.repeat_z = rep
+        glsl_fmt = ("r", "rg", "rgb", "rgba")[comps - 1] + _IMAGE_SUFFIX[key]
+        prefix = ("u" if fmt.dtype.kind == "u" else "i") if integer else ""
+        return td, tex, glsl_fmt, prefix
+
+    def _compile(self, info: _PassInfo, stage: str) -> _Compiled:
+        ps = info.ps
+        texs: list[TexBinding] = []
+        plane_binds: list[tuple[str, int]] = []
+        user_bindings: list[UserTexBinding] = []
+        user: list[tuple[moderngl.Texture, int, bool]] = []
+        buf_bindings: list[BufferBinding] = []
+        buffers: list[tuple[moderngl.Buffer, int, bool]] = []
+        hooked_unit = None
+        align_unit = None
+        n_units = 0
+        n_images = 1  # image unit 0 is out_image
+        n_ubo = n_ssbo = 0
+        for name in ps.binds:
+            if name in ("HOOKED", stage):
+                if hooked_unit is None:
+                    hooked_unit = n_units
+                    n_units += 1
+                    texs.append(TexBinding(hooked_unit, ("HOOKED", stage)))
+                    plane_binds.append(("HOOKED", hooked_unit))
+                continue
+            if name in self._user_tex:
+                td, tex, glsl_fmt, prefix = self._user_tex[name]
+                if td.storage:
+                    unit = n_images
+                    n_images += 1
+                else:
+                    unit = n_units
+                    n_units += 1
+                user_bindings.append(UserTexBinding(unit, td, glsl_fmt, prefix))
+                user.append((tex, unit, td.storage))
+                continue
+            if name in self._buffers:
+                bd, buf = self._buffers[name]
+                if bd.storage:
+                    binding, n_ssbo = n_ssbo, n_ssbo + 1
+                else:
+                    binding, n_ubo = n_ubo, n_ubo + 1
+                buf_bindings.append(BufferBinding(binding, bd))
+                buffers.append((buf, binding, bd.storage))
+                continue
+            texs.append(TexBinding(n_units, (name,)))
+            plane_binds.append((name, n_units))
+            n_units += 1
+        if ps.offset == "ALIGN":
+            if hooked_unit is None:
+                raise ShaderError(ps.file, ps.line, "//!OFFSET ALIGN needs the pass to BIND HOOKED")
+            align_unit = hooked_unit
+        comps = ps.components or 4
+        own_params = info.file.params
+        src = hook_source(ps, texs, user_bindings, buf_bindings, param_decls(own_params, self.param_values),
+                          comps, self.fbo_format)
+        try:
+            if ps.compute is not None:
+                program = self.ctx.compute_shader(src)
+                prog = program
+            else:
+                program = FullscreenProgram(self.ctx, src)
+                prog = program.prog
+        except moderngl.Error as exc:
+            raise compile_error(exc, ps) from None
+        uniforms = {}
+        for name in ("frame", "random", "input_size", "target_size", "tex_offset", "upshade_out_pt"):
+            u = prog.get(name, None)
+            if u is not None:
+                uniforms[name] = u
+        unit_uniforms = {}
+        for _, unit in plane_binds:
+            unit_uniforms[unit] = tuple(prog.get(f"{n}{unit}", None) for n in ("texture_size", "pixel_size", "texture_off"))
+        for p in own_params:
+            if p.kind == "DYNAMIC":
+                u = prog.get(p.name, None)
+                if u is not None:
+                    u.value = self.param_values.get(p.name, p.default)
+        return _Compiled(program, ps.compute is not None, plane_binds, user, buffers, uniforms, unit_uniforms,
+                         align_unit)
+
+    # -- hooks -----------------------------------------------------------------
+
+    def _lookup(self, st: _FrameState, name: str) -> Plane | None:
+        p = st.saved.get(name)
+        if p is None and name in ("MAIN", "MAINPRESUB"):
+            p = st.saved.get("MAINPRESUB" if name == "MAIN" else "MAIN")
+        return p
+
+    def _keep(self, st: _FrameState, *planes: Plane):
+        keep = [p.tex for p in st.saved.values()]
+        keep += [p.tex for p in st.live.values()]
+        keep += [p.tex for p in planes]
+        return keep
+
+    def _run_hooks(self, stage: str, plane: Plane, st: _FrameState) -> Plane:
+        st.sizes[stage] = (plane.w, plane.h)
+        if stage in self._needed:
+            st.saved[stage] = plane
+        if not st.enabled:
+            return plane
+        for info in self._by_stage.get(stage, ()):
+            ps = info.ps
+            sizes = dict(st.sizes)
+            sizes["HOOKED"] = (plane.w, plane.h)
+            if ps.when is not None and not rpn_eval(ps.when, sizes, self.param_values):
+                continue
+            # mpv: a pass binding a texture that does not exist (yet) is skipped.
+            if any(
+                not (n in ("HOOKED", stage) or n in self._user_tex or n in self._buffers
+                     or self._lookup(st, n) is not None)
+                for n in ps.binds
+            ):
+                continue
+            w = _round_size(rpn_eval(ps.width, sizes, self.param_values)) if ps.width else plane.w
+            h = _round_size(rpn_eval(ps.height, sizes, self.param_values)) if ps.height else plane.h
+            if w < 1 or h < 1 or w > 16384 or h > 16384:
+                expr = ps.width if (w < 1 or w > 16384) else ps.height
+                raise ShaderError(ps.file, (expr or ps).line, f"pass output size {w}x{h} is out of range (1..16384)")
+            key = (info.index, stage)
+            comp = self._compiled.get(key)
+            if comp is None:
+                comp = self._compiled[key] = self._compile(info, stage)
+            out = self.pool.acquire(w, h)
+            self._dispatch(comp, ps, stage, plane, st, out, w, h)
+            comps = ps.components or plane.comps
+            kx, ky = w / plane.w, h / plane.h
+            if ps.offset == "ALIGN":
+                tx, ty = 0.0, 0.0
+            else:
+                ox, oy = ps.offset if ps.offset else (0.0, 0.0)
+                tx, ty = plane.tx * kx + ox, plane.ty * ky + oy
+            result = Plane(out, w, h, comps, plane.sx * kx, plane.sy * ky, tx, ty)
+            name = ps.save or stage
+            if name == stage:
+                if stage in _FIXED_SIZE_STAGES and not result.placed_like(plane.replaced(tex=out, comps=comps)):
+                    raise ShaderError(ps.file, ps.line, f"a pass hooking {stage} may not change its size or offset "
+                                                        f"({plane.w}x{plane.h} -> {w}x{h}): it is already the output")
+                plane = result
+            st.saved[name] = result
+            st.sizes[name] = (w, h)
+            self.pool.collect(self._keep(st, plane))
+        if stage in self._needed:
+            st.saved[stage] = plane
+        return plane
+
+    def _dispatch(self, comp: _Compiled, ps: HookPass, stage: str, hooked: Plane, st: _FrameState,
+                  out: moderngl.Texture, w: int, h: int) -> None:
+        u = comp.uniforms
+        if "frame" in u:
+            u["frame"].value = st.frame_index
+        if "random" in u:
+            u["random"].value = st.rng.random()
+        if "input_size" in u:
+            u["input_size"].value = tuple(float(v) for v in st.input_size)
+        if "target_size" in u:
+            u["target_size"].value = tuple(float(v) for v in st.out_size)
+        if "tex_offset" in u:
+            u["tex_offset"].value = (hooked.tx, hooked.ty)
+        if "upshade_out_pt" in u:
+            u["upshade_out_pt"].value = (1.0 / w, 1.0 / h)
+        for name, unit in comp.plane_binds:
+            p = hooked if name == "HOOKED" else self._lookup(st, name)
+            p.tex.use(unit)
+            u_size, u_pt, u_off = comp.unit_uniforms[unit]
+            if u_size is not None:
+                u_size.value = (float(p.w), float(p.h))
+            if u_pt is not None:
+                u_pt.value = (1.0 / p.w, 1.0 / p.h)
+            if u_off is not None:
+                u_off.value = (p.tx, p.ty) if unit == comp.align_unit else (0.0, 0.0)
+        for tex, unit, storage in comp.user:
+            if storage:
+                tex.bind_to_image(unit, read=True, write=True)
+            else:
+                tex.use(unit)
+        for buf, binding, storage in comp.buffers:
+            if storage:
+                buf.bind_to_storage_buffer(binding)
+            else:
+                buf.bind_to_uniform_block(binding)
+        if comp.compute:
+            bw, bh, _, _ = ps.compute
+            out.bind_to_image(0, read=False, write=True)
+            comp.program.run(-(-w // bw), -(-h // bh), 1)
+            self.ctx.memory_barrier()
+        else:
+            comp.program.draw(self.pool.fbo(out))
+            if comp.user and any(s for _, _, s in comp.user) or any(s for _, _, s in comp.buffers):
+                self.ctx.memory_barrier()
+
+    # -- built-in stages ---------------------------------------------------------
+
+    def _apply_affine(self, src: Plane, m_off, comps: int) -> Plane:
+        out = self.pool.acquire(src.w, src.h)
+        self._affine.set("m", m_off[0])
+        self._affine.set("off", m_off[1])
+        src.tex.use(0)
+        self._affine.draw(self.pool.fbo(out))
+        return src.replaced(tex=out, comps=comps)
+
+    def _merge_native(self, luma: Plane, chroma: Plane | None, alpha: Plane | None, neutral: float) -> Plane:
+        out = self.pool.acquire(luma.w, luma.h)
+        luma.tex.use(0)
+        if chroma is not None:
+            chroma.tex.use(1)
+        if alpha is not None:
+            alpha.tex.use(2)
+        self._merge.set("has_chroma", chroma is not None)
+        self._merge.set("has_alpha", alpha is not None)
+        self._merge.set("neutral", (neutral, neutral))
+        self._merge.draw(self.pool.fbo(out))
+        return luma.replaced(tex=out, comps=4 if alpha is not None else 3)
+
+    def _align(self, plane: Plane, ref: Plane) -> Plane:
+        return plane if plane.placed_like(ref) else self.scaler.resample(plane, ref)
+
+    def _hooks_before_native(self) -> bool:
+        return any(s in self._by_stage for s in _PRE_NATIVE_STAGES) or bool(self._needed & set(_PRE_NATIVE_STAGES))
+
+    def _mark(self, name: str, t0: float) -> float:
+        if not self.profile:
+            return t0
+        self.ctx.finish()
+        t = time.perf_counter()
+        self.stage_times[name] = self.stage_times.get(name, 0.0) + (t - t0)
+        return t
+
+    # -- public API ------------------------------------------------------------
+
+    def render(self, frame: Frame, out_size: tuple[int, int], *, frame_index: int = 0,
+               enabled: bool = True) -> moderngl.Texture:
+        """Run all stages on ``frame``; the returned RGBA texture (``out_size``) stays valid until the next call."""
+        if self._released:
+            raise UpshadeError("Renderer used after release()")
+        ow, oh = int(out_size[0]), int(out_size[1])
+        if ow < 1 or oh < 1:
+            raise UpshadeError(f"output size {ow}x{oh} is empty")
+        fmt = frame.format
+        if self.profile:
+            self.stage_times = {}
+        t = time.perf_counter()
+        row_samples = tuple(int(a.shape[1]) for a in frame.planes)
+        if self._unpacker is None or not self._unpacker.matches(fmt, row_samples):
+            if self._unpacker is not None:
+                self._unpacker.release()
+                self._unpacker = None
+            self._unpacker = FrameUnpacker(self.ctx, fmt, row_samples)
+        self.pool.begin_frame()
+        self._unpacker.upload(frame)
+        t = self._mark("upload", t)
+        st = _FrameState((ow, oh), (fmt.width, fmt.height), frame_index, enabled, _random.Random(frame_index))
+        st.sizes["OUTPUT"] = (ow, oh)
+        st.sizes["NATIVE_CROPPED"] = (fmt.width, fmt.height)
+        planes = self._unpacker.unpack(self.pool)
+        has_alpha = self._unpacker.has_alpha
+        t = self._mark("unpack", t)
+
+        if fmt.kind == "rgb":
+            repr_ = RGB_INPUT_REPR
+            rgb = self._run_hooks("RGB", planes["RGB"], st)
+            st.live["RGB"] = rgb
+            if not (enabled and self._hooks_before_native()):
+                # Nothing looks at the YCbCr planes: skip the round trip (exact, and 4 passes cheaper).
+                main = rgb
+                st.live.clear()
+                main = self._after_native(main, st, None)
+                return self._finish(main, st, has_alpha)
+            m, off = rgb_to_ycbcr(*repr_)
+            planes = {"LUMA": self._apply_affine(rgb, _affine(m, off, [0], None), 1),
+                      "CHROMA": self._apply_affine(rgb, _affine(m, off, [1, 2], None), 2)}
+            if has_alpha:
+                planes["ALPHA"] = self._alpha_from(rgb)
+            del st.live["RGB"]
+        else:
+            repr_ = (fmt.matrix, fmt.range, fmt.bit_depth)
+        st.live.update(planes)
+
+        luma = self._run_hooks("LUMA", planes["LUMA"], st)
+        st.live["LUMA"] = luma
+        chroma = planes.get("CHROMA")
+        if chroma is not None:
+            chroma = self._run_hooks("CHROMA", chroma, st)
+            st.live["CHROMA"] = chroma
+        alpha = planes.get("ALPHA")
+        if alpha is not None:
+            alpha = self._run_hooks("ALPHA", alpha, st)
+            st.live["ALPHA"] = alpha
+        t = self._mark("planes", t)
+        if chroma is not None:
+            chroma = self._align(chroma, luma)
+            st.live["CHROMA"] = chroma
+            chroma = self._align(self._run_hooks("CHROMA_SCALED", chroma, st), luma)
+            st.live["CHROMA"] = chroma
+        if alpha is not None:
+            alpha = self._align(alpha, luma)
+            st.live["ALPHA"] = alpha
+            alpha = self._align(self._run_hooks("ALPHA_SCALED", alpha, st), luma)
+            st.live["ALPHA"] = alpha
+        native = self._merge_native(luma, chroma, alpha, neutral_chroma(repr_[1], repr_[2]))
+        st.live.clear()
+        native = self._run_hooks("NATIVE", native, st)
+        m, off = ycbcr_to_rgb(*repr_)
+        main = self._apply_affine(native, _affine(m, off, [0, 1, 2], 3 if has_alpha else None), 4 if has_alpha else 3)
+        t = self._mark("native", t)
+        main = self._after_native(main, st, t)
+        return self._finish(main, st, has_alpha)
+
+    def _alpha_from(self, rgb: Plane) -> Plane:
+        m = np.zeros((4, 4))
+        m[0, 3] = 1.0
+        return self._apply_affine(rgb, (tuple(float(v) for v in m.T.reshape(-1)), (0.0, 0.0, 0.0, 1.0)), 1)
+
+    def _after_native(self, main: Plane, st: _FrameState, t: float | None) -> Plane:
+        t = time.perf_counter() if t is None else t
+        for stage in ("MAINPRESUB", "MAIN", "LINEAR", "SIGMOID", "PREKERNEL"):
+            main = self._run_hooks(stage, main, st)
+        t = self._mark("main", t)
+        ow, oh = st.out_size
+        iw, ih = st.input_size
+        st.live["MAIN"] = main
+        scaled = self.scaler.resample(main, (ow, oh, ow / iw, oh / ih, 0.0, 0.0))
+        st.live.clear()
+        t = self._mark("scale", t)
+        for stage in _FIXED_SIZE_STAGES:
+            scaled = self._run_hooks(stage, scaled, st)
+        self._mark("output", t)
+        return scaled
+
+    def _finish(self, out: Plane, st: _FrameState, has_alpha: bool) -> moderngl.Texture:
+        self._output_alpha = has_alpha
+        self.last_sizes = dict(st.sizes)
+        st.saved.clear()
+        self.pool.collect([out.tex])
+        return out.tex
+
+    def read_rgb(self, tex: moderngl.Texture, dtype=np.uint8) -> np.ndarray:
+        """Read an output texture back: HxWx3 (x4 if the last frame had alpha), clamped to the dtype's range."""
+        w, h = tex.size
+        raw = np.frombuffer(tex.read(), dtype=np.float16 if tex.dtype == "f2" else np.float32)
+        arr = raw.reshape(h, w, tex.components)[..., : 4 if self._output_alpha else 3].astype(np.float32)
+        dtype = np.dtype(dtype)
+        if dtype.kind == "f":
+            return arr.astype(dtype)
+        peak = float(np.iinfo(dtype).max)
+        return np.rint(np.clip(arr, 0.0, 1.0) * peak).astype(dtype)
+
+    def render_luma(self, y: np.ndarray, out_size: tuple[int, int] | None = None) -> np.ndarray:
+        """Run only the LUMA hooks on a float32 HxW plane (values as-is) and read back the hooked LUMA.
+
+        ``out_size`` is what ``OUTPUT`` means to WHEN/WIDTH/HEIGHT expressions (default: twice the input).
+        """
+        if self._released:
+            raise UpshadeError("Renderer used after release()")
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        if y.ndim != 2:
+            raise UpshadeError(f"render_luma needs a 2-D plane, got shape {y.shape}")
+        h, w = y.shape
+        if self._luma_input is None or self._luma_input.size != (w, h):
+            if self._luma_input is not None:
+                self._luma_input.release()
+            self._luma_input = self.ctx.texture((w, h), 1, dtype="f4")
+            self._luma_input.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            self._luma_input.repeat_x = False
+            self._luma_input.repeat_y = False
+        self._luma_input.write(y)
+        out_size = out_size or (2 * w, 2 * h)
+        self.pool.begin_frame()
+        st = _FrameState(tuple(out_size), (w, h), 0, True, _random.Random(0))
+        st.sizes["OUTPUT"] = tuple(out_size)
+        st.sizes["NATIVE_CROPPED"] = (w, h)
+        plane = self._run_hooks("LUMA", Plane(self._luma_input, w, h, 1), st)
+        st.saved.clear()
+        if plane.tex is self._luma_input:
+            return y.copy()
+        raw = np.frombuffer(plane.tex.read(), dtype=np.float16 if plane.tex.dtype == "f2" else np.float32)
+        return raw.reshape(plane.h, plane.w, 4)[..., 0].astype(np.float32)
+
+    def release(self) -> None:
+        """Release every GL object this renderer created (idempotent)."""
+        if self._released:
+            return
+        self._released = True
+        for comp in self._compiled.values():
+            comp.program.release()
+        self._compiled.clear()
+        if self._unpacker is not None:
+            self._unpacker.release()
+            self._unpacker = None
+        if self._luma_input is not None:
+            self._luma_input.release()
+            self._luma_input = None
+        for _, tex, _, _ in self._user_tex.values():
+            tex.release()
+        self._user_tex.clear()
+        for _, buf in self._buffers.values():
+            buf.release()
+        self._buffers.clear()
+        for obj in (getattr(self, "scaler", None), getattr(self, "_affine", None), getattr(self, "_merge", None),
+                    getattr(self, "pool", None)):
+            if obj is not None:
+                obj.release()
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,102 @@
+"""The built-in scaler: separable bicubic (Keys, a = -0.5, i.e. Catmull-Rom), clamp-to-edge.
+
+Used for chroma -> luma alignment (mpv's cscale) and for the main scale to the
+output size (mpv's scale/dscale). When downscaling, the kernel is widened by the
+scale factor (antialiasing, like mpv's correct-downscaling and MATLAB imresize).
+Both directions go through the ``Plane`` placement, so chroma location,
+prescaler offsets and ``//!OFFSET`` shifts are compensated here.
+"""
+
+from __future__ import annotations
+
+import moderngl
+
+from .glsl import GLSL_VERSION
+from .gltex import FullscreenProgram, Plane, TexturePool
+
+CUBIC_A = -0.5
+
+RESAMPLE_FS = GLSL_VERSION + """
+layout(binding = 0) uniform sampler2D src;
+uniform int axis;        // 0: along x, 1: along y
+uniform float ratio;     // source texels per destination texel
+uniform float shift;     // source coordinate (texel-centre units) of destination coordinate 0
+uniform float support;   // kernel radius in source texels
+uniform float kscale;    // kernel argument per source texel (1/ratio when downscaling)
+out vec4 color;
+
+float cubic(float x) {
+    const float a = """ + repr(CUBIC_A) + """;
+    x = abs(x);
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    if (x < 2.0) return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+    return 0.0;
+}
+
+void main() {
+    ivec2 d = ivec2(gl_FragCoord.xy);
+    int n = textureSize(src, 0)[axis];
+    float c = float(d[axis]) * ratio + shift;
+    int lo = int(ceil(c - support));
+    int hi = int(floor(c + support));
+    vec4 acc = vec4(0.0);
+    float wsum = 0.0;
+    for (int i = lo; i <= hi; i++) {
+        float w = cubic((float(i) - c) * kscale);
+        ivec2 p = d;
+        p[axis] = clamp(i, 0, n - 1);
+        acc += w * texelFetch(src, p, 0);
+        wsum += w;
+    }
+    color = acc / wsum;
+}
+"""
+
+
+def axis_mapping(src_s: float, src_t: float, dst_s: float, dst_t: float) -> tuple[float, float]:
+    """(ratio, shift): source coordinate in texel-centre units = d * ratio + shift for destination texel d."""
+    ratio = src_s / dst_s
+    # image x of destination texel centre d+0.5 is (d + 0.5 - dst_t) / dst_s
+    offset = src_t - src_s * dst_t / dst_s
+    return ratio, 0.5 * ratio + offset - 0.5
+
+
+class Scaler:
+    def __init__(self, ctx: moderngl.Context, pool: TexturePool):
+        self.pool = pool
+        self.program = FullscreenProgram(ctx, RESAMPLE_FS)
+
+    def _pass(self, src: moderngl.Texture, w: int, h: int, axis: int, ratio: float, shift: float) -> moderngl.Texture:
+        out = self.pool.acquire(w, h)
+        p = self.program
+        p.set("axis", axis)
+        p.set("ratio", ratio)
+        p.set("shift", shift)
+        widen = max(1.0, ratio)
+        p.set("support", 2.0 * widen)
+        p.set("kscale", 1.0 / widen)
+        src.use(0)
+        p.draw(self.pool.fbo(out))
+        return out
+
+    def resample(self, plane: Plane, target: Plane | tuple) -> Plane:
+        """Resample ``plane`` onto the placement of ``target`` (a Plane, or (w, h, sx, sy, tx, ty))."""
+        if isinstance(target, Plane):
+            w, h, sx, sy, tx, ty = target.w, target.h, target.sx, target.sy, target.tx, target.ty
+        else:
+            w, h, sx, sy, tx, ty = target
+        rx, shx = axis_mapping(plane.sx, plane.tx, sx, tx)
+        ry, shy = axis_mapping(plane.sy, plane.ty, sy, ty)
+        identity_x = plane.w == w and abs(rx - 1.0) < 1e-9 and abs(shx) < 1e-6
+        identity_y = plane.h == h and abs(ry - 1.0) < 1e-9 and abs(shy) < 1e-6
+        tex = plane.tex
+        cur_w = plane.w
+        if not identity_x:
+            tex = self._pass(tex, w, plane.h, 0, rx, shx)
+            cur_w = w
+        if not identity_y:
+            tex = self._pass(tex, cur_w, h, 1, ry, shy)
+        return Plane(tex, w, h, plane.comps, sx, sy, tx, ty)
+
+    def release(self) -> None:
+        self.program.release()
