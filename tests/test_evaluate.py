@@ -1,0 +1,246 @@
+"""`upshade eval`: protocol scoring of bicubic, shaders and torch models; outputs and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from upshade.host import cli
+from upshade.host.imageio import write_image
+
+from upshade.tools import evaluate as ev  # imports no torch at module level: torch tests use the fixture
+
+
+def _picture(h: int, w: int, seed: int) -> np.ndarray:
+    """Smooth shapes plus a little texture: something an upscaler can do better or worse on."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([120 + 90 * np.sin(xx / (4 + c) + seed) * np.cos(yy / (5 + c)) for c in range(3)], axis=2)
+    img[(xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2] = (230, 40, 60)
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def tiny_set(tmp_path) -> Path:
+    d = tmp_path / "tiny"
+    d.mkdir()
+    write_image(d / "a.png", _picture(40, 48, 1))
+    write_image(d / "b.png", _picture(37, 35, 2))  # odd sizes: cropped to 36x34
+    return d
+
+
+@pytest.fixture
+def shared_ctx(gl_ctx, monkeypatch):
+    """Make the CLI use the session context (a second EGL context would unbind the session's one)."""
+
+    class _Borrowed:
+        def __init__(self, ctx):
+            self._ctx = ctx
+
+        def __getattr__(self, name):
+            return getattr(self._ctx, name)
+
+        def release(self):
+            pass
+
+    import upshade.host.gpu as gpu
+
+    monkeypatch.setattr(gpu, "create_headless_context", lambda *a, **k: _Borrowed(gl_ctx))
+    return gl_ctx
+
+
+@pytest.fixture
+def random_model(torch, tmp_path):
+    """A small random-weight model, its checkpoint file and its exported shader."""
+    from upshade.tools.export import export_shader
+    from upshade.tools.model import ModelConfig, UpshadeNet
+
+    torch.manual_seed(3)
+    model = UpshadeNet(ModelConfig(blocks=2, width=4)).eval()
+    ckpt = tmp_path / "rand.pt"
+    torch.save({"config": model.cfg.to_dict(), "model": model.state_dict()}, ckpt)
+    shader = tmp_path / "rand.glsl"
+    shader.write_text(export_shader(model, name="rand"))
+    return model, ckpt, shader
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_load_set_crops_and_downscales(tiny_set):
+    s = ev.load_set(tiny_set)
+    assert s.name == "tiny"
+    assert [i.name for i in s.images] == ["a", "b"]
+    a, b = s.images
+    assert a.hr.shape == (40, 48, 3) and a.lr.shape == (20, 24, 3)
+    assert b.hr.shape == (36, 34, 3) and b.lr.shape == (18, 17, 3)
+    assert a.lr.dtype == np.uint8
+
+
+def test_load_set_greyscale_is_replicated(tmp_path):
+    d = tmp_path / "grey"
+    d.mkdir()
+    write_image(d / "g.png", _picture(32, 32, 5)[..., :1])
+    img = ev.load_set(d).images[0]
+    assert img.hr.shape == (32, 32, 3)
+    assert (img.hr[..., 0] == img.hr[..., 2]).all()
+
+
+def test_bicubic_up_keeps_constants_and_ramps():
+    const = np.full((7, 9), 0.3)
+    assert np.allclose(ev.bicubic_up(const), 0.3)
+    ramp = np.tile(np.arange(10, dtype=np.float64), (6, 1))
+    up = ev.bicubic_up(ramp)
+    assert up.shape == (12, 20)
+    # Cubic convolution reproduces linear signals away from the clamped edges: x_src = (x + 0.5) / 2 - 0.5.
+    xs = (np.arange(20) + 0.5) / 2 - 0.5
+    assert np.allclose(up[:, 3:-3], xs[None, 3:-3])
+
+
+def test_pareto_front_and_table():
+    pts = [(10.0, 30.0), (5.0, 29.0), (20.0, 29.5), (40.0, 31.0)]
+    assert ev.pareto_front(pts) == [1, 0, 3]
+    r = ev.MethodResult("bicubic", "bicubic", None, 0, {"tiny": ev.SetScore(30.123, 0.91234)}, 12.34)
+    table = ev.format_table([r], ["tiny"])
+    lines = table.splitlines()
+    assert lines[0].split() == ["method", "params", "tiny", "PSNR/SSIM", "ms/1080p"]
+    assert "30.12 / 0.9123" in lines[2] and "12.3" in lines[2]
+
+
+# ---------------------------------------------------------------- GL + torch
+
+
+def test_model_and_its_shader_score_the_same(tiny_set, gl_ctx, random_model):
+    model, _, shader = random_model
+    sets = [ev.load_set(tiny_set)]
+    gl = ev.GLMethod(gl_ctx, [shader])
+    try:
+        res = ev.evaluate([gl, ev.TorchMethod(model, "torch")], sets, show_progress=False)
+    finally:
+        gl.release()
+    g, t = res[0].scores["tiny"], res[1].scores["tiny"]
+    assert res[0].params == res[1].params == sum(p.numel() for p in model.parameters())
+    for name in ("a", "b"):
+        assert abs(g.per_image[name][0] - t.per_image[name][0]) < 0.05, (name, g.per_image, t.per_image)
+        assert abs(g.per_image[name][1] - t.per_image[name][1]) < 1e-3
+    assert abs(g.psnr - t.psnr) < 0.05
+
+
+def test_bicubic_baseline_beats_a_random_network(tiny_set, gl_ctx, random_model):
+    model, _, _ = random_model
+    sets = [ev.load_set(tiny_set)]
+    bic = ev.GLMethod(gl_ctx)
+    try:
+        res = ev.evaluate([bic, ev.TorchMethod(model, "torch")], sets, show_progress=False)
+    finally:
+        bic.release()
+    assert res[0].label == "bicubic" and res[0].params == 0
+    assert 22.0 < res[0].scores["tiny"].psnr < 60.0
+    assert res[0].scores["tiny"].psnr > res[1].scores["tiny"].psnr
+
+
+def test_cli_writes_table_json_and_plot(tiny_set, random_model, tmp_path):
+    """The real command in a fresh process (its own EGL context), timings included."""
+    _, ckpt, shader = random_model
+    out_json, out_png = tmp_path / "scores.json", tmp_path / "pareto.png"
+    cmd = [sys.executable, "-m", "upshade.host.cli", "eval", "--set", str(tiny_set), "--shader", str(shader),
+           "--model", str(ckpt), "--json", str(out_json), "--plot", str(out_png), "--runs", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("bicubic", "rand", "torch"))]
+    assert [r.split()[0] for r in rows] == ["bicubic", "rand", "torch"]
+    data = json.loads(out_json.read_text())
+    assert [m["label"] for m in data["methods"]] == ["bicubic", "rand", "torch rand"]
+    assert data["protocol"]["shave"] == 2 and data["sets"]["tiny"]["images"] == ["a", "b"]
+    for m in data["methods"]:
+        assert m["ms_per_1080p_frame"] > 0
+        assert set(m["sets"]["tiny"]["images"]) == {"a", "b"}
+    shader_m, torch_m = data["methods"][1], data["methods"][2]
+    assert abs(shader_m["sets"]["tiny"]["psnr"] - torch_m["sets"]["tiny"]["psnr"]) < 0.05
+    assert shader_m["params"] == torch_m["params"]
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*part-*"))
+
+
+def test_cli_no_timing_json(tiny_set, shared_ctx, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    assert cli.main(["eval", "--set", str(tiny_set), "--set", str(tiny_set), "--no-timing", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    (bic,) = data["methods"]
+    assert set(bic["sets"]) == {"tiny", "tiny#2"}  # two sets of the same name stay apart
+    assert bic["ms_per_1080p_frame"] is None
+    assert bic["sets"]["tiny"]["psnr"] == bic["sets"]["tiny#2"]["psnr"]
+
+
+# ---------------------------------------------------------------- errors: one line naming the file
+
+
+def _err(capsys, argv) -> str:
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("upshade: error: ")
+    return err
+
+
+def test_missing_and_empty_set(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert str(missing) in _err(capsys, ["eval", "--set", str(missing), "--no-timing"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("hi")
+    err = _err(capsys, ["eval", "--set", str(empty), "--no-timing"])
+    assert str(empty) in err and "no images" in err
+
+
+def test_unreadable_and_tiny_image(tmp_path, capsys):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "x.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert str(d / "x.png") in _err(capsys, ["eval", "--set", str(d), "--no-timing"])
+    d2 = tmp_path / "small"
+    d2.mkdir()
+    write_image(d2 / "s.png", _picture(10, 12, 0))
+    err = _err(capsys, ["eval", "--set", str(d2), "--no-timing"])
+    assert str(d2 / "s.png") in err and "too small" in err
+
+
+def test_bad_checkpoint(tiny_set, tmp_path, capsys, torch):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert str(bad) in _err(capsys, ["eval", "--set", str(tiny_set), "--model", str(bad), "--no-timing"])
+    missing = tmp_path / "missing.pt"
+    assert str(missing) in _err(capsys, ["eval", "--set", str(tiny_set), "--model", str(missing), "--no-timing"])
+
+
+def test_bad_shader(tiny_set, tmp_path, shared_ctx, capsys):
+    bad = tmp_path / "bad.glsl"
+    bad.write_text("//!HOOK LUMA\n//!BIND HOOKED\nvec4 hook() { return undefined_thing; }\n")
+    assert str(bad) in _err(capsys, ["eval", "--set", str(tiny_set), "--shader", str(bad), "--no-timing"])
+    missing = tmp_path / "none.glsl"
+    assert str(missing) in _err(capsys, ["eval", "--set", str(tiny_set), "--shader", str(missing), "--no-timing"])
+
+
+def test_output_checks_happen_before_work(tiny_set, tmp_path, capsys):
+    err = _err(capsys, ["eval", "--set", str(tiny_set), "--json", str(tmp_path / "no" / "x.json"), "--no-timing"])
+    assert "does not exist" in err
+    err = _err(capsys, ["eval", "--set", str(tiny_set), "--plot", str(tmp_path / "p.png"), "--no-timing"])
+    assert "p.png" in err and "timing" in err
+
+
+def test_bicubic_set5_matches_the_protocol_reference(data_dir, gl_ctx):
+    """The host's bicubic through the full RGB pipeline lands on the README's reference (33.68 dB)."""
+    bic = ev.GLMethod(gl_ctx)
+    try:
+        (res,) = ev.evaluate([bic], [ev.load_set(data_dir / "set5")], show_progress=False)
+    finally:
+        bic.release()
+    assert abs(res.scores["set5"].psnr - 33.68) < 0.03
+    assert abs(res.scores["set5"].ssim - 0.930) < 0.002

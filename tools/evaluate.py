@@ -1,0 +1,580 @@
+"""`upshade eval`: score bicubic, torch models and hook shaders on SR test sets.
+
+Protocol (``../shared/data/README.md``, x2): HR -> RGB -> crop to a multiple of
+2 -> LR by MATLAB bicubic -> SR (uint8, the method's x2 output) -> PSNR / SSIM
+on BT.601 Y (16..235) with 2 pixels shaved from every border.
+
+Every GL method runs the whole RGB pipeline exactly as ``upshade image`` does
+(LR RGB -> Frame -> Renderer.render at 2x -> uint8 RGB), so the bicubic
+baseline is the host with no shader and a shader's score is what a user sees.
+A torch model is scored the way the host would run its exported shader: full
+range BT.601 luma of the LR through the network, chroma upscaled by bicubic
+(a = -0.5, clamped edges), back to RGB and rounded; the model and its shader
+therefore score within a few hundredths of a dB of each other.
+
+Speed is milliseconds per 1920x1080 output frame on this machine: GL is the
+median of N renders 960x540 -> 1920x1080 including a readback (which waits for
+the GPU); torch is the median forward time of the network on a 960x540 luma.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..host.errors import MediaError, UpshadeError
+from ..host.fileio import atomic_output, check_output_path
+from .metrics import as_rgb, crop_to_multiple, imresize_down, psnr_y, ssim_y
+
+SCALE = 2
+SHAVE = SCALE
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# Timing frame: the output size every method is compared at (1080p from 540p at x2).
+TIMING_IN = (960, 540)
+TIMING_OUT = (1920, 1080)
+# Smallest HR side that still leaves an 11x11 SSIM window after shaving.
+MIN_HR_SIDE = 11 + 2 * SHAVE + 1
+
+
+# ---------------------------------------------------------------- test sets
+
+
+@dataclass
+class TestImage:
+    name: str
+    hr: np.ndarray   # (H, W, 3) uint8, cropped to a multiple of SCALE
+    lr: np.ndarray   # (H/2, W/2, 3) uint8
+
+
+@dataclass
+class TestSet:
+    name: str
+    path: Path
+    images: list[TestImage]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from ..host.imageio import read_image
+
+    try:
+        img = read_image(path)
+    except UpshadeError:
+        raise
+    except Exception as exc:  # a decoder's own exception for a corrupt file
+        raise MediaError(f"{path}: cannot read image ({exc})") from None
+    img = np.asarray(img)
+    if img.dtype == np.uint16:
+        # 16-bit PNGs: the protocol works in 8 bits, like MATLAB's im2uint8.
+        img = np.round(img.astype(np.float64) / 257.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise MediaError(f"{path}: unsupported image sample type {img.dtype}")
+    try:
+        return np.ascontiguousarray(as_rgb(img))
+    except ValueError as exc:
+        raise MediaError(f"{path}: {exc}") from None
+
+
+def load_set(path: str | os.PathLike) -> TestSet:
+    """Read every image of a test-set folder (sorted by name) and build its LR inputs."""
+    path = Path(path)
+    if not path.exists():
+        raise UpshadeError(f"{path}: test set folder does not exist")
+    if not path.is_dir():
+        raise UpshadeError(f"{path}: test set is not a folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UpshadeError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in test set folder")
+    images = []
+    for f in files:
+        hr = crop_to_multiple(_read_rgb(f), SCALE)
+        if min(hr.shape[:2]) < MIN_HR_SIDE:
+            raise MediaError(f"{f}: image {hr.shape[1]}x{hr.shape[0]} is too small to score "
+                             f"(needs at least {MIN_HR_SIDE}x{MIN_HR_SIDE})")
+        hr = np.ascontiguousarray(hr)
+        images.append(TestImage(f.stem, hr, imresize_down(hr, SCALE)))
+    return TestSet(path.name or str(path), path, images)
+
+
+def _unique_set_names(sets: list[TestSet]) -> None:
+    seen: dict[str, int] = {}
+    for s in sets:
+        n = seen.get(s.name, 0)
+        seen[s.name] = n + 1
+        if n:
+            s.name = f"{s.name}#{n + 1}"
+
+
+# ---------------------------------------------------------------- torch-side colour handling
+
+
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """Keys' cubic, a = -0.5 (the host's bicubic)."""
+    ax = np.abs(t)
+    return np.where(ax <= 1, (1.5 * ax - 2.5) * ax * ax + 1.0,
+                    np.where(ax < 2, ((-0.5 * ax + 2.5) * ax - 4.0) * ax + 2.0, 0.0))
+
+
+def _upscale_matrix(n: int, scale: int = SCALE) -> np.ndarray:
+    """Dense (n*scale, n) bicubic upscale with pixel-centre alignment and clamped edges (GL sampling)."""
+    out = np.arange(n * scale, dtype=np.float64)
+    src = (out + 0.5) / scale - 0.5
+    base = np.floor(src).astype(np.int64)
+    mat = np.zeros((n * scale, n), dtype=np.float64)
+    for k in range(-1, 3):
+        idx = base + k
+        w = _cubic_weights(src - idx)
+        np.add.at(mat, (np.arange(n * scale), np.clip(idx, 0, n - 1)), w)
+    return mat
+
+
+def bicubic_up(img: np.ndarray, scale: int = SCALE) -> np.ndarray:
+    """Float bicubic (a = -0.5) x``scale`` of an (H, W) or (H, W, C) array, edges clamped."""
+    img = np.asarray(img, dtype=np.float64)
+    mh, mw = _upscale_matrix(img.shape[0], scale), _upscale_matrix(img.shape[1], scale)
+    if img.ndim == 2:
+        return mh @ img @ mw.T
+    return np.einsum("oh,hwc->owc", mh, np.einsum("pw,hwc->hpc", mw, img))
+
+
+# Full-range BT.601 (what the host's image_to_frame produces for an RGB image).
+_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
+                        [-0.168736, -0.331264, 0.5],
+                        [0.5, -0.418688, -0.081312]])
+_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
+
+
+def torch_upscale_rgb(model, lr: np.ndarray) -> np.ndarray:
+    """x2 an RGB uint8 image with a luma network, colour handled as the GL host does it."""
+    import torch
+
+    rgb = lr.astype(np.float64) / 255.0
+    ycc = rgb @ _RGB_TO_YCC.T                       # chroma centred on 0: the +0.5 offset cancels
+    y = torch.from_numpy(ycc[..., 0].astype(np.float32))[None, None]
+    with torch.inference_mode():
+        y2 = model(y)[0, 0].double().numpy()
+    h, w = lr.shape[:2]
+    if y2.shape != (h * SCALE, w * SCALE):
+        raise UpshadeError(f"model output {y2.shape[1]}x{y2.shape[0]} is not {SCALE}x the input {w}x{h}")
+    chroma = bicubic_up(ycc[..., 1:], SCALE)
+    out = np.concatenate([y2[..., None], chroma], axis=2) @ _YCC_TO_RGB.T
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- methods
+
+
+def _median_ms(fn, runs: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, runs)):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def _timing_rgb() -> np.ndarray:
+    """A smooth-plus-detail 960x540 RGB frame: content is irrelevant to speed, but keep it natural."""
+    w, h = TIMING_IN
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rng = np.random.default_rng(0)
+    base = np.stack([128 + 100 * np.sin(xx / 37.0 + c) * np.cos(yy / 23.0 - c) for c in range(3)], axis=2)
+    return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+class Method:
+    """One thing to score: ``upscale`` an LR RGB uint8 image x2; ``time_ms`` at 960x540 -> 1080p."""
+
+    label: str
+    kind: str
+    source: str | None
+    params: int | None
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def time_ms(self, runs: int) -> float:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        pass
+
+
+class GLMethod(Method):
+    """The GL host with zero (bicubic) or more hook shaders: exactly `upshade image`'s pipeline."""
+
+    def __init__(self, ctx, shader_paths: Sequence[str | os.PathLike] = (), label: str | None = None,
+                 params: int | None = None):
+        from ..host.hookparse import load_shader
+        from ..host.pipeline import Renderer
+
+        self.ctx = ctx
+        self.shader_paths = [Path(p) for p in shader_paths]
+        shaders = [_load_shader_checked(load_shader, p) for p in self.shader_paths]
+        self.kind = "shader" if shaders else "bicubic"
+        self.label = label or ("+".join(p.stem for p in self.shader_paths) if shaders else "bicubic")
+        self.source = ", ".join(str(p) for p in self.shader_paths) or None
+        self.params = params if params is not None else (_shader_params(self.shader_paths) if shaders else 0)
+        try:
+            self.renderer = Renderer(ctx, shaders)
+        except UpshadeError:
+            raise
+        except Exception as exc:  # a compile/link failure the runtime did not locate
+            raise UpshadeError(f"{self.source}: cannot build the shader pipeline ({exc})") from None
+        try:
+            # Passes compile on first use: run one small frame now so a broken
+            # shader fails before minutes of evaluation, not in the middle.
+            self.upscale(np.full((16, 16, 3), 128, np.uint8))
+        except BaseException:
+            self.renderer.release()
+            raise
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        from ..host.imageio import image_to_frame
+
+        h, w = lr.shape[:2]
+        tex = self.renderer.render(image_to_frame(lr), (w * SCALE, h * SCALE))
+        return self.renderer.read_rgb(tex)
+
+    def time_ms(self, runs: int) -> float:
+        from ..host.imageio import image_to_frame
+
+        frame = image_to_frame(_timing_rgb())
+
+        def once():
+            # The readback waits for the GPU, so the time covers all the work of the frame.
+            self.renderer.read_rgb(self.renderer.render(frame, TIMING_OUT))
+
+        return _median_ms(once, runs)
+
+    def release(self) -> None:
+        self.renderer.release()
+
+
+class TorchMethod(Method):
+    """A PyTorch luma network (x2), colour handled as the GL host handles it."""
+
+    kind = "torch"
+
+    def __init__(self, model, label: str, source: str | None = None):
+        self.model = model.eval()
+        self.label = label
+        self.source = source
+        self.params = int(sum(p.numel() for p in model.parameters()))
+
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        return torch_upscale_rgb(self.model, lr)
+
+    def time_ms(self, runs: int) -> float:
+        return torch_forward_ms(self.model, TIMING_IN, runs)
+
+
+def torch_forward_ms(model, size: tuple[int, int], runs: int) -> float:
+    """Median CPU forward time of a luma network on a (1, 1, h, w) input, in milliseconds."""
+    import torch
+
+    w, h = size
+    x = torch.rand(1, 1, h, w)
+    model = model.eval()
+
+    def once():
+        with torch.inference_mode():
+            model(x)
+
+    return _median_ms(once, runs)
+
+
+def _load_shader_checked(load_shader, path: Path):
+    if not path.is_file():
+        raise UpshadeError(f"{path}: shader file does not exist")
+    try:
+        return load_shader(path)
+    except UpshadeError:
+        raise
+    except Exception as exc:
+        raise UpshadeError(f"{path}: cannot load hook shader ({exc})") from None
+
+
+def _shader_params(paths: Sequence[Path]) -> int | None:
+    """Parameter count of our exported shaders (declared in their header); None for others."""
+    import re
+
+    total = 0
+    for p in paths:
+        m = re.search(r"(?im)^//.*?\bparam(?:eter)?s\b\D{0,3}([\d,_]+)", p.read_text(errors="replace")[:4000])
+        if not m:
+            return None
+        total += int(re.sub(r"[,_]", "", m.group(1)))
+    return total
+
+
+def resolve_checkpoint(spec: str) -> Path:
+    """`--model` argument -> checkpoint path: a file, or S/M/L for the shipped weights."""
+    from ..host.paths import MODEL_SIZES, WEIGHTS_DIR
+
+    p = Path(spec)
+    if p.is_file():
+        return p
+    if spec.upper() in MODEL_SIZES and not p.suffix:
+        key = spec.upper()
+        for ext in (".pt", ".safetensors", ".pth"):
+            cand = WEIGHTS_DIR / f"upshade_{key}{ext}"
+            if cand.is_file():
+                return cand
+        raise UpshadeError(f"{WEIGHTS_DIR / f'upshade_{key}.pt'}: shipped weights for model {key} are missing")
+    raise UpshadeError(f"{spec}: checkpoint file does not exist (or give S, M or L for a shipped model)")
+
+
+def load_torch_method(spec: str) -> TorchMethod:
+    from .model import load_checkpoint
+
+    path = resolve_checkpoint(spec)
+    try:
+        model, _ckpt = load_checkpoint(path)
+    except UpshadeError:
+        raise
+    except Exception as exc:
+        raise UpshadeError(f"{path}: not a valid upshade checkpoint ({exc})") from None
+    label = spec.upper() if path.parent == _weights_dir() and spec.upper() in ("S", "M", "L") else path.stem
+    return TorchMethod(model, label=f"torch {label}", source=str(path))
+
+
+def _weights_dir() -> Path:
+    from ..host.paths import WEIGHTS_DIR
+
+    return WEIGHTS_DIR
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass
+class SetScore:
+    psnr: float
+    ssim: float
+    per_image: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass
+class MethodResult:
+    label: str
+    kind: str
+    source: str | None
+    params: int | None
+    scores: dict[str, SetScore]
+    ms_1080p: float | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "source": self.source,
+            "params": self.params,
+            "ms_per_1080p_frame": self.ms_1080p,
+            "sets": {
+                name: {
+                    "psnr": s.psnr,
+                    "ssim": s.ssim,
+                    "images": {n: {"psnr": p, "ssim": q} for n, (p, q) in s.per_image.items()},
+                }
+                for name, s in self.scores.items()
+            },
+        }
+
+
+def score_method(method: Method, sets: Sequence[TestSet], progress=None) -> dict[str, SetScore]:
+    out = {}
+    for s in sets:
+        per = {}
+        for img in s.images:
+            sr = method.upscale(img.lr)
+            if sr.shape != img.hr.shape:
+                raise UpshadeError(f"{method.label}: output {sr.shape[1]}x{sr.shape[0]} for "
+                                   f"{s.path / img.name} is not {img.hr.shape[1]}x{img.hr.shape[0]}")
+            per[img.name] = (psnr_y(sr, img.hr, SHAVE), ssim_y(sr, img.hr, SHAVE))
+            if progress is not None:
+                progress.update(1)
+        out[s.name] = SetScore(
+            psnr=float(np.mean([p for p, _ in per.values()])),
+            ssim=float(np.mean([q for _, q in per.values()])),
+            per_image=per,
+        )
+    return out
+
+
+def evaluate(methods: Sequence[Method], sets: Sequence[TestSet], timing_runs: int = 0,
+             show_progress: bool = True) -> list[MethodResult]:
+    """Score every method on every set; time each at 1080p output when ``timing_runs`` > 0."""
+    from tqdm import tqdm
+
+    total = len(methods) * sum(len(s.images) for s in sets)
+    results = []
+    with tqdm(total=total, unit="img", desc="eval", disable=not show_progress, dynamic_ncols=True) as bar:
+        for m in methods:
+            bar.set_postfix_str(m.label)
+            scores = score_method(m, sets, bar)
+            ms = m.time_ms(timing_runs) if timing_runs > 0 else None
+            results.append(MethodResult(m.label, m.kind, m.source, m.params, scores, ms))
+    return results
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def format_table(results: Sequence[MethodResult], set_names: Sequence[str]) -> str:
+    head = ["method", "params"] + [f"{n} PSNR/SSIM" for n in set_names] + ["ms/1080p"]
+    rows = []
+    for r in results:
+        row = [r.label, "-" if r.params is None else f"{r.params:,}"]
+        for n in set_names:
+            s = r.scores[n]
+            row.append(f"{s.psnr:6.2f} / {s.ssim:.4f}")
+        row.append("-" if r.ms_1080p is None else f"{r.ms_1080p:.1f}")
+        rows.append(row)
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    lines = [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+    return "\n".join(lines)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both speed (lower x) and quality (higher y)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def draw_plot(results: Sequence[MethodResult], set_names: Sequence[str], out: Path, device: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    timed = [r for r in results if r.ms_1080p is not None]
+    fig = Figure(figsize=(6.5 * len(set_names), 5.0), layout="constrained")
+    axes = fig.subplots(1, len(set_names), squeeze=False)[0]
+    colours = {"bicubic": "tab:gray", "shader": "tab:blue", "torch": "tab:orange"}
+    for ax, name in zip(axes, set_names):
+        pts = [(r.ms_1080p, r.scores[name].psnr) for r in timed]
+        for r, (x, y) in zip(timed, pts):
+            ax.scatter([x], [y], color=colours.get(r.kind, "tab:green"), zorder=3)
+            ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        front = [pts[i] for i in pareto_front(pts)]
+        if len(front) > 1:
+            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red",
+                    alpha=0.5, linestyle="--", label="Pareto front")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("ms per 1920x1080 output frame (log)")
+        ax.set_ylabel(f"{name} Y-PSNR x2 (dB)")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"quality vs speed on {device}", fontsize=10)
+    fig.savefig(out, format="png", dpi=110)
+
+
+def device_description(ctx) -> dict:
+    info = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    if ctx is not None:
+        info["gl_renderer"] = ctx.info.get("GL_RENDERER")
+        info["gl_version"] = ctx.info.get("GL_VERSION")
+    return info
+
+
+def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], device: dict, timing_runs: int) -> dict:
+    return {
+        "protocol": {
+            "scale": SCALE,
+            "shave": SHAVE,
+            "lr": "MATLAB imresize bicubic (a=-0.5, antialiased), rounded to uint8",
+            "metric": "PSNR (peak 255) and SSIM (11x11 Gaussian, sigma 1.5) on BT.601 Y 16..235",
+        },
+        "timing": {
+            "unit": "ms per 1920x1080 output frame (median)",
+            "gl": f"render {TIMING_IN[0]}x{TIMING_IN[1]} -> {TIMING_OUT[0]}x{TIMING_OUT[1]} incl. readback",
+            "torch": f"network forward on a {TIMING_IN[0]}x{TIMING_IN[1]} luma, CPU",
+            "runs": timing_runs,
+        },
+        "device": device,
+        "sets": {s.name: {"path": str(s.path), "images": [i.name for i in s.images]} for s in sets},
+        "methods": [r.to_json() for r in results],
+    }
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="sets", action="append", required=True, metavar="DIR",
+                        help="folder of HR test images (repeatable), e.g. ../shared/data/set5")
+    parser.add_argument("--shader", action="append", default=[], metavar="FILE",
+                        help="hook shader to score through the GL host (repeatable)")
+    parser.add_argument("--model", action="append", default=[], metavar="CKPT|S|M|L",
+                        help="torch checkpoint, or a shipped model size, to score in PyTorch (repeatable)")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="write all scores and timings as JSON")
+    parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw PSNR against ms per 1080p frame")
+    parser.add_argument("--no-timing", action="store_true", help="skip the speed measurement")
+    parser.add_argument("--runs", type=int, default=10, metavar="N",
+                        help="timed repetitions per method, median reported (default 10)")
+    parser.add_argument("--no-bicubic", action="store_true", help="leave out the bicubic baseline")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.runs < 1:
+        raise UpshadeError(f"--runs must be at least 1, got {args.runs}")
+    if args.plot is not None and args.no_timing:
+        raise UpshadeError(f"{args.plot}: the plot needs timings; drop --no-timing")
+    inputs = [*args.sets, *args.shader, *[m for m in args.model if Path(m).is_file()]]
+    for out in (args.json, args.plot):
+        if out is not None:
+            check_output_path(out, inputs)
+    # Checkpoints first: they fail fast, before the sets are read or GL starts.
+    torch_methods = [load_torch_method(m) for m in args.model]
+    sets = [load_set(d) for d in args.sets]
+    _unique_set_names(sets)
+
+    from ..host.gpu import create_headless_context
+
+    ctx = create_headless_context()
+    methods: list[Method] = []
+    try:
+        if not args.no_bicubic:
+            methods.append(GLMethod(ctx))
+        methods += [GLMethod(ctx, [s]) for s in args.shader]
+        methods += torch_methods
+        if not methods:
+            raise UpshadeError("nothing to evaluate: give --shader or --model, or keep the bicubic baseline")
+        runs = 0 if args.no_timing else args.runs
+        results = evaluate(methods, sets, timing_runs=runs)
+        device = device_description(ctx)
+    finally:
+        for m in methods:
+            m.release()
+        ctx.release()
+
+    names = [s.name for s in sets]
+    print(format_table(results, names))
+    if args.json is not None:
+        with atomic_output(args.json, inputs) as tmp:
+            tmp.write_text(json.dumps(results_json(results, sets, device, runs), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        with atomic_output(args.plot, inputs) as tmp:
+            draw_plot(results, names, tmp, device.get("gl_renderer") or device["cpu"])
+        print(f"wrote {args.plot}")
+    return 0
