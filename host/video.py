@@ -356,7 +356,7 @@ def probe(path) -> VideoInfo:
             for s in container.streams.subtitles
         )
         return VideoInfo(
-            path=path, width=w, height=h, codec=cc.name, pix_fmt=pix_fmt, format=fmt,
+            path=path, width=w, height=h, codec=cc.codec.canonical_name, pix_fmt=pix_fmt, format=fmt,
             time_base=tb, frame_rate=Fraction(rate) if rate else None, duration=duration,
             frames=stream.frames or None, start_time=float(first_time), rotation=rotation,
             has_audio=bool(audio), audio_codecs=tuple(s.codec_context.name for s in audio),

@@ -20,6 +20,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from upshade.host.colorspace import ycbcr_to_rgb
+from upshade.host.frames import Frame
+
 # Saturated and neutral colours: every matrix/range mistake moves at least one
 # of these by far more than codec noise.
 PALETTE = np.array(
@@ -168,6 +171,7 @@ def make_clip(
     lossless: bool = False,
     gop: int | None = None,
     options: dict | None = None,
+    metadata: dict | None = None,
 ) -> Path:
     """Write a small clip and return its path.
 
@@ -180,7 +184,7 @@ def make_clip(
     ``colorspace`` ("bt601"/"bt709"/"bt2020") and ``color_range``
     ("limited"/"full") are used both for the RGB->YUV conversion and as tags.
     ``rotation`` is the display rotation, counter-clockwise degrees (as
-    PyAV's ``set_display_rotation``).
+    PyAV's ``set_display_rotation``). ``metadata``: container tags (title...).
     """
     path = Path(path)
     codec = codec or _default_codec(pix_fmt, width, height)
@@ -200,6 +204,7 @@ def make_clip(
     tag_range = {"limited": 1, "full": 2, None: None}[color_range]
 
     with av.open(str(path), "w") as out:
+        out.metadata.update(metadata or {})
         vs = out.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
         vs.codec_context.time_base = time_base
@@ -315,3 +320,54 @@ def video_frame_times(path) -> list[float]:
     """Presentation times (seconds) of every decoded video frame."""
     with av.open(str(path)) as c:
         return [float(f.time) for f in c.decode(video=0)]
+
+
+# --- checking decoded frames ---------------------------------------------------
+
+
+def valid(frame: Frame, i: int) -> np.ndarray:
+    """The valid samples of plane i (padding stripped), shaped (h, w, components)."""
+    pf = frame.format.planes[i]
+    a = frame.planes[i][:, : pf.width * pf.components]
+    return a.reshape(pf.height, pf.width, pf.components).astype(np.float64)
+
+
+def to_rgb(frame: Frame) -> np.ndarray:
+    """Reference CPU conversion of a Frame to RGB 0..255 (nearest-neighbour chroma), for checks only."""
+    fmt = frame.format
+    w, h = fmt.width, fmt.height
+    if fmt.kind == "rgb":
+        peak = 2.0 ** fmt.bit_depth - 1
+        if len(fmt.planes) == 1:
+            role = fmt.planes[0].role
+            a = valid(frame, 0)
+            return np.stack([a[..., role.index(c)] for c in "RGB"], -1) / peak * 255
+        by_role = {pf.role: valid(frame, i)[..., 0] for i, pf in enumerate(fmt.planes)}
+        return np.stack([by_role[c] for c in "RGB"], -1) / peak * 255
+
+    def up(a):
+        sy, sx = -(-h // a.shape[0]), -(-w // a.shape[1])
+        return np.repeat(np.repeat(a, sy, 0), sx, 1)[:h, :w]
+
+    y = valid(frame, 0)[..., 0]
+    if fmt.kind == "gray":
+        cb = cr = np.full_like(y, 2 ** (fmt.bit_depth - 1))
+    elif fmt.planes[1].role == "UV":
+        uv = valid(frame, 1)
+        cb, cr = up(uv[..., 0]), up(uv[..., 1])
+    else:
+        cb, cr = up(valid(frame, 1)[..., 0]), up(valid(frame, 2)[..., 0])
+    peak = 2.0 ** fmt.bit_depth - 1
+    m, off = ycbcr_to_rgb(fmt.matrix, fmt.range, fmt.bit_depth)
+    ycc = np.stack([y, cb, cr], -1) / peak
+    return np.clip(ycc @ m.T + off, 0, 1) * 255
+
+
+def assert_patches(frame: Frame, index: int, tol: float) -> None:
+    rgb = to_rgb(frame)
+    for r, c, y, x in patch_centres(frame.format.width, frame.format.height):
+        got = rgb[y, x]
+        want = patch_rgb(index, r, c).astype(np.float64)
+        if frame.format.kind == "gray":
+            want = np.full(3, 0.299 * want[0] + 0.587 * want[1] + 0.114 * want[2])
+        assert np.abs(got - want).max() <= tol, (frame.format.kind, r, c, got, want)

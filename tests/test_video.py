@@ -10,67 +10,19 @@ import numpy as np
 import pytest
 
 from media import (
+    assert_patches,
     corrupted_copy,
     make_audio_only,
     make_clip,
     make_vfr_clip,
     patch_centres,
     patch_rgb,
+    to_rgb,
     truncated_copy,
 )
-from upshade.host.colorspace import ycbcr_to_rgb
 from upshade.host.errors import MediaError
 from upshade.host.frames import Frame
 from upshade.host.video import SUPPORTED_PIX_FMTS, Decoder, frame_format, plane_arrays, probe
-
-
-def valid(frame: Frame, i: int) -> np.ndarray:
-    """The valid samples of plane i (padding stripped), shaped (h, w, components)."""
-    pf = frame.format.planes[i]
-    a = frame.planes[i][:, : pf.width * pf.components]
-    return a.reshape(pf.height, pf.width, pf.components).astype(np.float64)
-
-
-def to_rgb(frame: Frame) -> np.ndarray:
-    """Reference CPU conversion of a Frame to RGB 0..255 (nearest-neighbour chroma), for checks only."""
-    fmt = frame.format
-    w, h = fmt.width, fmt.height
-    peak = 2.0 ** (8 * fmt.planes[0].bytes_per_sample if fmt.kind == "rgb" else fmt.bit_depth) - 1
-    if fmt.kind == "rgb":
-        peak = 2.0 ** fmt.bit_depth - 1
-        if len(fmt.planes) == 1:
-            role = fmt.planes[0].role
-            a = valid(frame, 0)
-            return np.stack([a[..., role.index(c)] for c in "RGB"], -1) / peak * 255
-        by_role = {pf.role: valid(frame, i)[..., 0] for i, pf in enumerate(fmt.planes)}
-        return np.stack([by_role[c] for c in "RGB"], -1) / peak * 255
-
-    def up(a):
-        sy, sx = -(-h // a.shape[0]), -(-w // a.shape[1])
-        return np.repeat(np.repeat(a, sy, 0), sx, 1)[:h, :w]
-
-    y = valid(frame, 0)[..., 0]
-    if fmt.kind == "gray":
-        cb = cr = np.full_like(y, 2 ** (fmt.bit_depth - 1))
-    elif fmt.planes[1].role == "UV":
-        uv = valid(frame, 1)
-        cb, cr = up(uv[..., 0]), up(uv[..., 1])
-    else:
-        cb, cr = up(valid(frame, 1)[..., 0]), up(valid(frame, 2)[..., 0])
-    peak = 2.0 ** fmt.bit_depth - 1
-    m, off = ycbcr_to_rgb(fmt.matrix, fmt.range, fmt.bit_depth)
-    ycc = np.stack([y, cb, cr], -1) / peak
-    return np.clip(ycc @ m.T + off, 0, 1) * 255
-
-
-def assert_patches(frame: Frame, index: int, tol: float) -> None:
-    rgb = to_rgb(frame)
-    for r, c, y, x in patch_centres(frame.format.width, frame.format.height):
-        got = rgb[y, x]
-        want = patch_rgb(index, r, c).astype(np.float64)
-        if frame.format.kind == "gray":
-            want = np.full(3, 0.299 * want[0] + 0.587 * want[1] + 0.114 * want[2])
-        assert np.abs(got - want).max() <= tol, (frame.format.kind, r, c, got, want)
 
 
 def decode_all(path, **kw) -> list[Frame]:

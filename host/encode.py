@@ -1,0 +1,496 @@
+"""Video encoding with PyAV: RGB frames in, a finished file out (atomically).
+
+``Encoder`` converts and encodes in its own thread from a small bounded queue,
+so that RGB->YUV conversion and the codec overlap the GPU work of the caller.
+The source's audio and subtitle streams are copied packet for packet (never
+re-encoded), trimmed to ``start``/``duration`` and interleaved with the video
+by time. The output goes to a temporary sibling file, renamed into place only
+when everything succeeded (host/fileio.atomic_output).
+
+Colour: the RGB frames are converted to YCbCr with the matrix the source was
+decoded with (``VideoInfo.format.matrix``: BT.601, BT.709 or BT.2020), in
+limited range, and the output is tagged with exactly that matrix and range
+(plus the source's primaries and transfer, or the ones players would have
+guessed for it). Decoding the output therefore undoes the conversion, and a
+player shows the same colours as for the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import MediaError, UpshadeError
+from .fileio import atomic_output
+
+log = logging.getLogger("upshade.encode")
+
+# Our codec names -> FFmpeg encoders to try, in order of preference.
+CODECS: dict[str, tuple[str, ...]] = {
+    "h264": ("libx264",),
+    "hevc": ("libx265",),
+    "av1": ("libsvtav1", "libaom-av1", "librav1e"),
+}
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (0, 63), "libaom-av1": (0, 63), "librav1e": (0, 255)}
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+_SWS_MATRIX = {"bt601": "ITU601", "bt709": "ITU709", "bt2020nc": "BT2020"}
+_AV_MATRIX = {"bt601": 6, "bt709": 1, "bt2020nc": 9}          # AVColorSpace
+_AV_PRIMARIES = {"bt709": 1, "bt470bg": 5, "smpte170m": 6, "bt2020": 9}
+_AV_TRC = {"bt709": 1, "smpte170m": 6, "bt2020-10": 14}
+
+# Tags that describe the old file rather than its content (muxer brands,
+# Matroska statistics): writing them into the new file would be false.
+_DROP_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration", "number_of_frames",
+              "number_of_bytes", "bps", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc"}
+
+_END = object()
+_ABORT = object()
+
+
+def available_encoder(codec: str) -> str:
+    """The FFmpeg encoder for one of our codec names, or an UpshadeError saying what is missing."""
+    try:
+        candidates = CODECS[codec]
+    except KeyError:
+        raise UpshadeError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}") from None
+    for name in candidates:
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except (av.FFmpegError, ValueError):
+            continue
+    raise UpshadeError(
+        f"codec {codec}: this FFmpeg build (PyAV {av.__version__}) has none of the encoders {', '.join(candidates)}"
+    )
+
+
+def _encoder_options(encoder: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    opts: dict[str, str] = {}
+    if crf is not None:
+        lo, hi = CRF_RANGE.get(encoder, (0, 63))
+        if not lo <= int(crf) <= hi:
+            raise UpshadeError(f"--crf {crf}: {encoder} takes {lo}..{hi}")
+        opts["crf"] = str(int(crf))
+    if preset is not None:
+        preset = str(preset)
+        if encoder in ("libx264", "libx265"):
+            if preset not in X26X_PRESETS:
+                raise UpshadeError(f"--preset {preset}: {encoder} presets are {', '.join(X26X_PRESETS)}")
+        elif encoder == "libsvtav1":
+            if not preset.lstrip("-").isdigit() or not -1 <= int(preset) <= 13:
+                raise UpshadeError(f"--preset {preset}: libsvtav1 presets are numbers -1..13 (higher is faster)")
+        elif encoder == "libaom-av1":
+            if not preset.isdigit() or not 0 <= int(preset) <= 8:
+                raise UpshadeError(f"--preset {preset}: libaom-av1 takes cpu-used 0..8 (higher is faster)")
+            opts["cpu-used"] = preset
+            preset = None
+        elif encoder == "librav1e":
+            opts["speed"] = preset
+            preset = None
+        if preset is not None:
+            opts["preset"] = preset
+    if encoder == "libx265":
+        opts["x265-params"] = "log-level=error"  # x265 prints its whole configuration otherwise
+    if encoder == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")  # errors only; SVT-AV1 reads this when the encoder opens
+    return opts
+
+
+def _guessed_primaries(width: int, height: int) -> int:
+    """The primaries players assume for untagged video of this size (as mpv does)."""
+    if height >= 720 or width >= 1280:
+        return _AV_PRIMARIES["bt709"]
+    if height in (576, 288) or (500 < height < 600):
+        return _AV_PRIMARIES["bt470bg"]
+    return _AV_PRIMARIES["smpte170m"]
+
+
+def _clean_tags(tags: dict) -> dict:
+    return {k: v for k, v in tags.items() if k.lower() not in _DROP_TAGS and not k.upper().startswith("_STATISTICS")}
+
+
+class Encoder:
+    """Encode RGB frames into ``out_path``, copying the source's audio and subtitles.
+
+    Use as a context manager: a clean exit finishes and renames the file; an
+    exception (Ctrl-C included) leaves nothing behind::
+
+        with Encoder(out, source_path=src, width=w, height=h) as enc:
+            for rgb, t in frames:
+                enc.write(rgb, t)
+
+    ``write`` takes ownership of the array (it is converted later, in the
+    encoder thread): do not modify it afterwards. ``pts`` are source times in
+    seconds; with ``start`` the output starts at 0 (as ``ffmpeg -ss``).
+    """
+
+    def __init__(
+        self,
+        out_path,
+        *,
+        source_path=None,
+        width: int,
+        height: int,
+        codec: str = "h264",
+        crf: int | None = None,
+        preset: str | None = None,
+        pix_fmt: str = "yuv420p",
+        start: float = 0.0,
+        duration: float | None = None,
+        queue_size: int = 4,
+        source_info=None,
+        matrix: str | None = None,
+        rotation: int | None = None,
+        copy_streams: bool = True,
+        threads: int = 0,
+    ):
+        self.out_path = Path(out_path)
+        self.source_path = Path(source_path) if source_path is not None else None
+        self.width, self.height = int(width), int(height)
+        self.start = float(start or 0.0)
+        self.end = self.start + float(duration) if duration is not None else None
+        self.frames_written = 0
+        self._error: BaseException | None = None
+        self._closed = False
+
+        self.encoder_name = available_encoder(codec)
+        codec_obj = av.codec.Codec(self.encoder_name, "w")
+        formats = [f.name for f in codec_obj.video_formats or ()]
+        if formats and pix_fmt not in formats:
+            raise UpshadeError(f"{self.encoder_name} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats)}")
+        self.pix_fmt = pix_fmt
+        opts = _encoder_options(self.encoder_name, crf, preset)
+        if self.width <= 0 or self.height <= 0:
+            raise UpshadeError(f"{self.out_path}: invalid output size {self.width}x{self.height}")
+        fmt = av.VideoFormat(pix_fmt)
+        cw = 2 if fmt.chroma_width(2) == 1 else 1
+        ch = 2 if fmt.chroma_height(2) == 1 else 1
+        if self.width % cw or self.height % ch:
+            raise UpshadeError(
+                f"{self.out_path}: {pix_fmt} needs a width divisible by {cw} and a height divisible by {ch}; "
+                f"got {self.width}x{self.height}"
+            )
+
+        info = source_info
+        if info is None and self.source_path is not None:
+            from .video import probe
+
+            info = probe(self.source_path)
+        self.source_info = info
+        src_fmt = info.format if info is not None else None
+        if matrix is None:
+            if src_fmt is not None and src_fmt.kind in ("yuv", "gray"):
+                matrix = src_fmt.matrix
+            else:
+                matrix = "bt709" if self.height >= 720 or self.width >= 1280 else "bt601"
+        if matrix not in _SWS_MATRIX:
+            raise UpshadeError(f"unknown colour matrix {matrix!r}")
+        self.matrix = matrix
+        self.rotation = int(rotation if rotation is not None else (info.rotation if info is not None else 0)) % 360
+
+        self._atomic = atomic_output(self.out_path, inputs=[self.source_path] if self.source_path else [])
+        self._tmp = self._atomic.__enter__()
+        self._out = None
+        self._src = None
+        try:
+            self._setup(info, opts, copy_streams, threads)
+        except BaseException as exc:
+            self._cleanup_failed(exc)
+            if isinstance(exc, av.FFmpegError):
+                raise UpshadeError(f"{self.out_path}: cannot write: {exc.strerror or exc}") from None
+            raise
+
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._thread = threading.Thread(target=self._run, name=f"encode:{self.out_path.name}", daemon=True)
+        self._thread.start()
+
+    # --- setup (caller's thread) -------------------------------------------
+
+    def _setup(self, info, opts, copy_streams: bool, threads: int) -> None:
+        try:
+            self._out = av.open(str(self._tmp), "w")
+        except ValueError as exc:  # PyAV: no muxer for this extension
+            raise UpshadeError(f"{self.out_path}: unknown output container {self.out_path.suffix!r} ({exc})") from None
+        out = self._out
+        supported = out.supported_codecs
+        if self.encoder_name not in supported and codec_id_name(self.encoder_name) not in supported:
+            raise UpshadeError(f"{self.out_path}: the {out.format.name} container cannot hold {self.encoder_name} video")
+
+        rate = info.frame_rate if info is not None and info.frame_rate else Fraction(25)
+        tb = info.time_base if info is not None and info.time_base else Fraction(1, 90000)
+        if tb.denominator < 1000:  # too coarse for VFR times after trimming
+            tb = Fraction(1, 90000)
+        vs = out.add_stream(self.encoder_name, rate=rate, options=opts)
+        vs.width, vs.height, vs.pix_fmt = self.width, self.height, self.pix_fmt
+        cc = vs.codec_context
+        cc.time_base = tb
+        vs.time_base = tb
+        cc.framerate = rate
+        cc.thread_type = "AUTO"
+        cc.thread_count = threads
+        self._tb = tb
+        self._rate = rate
+
+        # Colour tags: the matrix we convert with, limited range, and the source's primaries/transfer.
+        cc.colorspace = _AV_MATRIX[self.matrix]
+        cc.color_range = 1
+        src_cc = None
+        if self.source_path is not None:
+            with av.open(str(self.source_path)) as probe_c:
+                v = probe_c.streams.video[0] if probe_c.streams.video else None
+                if v is not None:
+                    src_cc = (v.codec_context.color_primaries, v.codec_context.color_trc)
+        prim, trc = src_cc if src_cc else (2, 2)
+        if prim in (0, 2):
+            if self.matrix == "bt2020nc":
+                prim = _AV_PRIMARIES["bt2020"]
+            elif info is not None:
+                prim = _guessed_primaries(info.width, info.height)
+            else:
+                prim = _guessed_primaries(self.width, self.height)
+        if trc in (0, 2):
+            trc = _AV_TRC["bt2020-10"] if self.matrix == "bt2020nc" else _AV_TRC["bt709"]
+        cc.color_primaries = prim
+        cc.color_trc = trc
+        self._tags = (cc.colorspace, cc.color_range, prim, trc)
+        if self.rotation:
+            vs.set_display_rotation(-self.rotation % 360)  # PyAV takes counter-clockwise degrees
+        self._video = vs
+
+        self._side: dict[int, av.stream.Stream] = {}
+        if self.source_path is not None:
+            src = av.open(str(self.source_path))
+            self._src = src
+            out.metadata.update(_clean_tags(dict(src.metadata)))
+            if src.streams.video:
+                vs.metadata.update(_clean_tags(dict(src.streams.video[0].metadata)))
+            if copy_streams:
+                for s in src.streams:
+                    if s.type not in ("audio", "subtitle"):
+                        continue
+                    name = s.codec_context.name
+                    if name not in supported:
+                        raise UpshadeError(
+                            f"{self.out_path}: the {out.format.name} container cannot hold the source's "
+                            f"{s.type} stream #{s.index} ({name}); write to .mkv instead"
+                        )
+                    o = out.add_stream_from_template(s)
+                    o.metadata.update(_clean_tags(dict(s.metadata)))
+                    try:
+                        o.disposition = s.disposition
+                    except (AttributeError, TypeError, ValueError):
+                        pass
+                    self._side[s.index] = o
+                if out.format.name in ("matroska", "webm"):
+                    for a in src.streams.attachments:
+                        try:
+                            out.add_attachment(a.name, a.mimetype, bytes(a.data))
+                        except (av.FFmpegError, ValueError, TypeError, AttributeError) as exc:
+                            log.warning("%s: attachment %s not copied: %s", self.source_path, a.name, exc)
+            if self._side:
+                streams = [s for s in src.streams if s.index in self._side]
+                if self.start > 0:
+                    try:
+                        src.seek(int(self.start * av.time_base), backward=True)
+                    except av.FFmpegError:
+                        pass  # unseekable: read from the beginning and filter
+                self._side_iter = src.demux(*streams)
+            else:
+                src.close()
+                self._src = None
+        self._pending = None        # next side packet, not yet due
+        self._side_done = not self._side
+        out.start_encoding()        # write the header now: container problems surface before any work
+
+    def _cleanup_failed(self, exc: BaseException) -> None:
+        for c in (self._out, self._src):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:
+                    pass
+        self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+
+    # --- caller side -------------------------------------------------------
+
+    def write(self, rgb: np.ndarray, pts: float | None = None, duration: float | None = None) -> None:
+        """Queue one HxWx3 (or HxWx4) uint8/uint16 RGB frame shown at ``pts`` seconds for ``duration``."""
+        if self._closed:
+            raise UpshadeError(f"{self.out_path}: encoder already closed")
+        if rgb.shape[:2] != (self.height, self.width) or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+            raise ValueError(f"frame of shape {rgb.shape}; expected ({self.height}, {self.width}, 3 or 4)")
+        self._put(("frame", rgb, pts, duration))
+
+    def _put(self, item) -> None:
+        while True:
+            self._raise_error()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    self._raise_error()
+                    raise UpshadeError(f"{self.out_path}: encoder thread stopped")
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            err = self._error
+            if isinstance(err, av.FFmpegError):
+                raise UpshadeError(f"{self.out_path}: encoding failed: {err.strerror or err}") from err
+            raise err
+
+    def close(self) -> Path:
+        """Finish the file (flush, trailer) and move it into place. Returns the output path."""
+        if self._closed:
+            return self.out_path
+        try:
+            self._put(_END)
+            self._thread.join()
+            self._raise_error()
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        self._closed = True
+        self._atomic.__exit__(None, None, None)
+        return self.out_path
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Stop and delete the partial output."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._queue.put(_ABORT)
+        self._thread.join()
+        exc = exc or UpshadeError("aborted")
+        self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+    # --- encoder thread ----------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _ABORT:
+                    return
+                if item is _END:
+                    self._finish()
+                    return
+                if self._error is None:
+                    self._encode(*item[1:])
+        except BaseException as exc:
+            self._error = exc
+            # Keep consuming so that a producer blocked on a full queue wakes up and sees the error.
+            while True:
+                item = self._queue.get()
+                if item is _ABORT or item is _END:
+                    break
+        finally:
+            for c in (self._out, self._src):
+                if c is not None:
+                    try:
+                        c.close()
+                    except Exception as exc:
+                        if self._error is None:
+                            self._error = exc
+
+    def _to_ticks(self, seconds: float) -> int:
+        return int(round(seconds / self._tb))
+
+    def _encode(self, rgb: np.ndarray, pts: float | None, duration: float | None) -> None:
+        if pts is None:
+            pts = self.start + self.frames_written / float(self._rate)
+        if pts < self.start - 1e-6 or (self.end is not None and pts >= self.end - 1e-6):
+            return
+        deep = rgb.dtype == np.uint16
+        layout = ("rgb48le" if deep else "rgb24") if rgb.shape[2] == 3 else ("rgba64le" if deep else "rgba")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=layout)
+        frame = frame.reformat(
+            format=self.pix_fmt,
+            dst_colorspace=_SWS_MATRIX[self.matrix],
+            dst_color_range="MPEG",
+        )
+        frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc = self._tags
+        t = pts - self.start
+        ticks = self._to_ticks(t)
+        if self.frames_written and ticks <= self._last_ticks:
+            ticks = self._last_ticks + 1  # encoders reject repeated timestamps
+        self._last_ticks = ticks
+        frame.pts = ticks
+        frame.time_base = self._tb
+        if duration:
+            frame.duration = max(1, self._to_ticks(duration))
+        self._out.mux(self._video.encode(frame))
+        self.frames_written += 1
+        self._mux_side(until=t)
+
+    def _mux_side(self, until: float | None) -> None:
+        """Copy side packets due up to ``until`` output seconds (None: all that remain in range)."""
+        while not self._side_done:
+            p = self._pending
+            if p is None:
+                try:
+                    p = next(self._side_iter)
+                except StopIteration:
+                    self._side_done = True
+                    return
+                except av.FFmpegError as exc:
+                    log.warning("%s: stopped copying audio/subtitles at damaged data: %s", self.source_path, exc)
+                    self._side_done = True
+                    return
+                if p.size == 0 or (p.pts is None and p.dts is None):
+                    continue
+                ts = p.pts if p.pts is not None else p.dts
+                t = float(ts * p.time_base)
+                if self.start > 0 and t < self.start - 1e-6:
+                    continue
+                if self.end is not None and t >= self.end - 1e-6:
+                    continue  # other streams may still have packets in range
+                if self.start > 0:
+                    shift = int(round(self.start / p.time_base))
+                    if p.pts is not None:
+                        p.pts -= shift
+                    if p.dts is not None:
+                        p.dts -= shift
+                p.stream = self._side[p.stream_index]
+                self._pending = p
+            t_out = float((p.dts if p.dts is not None else p.pts) * p.time_base)
+            if until is not None and t_out > until:
+                return
+            self._pending = None
+            self._out.mux(p)
+
+    def _finish(self) -> None:
+        self._out.mux(self._video.encode(None))
+        self._mux_side(until=None)
+        if self.frames_written == 0:
+            raise UpshadeError(f"{self.out_path}: no video frames to write")
+
+
+def codec_id_name(encoder: str) -> str:
+    """The codec (not encoder) name a container lists as supported, e.g. libx264 -> h264."""
+    try:
+        return av.codec.Codec(encoder, "w").canonical_name
+    except (av.FFmpegError, ValueError, AttributeError):
+        return encoder
