@@ -466,7 +466,12 @@ class Encoder:
                 if self.start > 0 and t < self.start - 1e-6:
                     continue
                 if self.end is not None and t >= self.end - 1e-6:
-                    continue  # other streams may still have packets in range
+                    # Other streams may still have packets in range, but demuxers interleave
+                    # within seconds: far past the end nothing more can be due.
+                    if t > self.end + 30.0:
+                        self._side_done = True
+                        return
+                    continue
                 if self.start > 0:
                     shift = int(round(self.start / p.time_base))
                     if p.pts is not None:

@@ -234,3 +234,32 @@ def test_without_source_and_with_odd_inputs(tmp_path):
     with Decoder(out2) as d:
         for i, f in enumerate(d):
             assert_patches(f, i, 6)
+
+
+@pytest.mark.parametrize("name,start", [("popeye_478p_hevc_dvdsub.mkv", 12.0), ("popeye_1074p_hevc_pgs.mkv", 12.3)])
+def test_real_bitmap_subtitles_are_copied(tmp_path, data_dir, name, start):
+    src = data_dir / "video" / name
+    out = tmp_path / "out.mkv"
+    info = probe(src)
+    with Decoder(src, start=start) as dec, Encoder(out, source_path=src, width=info.width, height=info.height,
+                                                   start=start, duration=0.3, preset="ultrafast") as enc:
+        grey = np.full((info.height, info.width, 3), 128, np.uint8)
+        n = 0
+        for f in dec:
+            if f.pts >= start + 0.3:
+                break
+            enc.write(grey.copy(), f.pts)
+            n += 1
+    assert len(video_frame_times(out)) == n >= 7
+    want = [(t - start, d) for t, d in packets(src, "subtitle") if start <= t < start + 0.3]
+    got = packets(out, "subtitle")
+    assert len(want) == 1 and [d for _, d in got] == [d for _, d in want]
+    assert got[0][0] == pytest.approx(want[0][0], abs=1e-3)
+
+
+def test_pgs_subtitles_cannot_go_into_mp4(tmp_path, data_dir):
+    src = data_dir / "video" / "popeye_1074p_hevc_pgs.mkv"
+    with pytest.raises(UpshadeError, match=r"out\.mp4: the mp4 container cannot hold the source's subtitle "
+                                           r"stream #1 \(pgssub\); write to \.mkv instead"):
+        Encoder(tmp_path / "out.mp4", source_path=src, width=1440, height=1074)
+    assert list(tmp_path.iterdir()) == []
