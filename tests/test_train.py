@@ -225,3 +225,21 @@ def test_cli_errors_and_a_tiny_cli_run(torch, folders, tmp_path, capsys):
     assert cli.main(["train", "--config", str(cfgfile), "train_sets={\"" + str(tmp_path / "nope") + "\": 1}",
                      "--out", str(tmp_path / "y")]) == 1
     assert "nope: image folder not found" in capsys.readouterr().err
+
+
+def test_ship_run_writes_weights_card_metrics_and_plot(torch, T, folders, tmp_path, capsys):
+    from upshade.tools.model import load_checkpoint
+
+    run = tmp_path / "run"
+    T.train(_cfg(T, folders, epochs=3), run, threads=1, stop_after=2, progress=False)
+    info = T.ship_run(run, tmp_path / "w" / "upshade_X", test_sets=(str(folders / "train"),))
+    stem = tmp_path / "w" / "upshade_X"
+    model, ckpt = load_checkpoint(stem.with_suffix(".pt"))
+    assert "optimizer" not in ckpt and "rng" not in ckpt and ckpt["metrics"]["test_train_psnr"] == info["test"]["train_psnr"]
+    assert not info["finished"] and info["epochs_done"] == 2 and info["epochs_planned"] == 3
+    card = stem.with_suffix(".md").read_text()
+    assert "STILL TRAINING when shipped: best of 2 of 3 planned epochs" in card and "386" in card
+    assert json.loads(stem.with_suffix(".json").read_text())["params"] == 386
+    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["train", "--ship", str(stem)]) == 1
+    assert "--ship needs --out" in capsys.readouterr().err

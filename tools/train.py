@@ -374,9 +374,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, default=0, metavar="N", help="stop after N epochs in this invocation")
     parser.add_argument("--time-limit", type=float, default=0, metavar="MIN", help="stop after the epoch that passes MIN minutes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    parser.add_argument(
+        "--ship", metavar="STEM", help="do not train: copy --out's best.pt to STEM.pt with STEM.md/.json/.png (e.g. weights/upshade_M)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ship:
+        if not args.out:
+            raise UpshadeError("--ship needs --out RUN_DIR (the run to ship)")
+        info = ship_run(Path(args.out), Path(args.ship))
+        print(f"shipped {args.out} epoch {info['best']['epoch']} -> {args.ship}.pt "
+              f"({info['select_on']} {info['best'][info['select_on'] + '_psnr']:.3f} dB)")
+        return 0
     cfg = load_config(args.config, args.overrides, args.size)
     out = Path(args.out or Path("runs") / cfg.size)
     train(cfg, out, resume=args.resume, vgg_weights=args.vgg_weights, threads=args.threads,
@@ -546,3 +556,95 @@ def train(
     if ckpt is None:
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True) if last_path.exists() else {}
     return ckpt
+
+
+# ---------------------------------------------------------------- shipping
+
+
+def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> dict:
+    """Ship a run's best checkpoint: STEM.pt (no optimizer), STEM.json, STEM.png and a model card STEM.md.
+
+    The test sets are scored here for the card only; they never choose anything.
+    """
+    from .model import flops_per_output_pixel, load_checkpoint
+
+    run, stem = Path(run), Path(stem)
+    best_path = run / "best.pt"
+    model, best = load_checkpoint(best_path)
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=True) if (run / "last.pt").is_file() else best
+    cfg = TrainConfig(**best["train_config"])
+    mcfg = model.cfg
+    test_data = {D.source_label(s): D.load_val_set(s, cfg.data_root) for s in test_sets}
+    _, test = validate(model, test_data, Loss("mse"), torch.device("cpu"))
+    test = {k: v for k, v in test.items() if not k.endswith("_loss")}
+    finished = last["epoch"] >= cfg.epochs
+    info = {
+        "size": cfg.size,
+        "params": param_count(mcfg),
+        "flops_per_output_pixel": flops_per_output_pixel(mcfg),
+        "config": mcfg.to_dict(),
+        "train_config": cfg.to_dict(),
+        "select_on": cfg.select_on,
+        "best": best["metrics"],
+        "test": test,
+        "epochs_done": last["epoch"],
+        "epochs_planned": cfg.epochs,
+        "finished": finished,
+    }
+    shipped = shipped_checkpoint(best)
+    shipped["metrics"] = {**best["metrics"], **{f"test_{k}": v for k, v in test.items()}}
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save(shipped, stem.with_suffix(".pt"))
+    _atomic_text(json.dumps(info, indent=2) + "\n", stem.with_suffix(".json"))
+    if (run / "loss.png").is_file():
+        with atomic_output(stem.with_suffix(".png")) as tmp:
+            tmp.write_bytes((run / "loss.png").read_bytes())
+    _atomic_text(model_card(info, stem.name), stem.with_suffix(".md"))
+    return info
+
+
+def model_card(info: dict, name: str) -> str:
+    c, t, b = info["config"], info["train_config"], info["best"]
+    vals = ", ".join(f"{k[:-5]} {v:.3f} dB / SSIM {b[k[:-5] + '_ssim']:.4f}" for k, v in b.items() if k.endswith("_psnr"))
+    tests = ", ".join(f"{k[:-5]} {v:.3f} dB / SSIM {info['test'][k[:-5] + '_ssim']:.4f}"
+                      for k, v in info["test"].items() if k.endswith("_psnr"))
+    status = (
+        f"finished: {info['epochs_done']} of {info['epochs_planned']} epochs"
+        if info["finished"]
+        else f"STILL TRAINING when shipped: best of {info['epochs_done']} of {info['epochs_planned']} planned epochs"
+    )
+    sets = ", ".join(f"{k} (weight {v})" for k, v in t["train_sets"].items())
+    return f"""# {name}: upshade {info['size']} x2 luma model
+
+| | |
+|---|---|
+| architecture | {c['blocks']} blocks of 3x3 conv ({c['width']} ch) + CReLU, all block outputs concatenated, final {c['final_kernel']}x{c['final_kernel']} conv, {c['upscale']}, + {c['residual']} x2 of the input luma |
+| parameters | {info['params']:,} |
+| FLOPs per output pixel | {info['flops_per_output_pixel']:,.0f} (2 x multiply-adds) |
+| input / output | full-range BT.601 luma in 0..1 (what the host's LUMA hook sees), x2 |
+| status | {status} |
+| checkpoint chosen on | {info['select_on']} Y-PSNR, epoch {b['epoch']} |
+
+## Scores (x2 protocol of shared/data/README.md: MATLAB-bicubic LR, Y of BT.601, 2 px shaved; PyTorch model)
+
+- validation (chose the checkpoint): {vals}
+- test, reported only (never used to choose anything): {tests}
+
+Bicubic under the same protocol: Set5 33.68 dB, Set14 30.33 dB. The exported shader's numbers come from `upshade eval`.
+
+## Training
+
+- data: {sets}; extra downscaled copies at scales {t['train_scales']}; random {t['patch']}x{t['patch']} HR crops with
+  flips/rotations, LR made per crop by the protocol's downscale (uint8-rounded); SYNLA-1024's last 128 files by name are validation only
+- loss {t['loss']}; Adam lr {t['lr']:g}, betas {tuple(t['betas'])}; schedule {t['schedule']}
+  (warmup {t['warmup_epochs']} epochs, floor {t['min_lr']:g}); batch {t['batch']}; {t['steps_per_epoch'] or 'one crop per image'} steps per epoch; seed {t['seed']}
+- full training config: `{name}.json` (train_config); loss curves: `{name}.png`
+
+Reproduce (2 CPU cores; one thread per run):
+
+```sh
+upshade train --config CONFIG.json --out runs/{info['size']} --threads 1      # CONFIG.json = train_config above
+upshade train --config CONFIG.json --out runs/{info['size']} --threads 1 --resume   # continue an interrupted run
+upshade train --out runs/{info['size']} --ship weights/{name}                   # refresh these files
+```
+"""
