@@ -13,11 +13,12 @@ from .errors import GLUnavailableError
 
 FBO_FORMATS = ("rgba16f", "rgba32f")
 
-# Measured once on Mesa llvmpipe (LLVM 15, 2 cores, Anime4K ModeA 128->256 and a
-# 4-layer 3x3 conv chain 480x270): rgba32f is faster there, because llvmpipe
-# converts every half-float texel on each fetch and store in software, while
-# float32 is its native format. Hardware GPUs have native fp16 sampling and
-# half the bandwidth with rgba16f, which is also what mpv uses by default.
+# Measured on Mesa llvmpipe (LLVM 15, 256-bit, 2 cores), ms per frame after warm-up:
+#   Anime4K ModeA 128x128 -> 256x256:         rgba16f 118-125, rgba32f  92-99
+#   four 3x3 LUMA convolutions, 480x270 x2:  rgba16f  70-82,  rgba32f  43-77
+# llvmpipe converts every half-float texel in software on fetch and store, while
+# float32 is its native format, so software renderers get rgba32f. Hardware GPUs
+# sample fp16 natively at half the bandwidth: rgba16f, mpv's default.
 _SOFTWARE_RENDERERS = re.compile(r"llvmpipe|softpipe|swiftshader|lavapipe|software", re.I)
 
 
@@ -83,7 +84,6 @@ def gl_info(ctx, fbo_format: str = "auto") -> dict:
         "renderer": info.get("GL_RENDERER", "?"),
         "vendor": info.get("GL_VENDOR", "?"),
         "version": info.get("GL_VERSION", "?"),
-        "glsl_version": info.get("GL_SHADING_LANGUAGE_VERSION", "?"),
         "version_code": ctx.version_code,
         "software": is_software_renderer(ctx),
         "max_texture_size": info.get("GL_MAX_TEXTURE_SIZE"),

@@ -1,0 +1,143 @@
+"""`upshade image` and `upshade info` end to end (in-process CLI, headless EGL)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from upshade.host import cli
+from upshade.host.imageio import read_image, write_image
+
+pytestmark = pytest.mark.gl
+
+
+def cubic(x, a=-0.5):
+    x = np.abs(x)
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0))
+
+
+def bicubic(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    def mat(n_in, n_out):
+        m = np.zeros((n_out, n_in))
+        for i in range(n_out):
+            c = (i + 0.5) * n_in / n_out - 0.5
+            for k in range(int(np.floor(c)) - 1, int(np.floor(c)) + 3):
+                m[i, min(max(k, 0), n_in - 1)] += cubic(k - c)
+        return m
+    return np.einsum("yh,hwc,xw->yxc", mat(img.shape[0], h), img, mat(img.shape[1], w))
+
+
+def run_cli(*args) -> int:
+    return cli.main(["image", *map(str, args)])
+
+
+@pytest.fixture
+def rgb8(tmp_path):
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    p = tmp_path / "in.png"
+    write_image(p, img)
+    return p, img
+
+
+def test_default_is_2x_bicubic(gl_ctx, tmp_path, rgb8):
+    src, img = rgb8
+    out = tmp_path / "out.png"
+    assert run_cli(src, "-o", out) == 0
+    res = read_image(out)
+    assert res.shape == (24, 32, 3) and res.dtype == np.uint8
+    ref = np.rint(np.clip(bicubic(img / 255.0, 32, 24), 0, 1) * 255)
+    assert np.abs(res.astype(int) - ref).max() <= 1
+
+
+def test_16bit_rgba_keeps_depth_and_alpha(gl_ctx, tmp_path):
+    rng = np.random.default_rng(6)
+    img = rng.integers(0, 65536, (10, 14, 4), dtype=np.uint16)
+    img[..., 3] = np.linspace(0, 65535, 14).astype(np.uint16)[None, :]
+    src, out = tmp_path / "in16.png", tmp_path / "out16.png"
+    write_image(src, img)
+    assert run_cli(src, "-o", out, "--size", "21x15", "--fbo-format", "rgba32f") == 0
+    res = read_image(out)
+    assert res.shape == (15, 21, 4) and res.dtype == np.uint16
+    ref = np.clip(bicubic(img / 65535.0, 21, 15), 0, 1) * 65535
+    assert np.abs(res - ref).max() < 65535 * 1e-3
+
+
+def test_grey_stays_grey(gl_ctx, tmp_path):
+    img = np.tile(np.arange(0, 250, 25, dtype=np.uint8), (6, 1))
+    src, out = tmp_path / "g.png", tmp_path / "g2.png"
+    write_image(src, img)
+    assert run_cli(src, "-o", out, "--scale", "1.5") == 0
+    res = read_image(out)
+    assert res.shape == (9, 15, 1)
+
+
+def test_shader_and_param(gl_ctx, tmp_path, rgb8):
+    src, img = rgb8
+    sh = tmp_path / "gain.glsl"
+    sh.write_text("//!PARAM gain\n//!TYPE float\n1.0\n\n//!HOOK MAIN\n//!BIND HOOKED\n"
+                  "vec4 hook() { return HOOKED_tex(HOOKED_pos) * gain; }\n")
+    out = tmp_path / "o.png"
+    assert run_cli(src, "-o", out, "--shader", sh, "--param", "gain=0", "--scale", "1") == 0
+    assert read_image(out).max() == 0
+
+
+def errors(capsys, *args) -> str:
+    assert run_cli(*args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("upshade: error: ")
+    return err[0]
+
+
+def test_errors(gl_ctx, tmp_path, capsys, rgb8):
+    src, _ = rgb8
+    out = tmp_path / "o.png"
+    assert "no such file" in errors(capsys, tmp_path / "missing.png", "-o", out)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"this is not an image at all" * 10)
+    assert "junk.png" in errors(capsys, junk, "-o", out)
+    assert "same file as the input" in errors(capsys, src, "-o", src)
+    assert "does not exist" in errors(capsys, src, "-o", tmp_path / "nodir" / "o.png")
+    assert "must be a .png" in errors(capsys, src, "-o", tmp_path / "o.jpg")
+    assert "--size" in errors(capsys, src, "-o", out, "--size", "big")
+    bad = tmp_path / "bad.glsl"
+    bad.write_text("//!HOOK MAIN\n//!BIND HOOKED\nvec4 hook() {\n  return nope;\n}\n")
+    assert f"{bad}:4: GLSL compile error" in errors(capsys, src, "-o", out, "--shader", bad)
+    assert "unknown parameter" in errors(capsys, src, "-o", out, "--param", "x=1")
+    assert "no such shader file" in errors(capsys, src, "-o", out, "--shader", tmp_path / "none.glsl")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_unwritable_dir(gl_ctx, tmp_path, capsys, rgb8):
+    if os.geteuid() == 0:
+        # root writes anywhere: use a path whose parent is a file instead
+        target = tmp_path / "in.png" / "o.png"
+        assert "does not exist" in errors(capsys, rgb8[0], "-o", target)
+        return
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        assert "not writable" in errors(capsys, rgb8[0], "-o", d / "o.png")
+    finally:
+        d.chmod(0o700)
+
+
+def test_missing_model_is_clear(gl_ctx, tmp_path, capsys, rgb8, monkeypatch):
+    from upshade.host import paths
+
+    monkeypatch.setattr(paths, "SHADERS_DIR", tmp_path / "noshaders")
+    msg = errors(capsys, rgb8[0], "-o", tmp_path / "o.png", "--model", "M")
+    assert "upshade_M.glsl" in msg and "missing" in msg
+
+
+def test_info(gl_ctx, capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for key in ("GL renderer", "GL version", "moderngl", "av (PyAV)", "glfw", "numpy", "window system", "fbo format"):
+        assert key in out
+    assert "llvmpipe" in out or "GL renderer" in out
