@@ -1,0 +1,462 @@
+"""`upshade bench`: how fast a network runs on GL, in PyTorch, and inside the real pipelines.
+
+Four measurements, side by side in one run on one frame size:
+
+1. network on GL: a decoded frame uploaded and run through the shader chain
+   and the output scaler, synced with glFinish (median ms per frame);
+2. the same network in PyTorch on the CPU (only for our own models, ``--model``,
+   when torch is installed): median forward time on the frame's luma;
+3. playback without a display: decode thread -> upload -> network -> present
+   into an output-sized RGBA8 framebuffer (what a window's back buffer is), synced
+   like a buffer swap, no readback;
+4. encode: decode thread -> upload -> network -> RGBA8 -> PBO readback ->
+   encoder thread (x264) into a temporary file that is deleted afterwards.
+
+Then the ratios: GL's speed-up over PyTorch, and playback / encode throughput as
+a percentage of network-only throughput (how much the pipeline around the
+network costs). Without FILE a short synthetic clip is generated first.
+
+The runtime never needs torch: the PyTorch column imports it lazily (through
+``upshade.tools``) and is simply left out when it is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UpshadeError
+from .paths import MODEL_SIZES
+
+DEFAULT_SIZE = (640, 360)
+DEFAULT_FRAMES = 60
+SCALE = 2
+TORCH_RUNS_MAX = 10  # PyTorch on 2 cores is slow; the median of 10 is stable enough
+
+_TO_RGBA8_FS = """#version 450
+// Copy the float output texture texel for texel into an RGBA8 target: the
+// conversion (clamp + round) a window's back buffer or the encoder's readback does.
+uniform sampler2D src;
+out vec4 color;
+void main() {
+    color = vec4(texelFetch(src, ivec2(gl_FragCoord.xy), 0).rgb, 1.0);
+}
+"""
+
+
+# ---------------------------------------------------------------- GL helpers
+
+
+class RGBA8Target:
+    """An output-sized RGBA8 framebuffer that rendered frames are drawn into (present / readback)."""
+
+    def __init__(self, ctx, size: tuple[int, int]):
+        from .gltex import FullscreenProgram
+
+        self.ctx = ctx
+        self.size = (int(size[0]), int(size[1]))
+        self.tex = ctx.texture(self.size, 4, dtype="f1")
+        self.fbo = ctx.framebuffer(color_attachments=[self.tex])
+        self._prog = FullscreenProgram(ctx, _TO_RGBA8_FS)
+        self._prog.set("src", 0)
+
+    def draw(self, tex) -> None:
+        if tex.size != self.size:
+            raise UpshadeError(f"rendered frame {tex.size[0]}x{tex.size[1]} does not fit the "
+                               f"{self.size[0]}x{self.size[1]} target")
+        tex.use(0)
+        self.fbo.viewport = (0, 0, *self.size)
+        self._prog.draw(self.fbo)
+
+    def release(self) -> None:
+        self._prog.release()
+        self.fbo.release()
+        self.tex.release()
+
+
+class PBOReader:
+    """Asynchronous readback of an RGBA8 target through a ring of pixel buffer objects.
+
+    ``push()`` starts the transfer of the current frame into the next PBO and
+    returns the frame pushed ``depth - 1`` calls earlier (None while the ring
+    fills), so the CPU never waits for the frame the GPU has just finished;
+    ``drain()`` returns what is still in flight.
+    """
+
+    def __init__(self, ctx, target: RGBA8Target, depth: int = 2):
+        w, h = target.size
+        self.target = target
+        self.shape = (h, w, 4)
+        self._pbos = [ctx.buffer(reserve=w * h * 4) for _ in range(max(2, depth))]
+        self._pending: list[tuple[int, object]] = []   # (pbo index, tag), oldest first
+        self._next = 0
+
+    def push(self, tag=None):
+        i = self._next
+        self._next = (i + 1) % len(self._pbos)
+        self.target.fbo.read_into(self._pbos[i], components=4, alignment=1)
+        self._pending.append((i, tag))
+        if len(self._pending) < len(self._pbos):
+            return None
+        return self._pop()
+
+    def drain(self):
+        while self._pending:
+            yield self._pop()
+
+    def _pop(self):
+        i, tag = self._pending.pop(0)
+        # A fresh array per frame: the encoder takes ownership of what it is given.
+        return np.frombuffer(self._pbos[i].read(), dtype=np.uint8).reshape(self.shape), tag
+
+    def release(self) -> None:
+        for b in self._pbos:
+            b.release()
+        self._pbos.clear()
+
+
+# ---------------------------------------------------------------- synthetic clip
+
+
+def make_test_clip(path: str | os.PathLike, size: tuple[int, int], frames: int, fps: int = 25) -> Path:
+    """Write a short H.264 clip with moving edges, gradients and texture (what upscalers work on)."""
+    import av
+
+    w, h = size
+    path = Path(path)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rng = np.random.default_rng(1)
+    grain = rng.normal(0, 6, (h, w, 1)).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "ultrafast"})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            t = i / fps
+            base = np.stack([128 + 90 * np.sin((xx + 40 * t * (c + 1)) / (17.0 + 6 * c)) * np.cos(yy / 29.0 - t)
+                             for c in range(3)], axis=2)
+            cx, cy = w * (0.3 + 0.4 * (i % fps) / fps), h / 2
+            disc = (xx - cx) ** 2 + (yy - cy) ** 2 < (min(w, h) / 5) ** 2
+            base[disc] = (235, 40, 60)
+            base[(np.abs(xx - yy - 20 * t) < 1.5)] = (20, 20, 20)   # a thin moving line: aliasing-prone
+            rgb = np.clip(base + grain, 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+    return path
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass
+class Row:
+    name: str
+    ms: float | None          # ms per frame (None: not measured)
+    note: str = ""
+
+    @property
+    def fps(self) -> float | None:
+        return None if not self.ms else 1000.0 / self.ms
+
+
+@dataclass
+class BenchResult:
+    title: str
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+    frames: int
+    network_gl: Row
+    network_torch: Row
+    playback: Row
+    encode: Row
+    device: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[Row]:
+        return [self.network_gl, self.network_torch, self.playback, self.encode]
+
+    def ratios(self) -> dict[str, float | None]:
+        g, t = self.network_gl.ms, self.network_torch.ms
+        return {
+            "gl_vs_torch_speedup": (t / g) if g and t else None,
+            "playback_pct_of_network": (100.0 * g / self.playback.ms) if g and self.playback.ms else None,
+            "encode_pct_of_network": (100.0 * g / self.encode.ms) if g and self.encode.ms else None,
+        }
+
+    def format(self) -> str:
+        (iw, ih), (ow, oh) = self.in_size, self.out_size
+        lines = [f"{self.title}: {iw}x{ih} -> {ow}x{oh}, {self.frames} frames"]
+        if self.device:
+            lines.append(f"on {self.device}")
+        lines.append("")
+        head = ("stage", "ms/frame", "fps", "note")
+        body = [(r.name, "-" if r.ms is None else f"{r.ms:.2f}", "-" if r.fps is None else f"{r.fps:.1f}", r.note)
+                for r in self.rows]
+        widths = [max(len(x[i]) for x in [head, *body]) for i in range(3)]
+        for cells in [head, *body]:
+            lines.append("  ".join([cells[0].ljust(widths[0]), cells[1].rjust(widths[1]),
+                                    cells[2].rjust(widths[2]), cells[3]]).rstrip())
+        lines.append("")
+        r = self.ratios()
+        lines.append("GL vs PyTorch speed-up:   " + ("-" if r["gl_vs_torch_speedup"] is None
+                                                    else f"{r['gl_vs_torch_speedup']:.2f}x"))
+        lines.append("playback throughput:      " + ("-" if r["playback_pct_of_network"] is None
+                                                    else f"{r['playback_pct_of_network']:.1f}% of network-only"))
+        lines.append("encode throughput:        " + ("-" if r["encode_pct_of_network"] is None
+                                                    else f"{r['encode_pct_of_network']:.1f}% of network-only"))
+        return "\n".join(lines)
+
+
+class Bench:
+    """One renderer and one clip; each ``measure_*`` is a separate, self-contained measurement."""
+
+    def __init__(self, ctx, shaders, clip: Path, frames: int, out_size: tuple[int, int] | None = None):
+        from .pipeline import Renderer
+        from .video import probe
+
+        self.ctx = ctx
+        self.clip = Path(clip)
+        self.info = probe(self.clip)
+        self.in_size = (self.info.width, self.info.height)
+        self.out_size = out_size or (self.info.width * SCALE, self.info.height * SCALE)
+        self.frames = int(frames)
+        self.renderer = Renderer(ctx, shaders)
+        self.target = RGBA8Target(ctx, self.out_size)
+
+    def release(self) -> None:
+        self.target.release()
+        self.renderer.release()
+
+    def _decoder(self):
+        from .video import Decoder
+
+        return Decoder(self.clip, info=self.info)
+
+    def _first_frame(self):
+        dec = self._decoder()
+        try:
+            frame = next(dec, None)
+        finally:
+            dec.close()
+        if frame is None:
+            raise UpshadeError(f"{self.clip}: no video frames could be decoded")
+        return frame
+
+    def measure_network(self) -> float:
+        """Median ms of upload + shaders + output scaling of one decoded frame, GPU-synced."""
+        frame = self._first_frame()
+        for _ in range(2):  # compile every pass and allocate every texture before timing
+            self.renderer.render(frame, self.out_size)
+        self.ctx.finish()
+        times = []
+        for i in range(max(1, self.frames)):
+            t0 = time.perf_counter()
+            self.renderer.render(frame, self.out_size, frame_index=i)
+            self.ctx.finish()
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return statistics.median(times)
+
+    def _steady_ms(self, n_timed: int, t0: float | None) -> float | None:
+        if t0 is None or n_timed < 1:
+            return None
+        return (time.perf_counter() - t0) * 1000.0 / n_timed
+
+    def measure_playback(self) -> tuple[float | None, int]:
+        """ms per frame of decode -> upload -> network -> present, excluding the first frame (start-up)."""
+        t0, n = None, 0
+        with self._decoder() as dec:
+            for i, frame in enumerate(dec):
+                if i >= self.frames:
+                    break
+                self.target.draw(self.renderer.render(frame, self.out_size, frame_index=i))
+                # A buffer swap waits for the frame like this; without it llvmpipe would just queue work.
+                self.ctx.finish()
+                if t0 is None:
+                    t0 = time.perf_counter()
+                else:
+                    n += 1
+        return self._steady_ms(n, t0), n + (t0 is not None)
+
+    def measure_encode(self, codec: str, crf: int | None, preset: str | None) -> tuple[float | None, int]:
+        """ms per frame of decode -> upload -> network -> PBO readback -> encoder thread, flush included."""
+        from .encode import Encoder
+
+        reader = PBOReader(self.ctx, self.target)
+        t0, n, written = None, 0, 0
+        ow, oh = self.out_size
+        try:
+            with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
+                enc = Encoder(Path(tmp) / "bench.mkv", source_path=self.clip, source_info=self.info,
+                              width=ow, height=oh, codec=codec, crf=crf, preset=preset, copy_streams=False)
+                with enc:
+                    with self._decoder() as dec:
+                        for i, frame in enumerate(dec):
+                            if i >= self.frames:
+                                break
+                            self.target.draw(self.renderer.render(frame, self.out_size, frame_index=i))
+                            done = reader.push(frame.pts)
+                            if done is not None:
+                                enc.write(done[0], done[1])
+                                written += 1
+                            if t0 is None:
+                                # Start-up (first decode, encoder's first frame) stays out of the timing.
+                                t0 = time.perf_counter()
+                            else:
+                                n += 1
+                        for rgba, pts in reader.drain():
+                            enc.write(rgba, pts)
+                            written += 1
+                if written != enc.frames_written:
+                    raise UpshadeError(f"encoder wrote {enc.frames_written} of {written} frames")
+                ms = self._steady_ms(n, t0)   # the encoder's flush and close are inside
+        finally:
+            reader.release()
+        return ms, written
+
+
+def _torch_model_ms(spec: str, size: tuple[int, int], runs: int) -> tuple[float | None, str]:
+    """PyTorch CPU forward time for one of our models, or (None, why not)."""
+    try:
+        import importlib
+
+        evaluate = importlib.import_module("upshade.tools.evaluate")
+        importlib.import_module("torch")
+    except ImportError:
+        return None, "PyTorch not installed (pip install 'upshade[train]')"
+    try:
+        method = evaluate.load_torch_method(spec)
+    except UpshadeError as exc:
+        return None, f"not measured: {exc}"
+    import torch
+
+    return evaluate.torch_forward_ms(method.model, size, runs), f"{torch.get_num_threads()} threads"
+
+
+def _export_checkpoint(ckpt: Path, out: Path) -> Path:
+    """Export a checkpoint's shader for the GL side (needs torch, like any checkpoint)."""
+    try:
+        import importlib
+
+        export = importlib.import_module("upshade.tools.export")
+    except ImportError:
+        raise UpshadeError(f"{ckpt}: benchmarking a checkpoint needs PyTorch to export it: "
+                           "pip install 'upshade[train]' (or give --model S|M|L or --shader)") from None
+    out.write_text(export.export_shader(ckpt))
+    return out
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UpshadeError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
+    if not (2 <= w <= 8192 and 2 <= h <= 8192) or w % 2 or h % 2:
+        raise UpshadeError(f"--size {text}: width and height must be even numbers from 2 to 8192")
+    return w, h
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                        help="video to benchmark with (default: a generated clip of --size)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--shader", action="append", metavar="FILE", help="hook shader(s) to run (repeatable)")
+    what.add_argument("--model", metavar="S|M|L|CKPT",
+                      help="one of our models: a shipped size or a checkpoint (default: S)")
+    parser.add_argument("--size", metavar="WxH", help="input frame size of the generated clip (default 640x360)")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+                        help=f"frames per measurement (default {DEFAULT_FRAMES})")
+    parser.add_argument("--codec", default="h264", help="encoder for the encode pipeline (default h264)")
+    parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
+    parser.add_argument("--preset", default="veryfast",
+                        help="encoder preset for the encode pipeline (default veryfast)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .gpu import create_headless_context
+    from .hookparse import load_shader
+    from .paths import shipped_shader
+
+    if args.frames < 2:
+        raise UpshadeError(f"--frames must be at least 2, got {args.frames}")
+    if args.file is not None and args.size:
+        raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
+    size = _parse_size(args.size) if args.size else DEFAULT_SIZE
+    model = None if args.shader else (args.model or "S")
+
+    with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
+        tmp = Path(tmp)
+        if args.shader:
+            shader_paths = [Path(p) for p in args.shader]
+            title = "+".join(p.stem for p in shader_paths)
+        elif model.upper() in MODEL_SIZES and not Path(model).is_file():
+            shader_paths = [shipped_shader(model)]
+            title = f"{model.upper()} model ({shader_paths[0].name})"
+        else:
+            ckpt = Path(model)
+            if not ckpt.is_file():
+                raise UpshadeError(f"{ckpt}: checkpoint file does not exist (or give S, M or L)")
+            shader_paths = [_export_checkpoint(ckpt, tmp / f"{ckpt.stem}.glsl")]
+            title = f"model {ckpt.name}"
+        shaders = []
+        for p in shader_paths:
+            if not p.is_file():
+                raise UpshadeError(f"{p}: shader file does not exist")
+            shaders.append(load_shader(p))
+
+        if args.file is not None:
+            clip = args.file
+            from .video import probe
+
+            probe(clip)  # a bad file fails here, with its own one-line error
+        else:
+            clip = make_test_clip(tmp / "synthetic.mp4", size, args.frames)
+
+        # Other processes' load skews every number here: say how busy the machine was.
+        load_before = os.getloadavg()[0]
+        ctx = create_headless_context()
+        bench = None
+        try:
+            bench = Bench(ctx, shaders, clip, args.frames)
+            print(f"benchmarking {title} on {bench.in_size[0]}x{bench.in_size[1]} -> "
+                  f"{bench.out_size[0]}x{bench.out_size[1]} ...", flush=True)
+            gl_ms = bench.measure_network()
+            if model is not None:
+                torch_ms, torch_note = _torch_model_ms(model, bench.in_size, min(args.frames, TORCH_RUNS_MAX))
+            else:
+                torch_ms, torch_note = None, "only for our models (--model)"
+            play_ms, play_n = bench.measure_playback()
+            enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
+            renderer = ctx.info.get("GL_RENDERER", "?")
+            result = BenchResult(
+                title=title,
+                in_size=bench.in_size,
+                out_size=bench.out_size,
+                frames=args.frames,
+                network_gl=Row("network (GL)", gl_ms, "upload + shaders + output, glFinish"),
+                network_torch=Row("network (PyTorch CPU)", torch_ms, torch_note),
+                playback=Row("playback (no display)", play_ms,
+                             f"decode thread + GL + present, {play_n} frames"),
+                encode=Row("encode", enc_ms, f"decode + GL + PBO readback + {args.codec} "
+                                             f"{args.preset or ''} thread, {enc_n} frames".replace("  ", " ")),
+                device=f"{renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run",
+            )
+        finally:
+            if bench is not None:
+                bench.release()
+            ctx.release()
+    print(result.format())
+    return 0

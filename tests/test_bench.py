@@ -1,0 +1,221 @@
+"""`upshade bench`: the table's rows and ratios, the PBO readback path, and errors (no timing assertions)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from upshade.host import bench, cli
+from upshade.host.hookparse import load_shader
+
+ROWS = ("network (GL)", "network (PyTorch CPU)", "playback (no display)", "encode")
+NUM = r"(\d+\.\d+|-)"
+
+
+@pytest.fixture
+def shared_ctx(gl_ctx, monkeypatch):
+    """Make the CLI use the session context (a second EGL context would unbind the session's one)."""
+
+    class _Borrowed:
+        def __init__(self, ctx):
+            self._ctx = ctx
+
+        def __getattr__(self, name):
+            return getattr(self._ctx, name)
+
+        def release(self):
+            pass
+
+    import upshade.host.gpu as gpu
+
+    monkeypatch.setattr(gpu, "create_headless_context", lambda *a, **k: _Borrowed(gl_ctx))
+    return gl_ctx
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 2-block random checkpoint and its exported shader (tiny: benchmarks here check structure only)."""
+    try:
+        import torch
+    except ImportError:
+        from conftest import need
+
+        need("PyTorch is not installed (pip install '.[train]')")
+    from upshade.tools.export import export_shader
+    from upshade.tools.model import ModelConfig, UpshadeNet
+
+    d = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    model = UpshadeNet(ModelConfig(blocks=2, width=2))
+    ckpt = d / "tiny.pt"
+    torch.save({"config": model.cfg.to_dict(), "model": model.state_dict()}, ckpt)
+    shader = d / "tiny.glsl"
+    shader.write_text(export_shader(model, name="tiny"))
+    return ckpt, shader
+
+
+def parse_table(out: str) -> dict:
+    rows = {}
+    for name in ROWS:
+        m = re.search(rf"^{re.escape(name)}\s+{NUM}\s+{NUM}\s*(.*)$", out, re.M)
+        assert m, f"row {name!r} missing in:\n{out}"
+        rows[name] = (None if m.group(1) == "-" else float(m.group(1)),
+                      None if m.group(2) == "-" else float(m.group(2)), m.group(3))
+    head = re.search(r"^stage\s+ms/frame\s+fps\s+note$", out, re.M)
+    assert head, out
+    ratios = {}
+    for key, pat in (("speedup", r"GL vs PyTorch speed-up:\s+(\d+\.\d+)x"),
+                     ("playback", r"playback throughput:\s+(\d+\.\d+)% of network-only"),
+                     ("encode", r"encode throughput:\s+(\d+\.\d+)% of network-only")):
+        m = re.search(pat, out)
+        ratios[key] = float(m.group(1)) if m else None
+    return {"rows": rows, "ratios": ratios}
+
+
+def test_bench_with_a_model_fills_every_row_and_ratio(tiny_model, shared_ctx, capsys):
+    ckpt, _ = tiny_model
+    assert cli.main(["bench", "--model", str(ckpt), "--size", "64x48", "--frames", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "64x48 -> 128x96, 3 frames" in out
+    t = parse_table(out)
+    for name in ROWS:
+        ms, fps, _ = t["rows"][name]
+        assert ms is not None and ms > 0 and fps is not None
+        assert fps == pytest.approx(1000.0 / ms, rel=0.02, abs=0.06)
+    assert "3 frames" in t["rows"]["playback (no display)"][2]
+    assert "3 frames" in t["rows"]["encode"][2]
+    gl, torch_ms = t["rows"]["network (GL)"][0], t["rows"]["network (PyTorch CPU)"][0]
+    r = t["ratios"]
+    assert r["speedup"] == pytest.approx(torch_ms / gl, rel=0.05, abs=0.01)
+    assert r["playback"] == pytest.approx(100 * gl / t["rows"]["playback (no display)"][0], rel=0.05, abs=0.1)
+    assert r["encode"] == pytest.approx(100 * gl / t["rows"]["encode"][0], rel=0.05, abs=0.1)
+
+
+def test_bench_on_a_file_with_a_shader(tiny_model, shared_ctx, tmp_path, capsys):
+    _, shader = tiny_model
+    clip = bench.make_test_clip(tmp_path / "clip.mp4", (48, 32), 3)
+    assert cli.main(["bench", str(clip), "--shader", str(shader), "--frames", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "48x32 -> 96x64" in out
+    t = parse_table(out)
+    assert t["rows"]["network (PyTorch CPU)"][0] is None
+    assert "--model" in t["rows"]["network (PyTorch CPU)"][2]
+    assert t["ratios"]["speedup"] is None
+    assert t["ratios"]["playback"] is not None and t["ratios"]["encode"] is not None
+    # The clip has 3 frames although 5 were asked for: the pipelines say what they ran.
+    assert "3 frames" in t["rows"]["encode"][2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_bench_runs_without_torch(tiny_model, tmp_path):
+    """The runtime command must work where torch is not installed (and leaves no temp files)."""
+    _, shader = tiny_model
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from upshade.host.cli import main\n"
+        f"rc = main(['bench', '--shader', {str(shader)!r}, '--size', '32x32', '--frames', '2'])\n"
+        "assert sys.modules['torch'] is None\n"
+        "sys.exit(rc)\n"
+    )
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    t = parse_table(proc.stdout)
+    assert t["rows"]["network (GL)"][0] > 0
+    assert list(tmpdir.iterdir()) == []  # the generated clip and the encode output are gone
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, upshade.host.bench; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ratios_and_missing_values():
+    r = bench.BenchResult("x", (2, 2), (4, 4), 3, bench.Row("a", 10.0), bench.Row("b", 25.0),
+                          bench.Row("c", 11.0), bench.Row("d", 20.0))
+    ratios = r.ratios()
+    assert ratios["gl_vs_torch_speedup"] == pytest.approx(2.5)
+    assert ratios["playback_pct_of_network"] == pytest.approx(100 * 10 / 11)
+    assert ratios["encode_pct_of_network"] == pytest.approx(50.0)
+    r.network_torch = bench.Row("b", None, "PyTorch not installed")
+    assert r.ratios()["gl_vs_torch_speedup"] is None
+    text = r.format()
+    assert "GL vs PyTorch speed-up:   -" in text and "50.0% of network-only" in text
+
+
+def test_pbo_readback_matches_direct_read(tiny_model, gl_ctx):
+    """What the encode pipeline hands the encoder is exactly the rendered frame."""
+    from upshade.host.imageio import image_to_frame
+    from upshade.host.pipeline import Renderer
+
+    _, shader = tiny_model
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(3)]
+    renderer = Renderer(gl_ctx, [load_shader(shader)])
+    target = bench.RGBA8Target(gl_ctx, (20, 24))
+    reader = bench.PBOReader(gl_ctx, target, depth=2)
+    try:
+        expected, got = [], []
+        for i, img in enumerate(frames):
+            tex = renderer.render(image_to_frame(img), (20, 24))
+            expected.append(renderer.read_rgb(tex))
+            target.draw(tex)
+            done = reader.push(i)
+            assert (done is None) == (i == 0)
+            if done is not None:
+                got.append(done)
+        got += list(reader.drain())
+    finally:
+        reader.release()
+        target.release()
+        renderer.release()
+    assert [tag for _, tag in got] == [0, 1, 2]
+    for (rgba, _), exp in zip(got, expected):
+        assert rgba.shape == (24, 20, 4)
+        assert (rgba[..., 3] == 255).all()
+        assert np.abs(rgba[..., :3].astype(int) - exp.astype(int)).max() <= 1
+
+
+def test_make_test_clip(tmp_path):
+    from upshade.host.video import probe
+
+    info = probe(bench.make_test_clip(tmp_path / "c.mp4", (64, 36), 4))
+    assert (info.width, info.height) == (64, 36)
+    assert info.estimated_frames == 4
+
+
+def _err(capsys, argv) -> str:
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("upshade: error: "), err
+    return err
+
+
+def test_errors(tmp_path, capsys):
+    assert "--frames" in _err(capsys, ["bench", "--shader", "x.glsl", "--frames", "1"])
+    assert "WIDTHxHEIGHT" in _err(capsys, ["bench", "--shader", "x.glsl", "--size", "big"])
+    assert "even" in _err(capsys, ["bench", "--shader", "x.glsl", "--size", "63x48"])
+    shader = tmp_path / "ok.glsl"
+    shader.write_text("//!HOOK LUMA\n//!BIND HOOKED\nvec4 hook() { return HOOKED_tex(HOOKED_pos); }\n")
+    missing = tmp_path / "none.mp4"
+    assert str(missing) in _err(capsys, ["bench", str(missing), "--shader", str(shader)])
+    assert "conflicts" in _err(capsys, ["bench", str(missing), "--size", "64x48"])
+    assert str(tmp_path / "no.glsl") in _err(capsys, ["bench", "--shader", str(tmp_path / "no.glsl")])
+    assert str(tmp_path / "no.pt") in _err(capsys, ["bench", "--model", str(tmp_path / "no.pt")])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert str(text) in _err(capsys, ["bench", str(text), "--shader", str(shader)])
+
+
+def test_bad_shader_is_one_line(tmp_path, shared_ctx, capsys):
+    bad = tmp_path / "bad.glsl"
+    bad.write_text("//!HOOK LUMA\n//!BIND HOOKED\nvec4 hook() { return nope; }\n")
+    assert str(bad) in _err(capsys, ["bench", "--shader", str(bad), "--size", "32x32", "--frames", "2"])
