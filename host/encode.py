@@ -72,7 +72,7 @@ def available_encoder(codec: str) -> str:
     )
 
 
-def _encoder_options(encoder: str, crf: int | None, preset: str | None) -> dict[str, str]:
+def encoder_options(encoder: str, crf: int | None, preset: str | None) -> dict[str, str]:
     opts: dict[str, str] = {}
     if crf is not None:
         lo, hi = CRF_RANGE.get(encoder, (0, 63))
@@ -167,7 +167,7 @@ class Encoder:
         if formats and pix_fmt not in formats:
             raise UpshadeError(f"{self.encoder_name} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats)}")
         self.pix_fmt = pix_fmt
-        opts = _encoder_options(self.encoder_name, crf, preset)
+        opts = encoder_options(self.encoder_name, crf, preset)
         if self.width <= 0 or self.height <= 0:
             raise UpshadeError(f"{self.out_path}: invalid output size {self.width}x{self.height}")
         fmt = av.VideoFormat(pix_fmt)
