@@ -507,3 +507,62 @@ def test_release_is_idempotent_and_final(gl_ctx, image):
     r.release()
     with pytest.raises(UpshadeError):
         r.render(rgb_frame(image), (40, 30))
+
+
+@pytest.mark.parametrize("loc,shift", [("center", (0.0, 0.0)), ("left", (0.25, 0.0)), ("topleft", (0.25, 0.25))])
+def test_chroma_location(gl_ctx, loc, shift):
+    """Chroma is upsampled onto the luma grid with the chroma-location shift (in chroma texels)."""
+    rng = np.random.default_rng(7)
+    h, w = 16, 24
+    y = np.full((h, w), 128, np.uint8)
+    u = rng.integers(60, 200, (h // 2, w // 2), dtype=np.uint8)
+    v = rng.integers(60, 200, (h // 2, w // 2), dtype=np.uint8)
+    pf = (PlaneFormat("Y", w, h, 1, 1), PlaneFormat("U", w // 2, h // 2, 1, 1), PlaneFormat("V", w // 2, h // 2, 1, 1))
+    fmt = FrameFormat(kind="yuv", planes=pf, matrix="bt601", range="full", chroma_location=loc)
+    with Renderer(gl_ctx, fbo_format="rgba32f") as r:
+        out = r.read_rgb(r.render(Frame(fmt, [y, u, v]), (w, h)), np.float32)
+    c = np.dstack([u, v]) / 255.0
+    cs = bicubic(c, w, h, shift=shift)
+    ref = rgb_of(np.dstack([np.full((h, w), 128 / 255.0), cs]))
+    assert np.abs(out - ref).max() < 1e-4
+    if loc != "center":
+        centred = rgb_of(np.dstack([np.full((h, w), 128 / 255.0), bicubic(c, w, h)]))
+        assert np.abs(out - centred).max() > 0.02
+
+
+BUFFERS = """//!BUFFER tint
+//!VAR vec4 colour
+//!VAR float scale[2]
+0000803f 0000003f 0000803e 00000000
+0000803f 00000000 00000000 00000000
+00000040 00000000 00000000 00000000
+
+//!BUFFER counter
+//!VAR uint hits
+//!STORAGE
+
+//!HOOK MAIN
+//!BIND HOOKED
+//!BIND tint
+//!BIND counter
+vec4 hook() {
+    atomicAdd(hits, 1u);
+    return colour * scale[1] * 0.5 + vec4(0.0, 0.0, 0.0, float(hits > 0u) * 0.0);
+}
+"""
+
+
+def test_uniform_and_storage_buffers(gl_ctx, tmp_path, image):
+    with Renderer(gl_ctx, [shader(tmp_path, BUFFERS)]) as r:
+        out = r.read_rgb(r.render(rgb_frame(image), (32, 24)), np.float32)
+        hits = np.frombuffer(r._buffers["counter"][1].read(), np.uint32)[0]
+    assert np.allclose(out, [1.0, 0.5, 0.25], atol=1e-3)
+    assert hits == 32 * 24  # one fragment per MAIN pixel wrote to the storage buffer
+
+
+def test_stage_times_when_profiling(gl_ctx, tmp_path, image):
+    with Renderer(gl_ctx, [shader(tmp_path, INVERT_LUMA)]) as r:
+        r.profile = True
+        r.render(rgb_frame(image), (64, 48))
+        assert {"upload", "planes", "scale"} <= set(r.stage_times)
+        assert all(t >= 0 for t in r.stage_times.values())

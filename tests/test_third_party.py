@@ -63,9 +63,9 @@ def test_anime4k_runs_its_cnn(gl_ctx, data_dir):
     with Renderer(gl_ctx, [load_shader(anime4k_path())]) as r:
         out = r.read_rgb(r.render(image_to_frame(lr), (96, 96)), np.float32)
         sizes = r.last_sizes
-    assert sizes["conv2d_last_tf"] == (48, 48)
-    assert sizes["MAIN"] == (96, 96)
-    assert np.isfinite(out).all()
-    with Renderer(gl_ctx, [load_shader(anime4k_path())]) as r:
+        assert sizes["conv2d_last_tf"] == (48, 48)
+        assert sizes["MAIN"] == (96, 96)
+        assert np.isfinite(out).all() and out.shape == (96, 96, 3)
         r.render(image_to_frame(lr), (50, 50))  # 1.04x: the WHEN conditions skip the upscale CNN
         assert r.last_sizes["MAIN"] == (48, 48)
+        assert "conv2d_last_tf" not in r.last_sizes
