@@ -215,14 +215,23 @@ class Encoder:
     # --- setup (caller's thread) -------------------------------------------
 
     def _setup(self, info, opts, copy_streams: bool, threads: int) -> None:
+        container_options = {}
+        if self.out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            container_options["movflags"] = "+faststart"  # index first: playable while downloading
         try:
-            self._out = av.open(str(self._tmp), "w")
+            self._out = av.open(str(self._tmp), "w", options=container_options)
         except ValueError as exc:  # PyAV: no muxer for this extension
             raise UpshadeError(f"{self.out_path}: unknown output container {self.out_path.suffix!r} ({exc})") from None
         out = self._out
         supported = out.supported_codecs
         if self.encoder_name not in supported and codec_id_name(self.encoder_name) not in supported:
             raise UpshadeError(f"{self.out_path}: the {out.format.name} container cannot hold {self.encoder_name} video")
+        src = self._src = av.open(str(self.source_path)) if self.source_path is not None else None
+        src_video = None
+        if src is not None:
+            from .video import _video_stream
+
+            src_video = _video_stream(src, self.source_path)
 
         rate = info.frame_rate if info is not None and info.frame_rate else Fraction(25)
         tb = info.time_base if info is not None and info.time_base else Fraction(1, 90000)
@@ -239,16 +248,9 @@ class Encoder:
         self._tb = tb
         self._rate = rate
 
-        # Colour tags: the matrix we convert with, limited range, and the source's primaries/transfer.
-        cc.colorspace = _AV_MATRIX[self.matrix]
-        cc.color_range = 1
-        src_cc = None
-        if self.source_path is not None:
-            with av.open(str(self.source_path)) as probe_c:
-                v = probe_c.streams.video[0] if probe_c.streams.video else None
-                if v is not None:
-                    src_cc = (v.codec_context.color_primaries, v.codec_context.color_trc)
-        prim, trc = src_cc if src_cc else (2, 2)
+        # Colour tags: the matrix we convert with, limited range, and the source's primaries/transfer
+        # (or what a player would have assumed for the source, so the picture does not shift).
+        prim, trc = (src_video.codec_context.color_primaries, src_video.codec_context.color_trc) if src_video else (2, 2)
         if prim in (0, 2):
             if self.matrix == "bt2020nc":
                 prim = _AV_PRIMARIES["bt2020"]
@@ -258,6 +260,8 @@ class Encoder:
                 prim = _guessed_primaries(self.width, self.height)
         if trc in (0, 2):
             trc = _AV_TRC["bt2020-10"] if self.matrix == "bt2020nc" else _AV_TRC["bt709"]
+        cc.colorspace = _AV_MATRIX[self.matrix]
+        cc.color_range = 1
         cc.color_primaries = prim
         cc.color_trc = trc
         self._tags = (cc.colorspace, cc.color_range, prim, trc)
@@ -266,49 +270,52 @@ class Encoder:
         self._video = vs
 
         self._side: dict[int, av.stream.Stream] = {}
-        if self.source_path is not None:
-            src = av.open(str(self.source_path))
-            self._src = src
+        if src is not None:
             out.metadata.update(_clean_tags(dict(src.metadata)))
-            if src.streams.video:
-                vs.metadata.update(_clean_tags(dict(src.streams.video[0].metadata)))
+            vs.metadata.update(_clean_tags(dict(src_video.metadata)))
             if copy_streams:
-                for s in src.streams:
-                    if s.type not in ("audio", "subtitle"):
-                        continue
-                    name = s.codec_context.name
-                    if name not in supported:
-                        raise UpshadeError(
-                            f"{self.out_path}: the {out.format.name} container cannot hold the source's "
-                            f"{s.type} stream #{s.index} ({name}); write to .mkv instead"
-                        )
-                    o = out.add_stream_from_template(s)
-                    o.metadata.update(_clean_tags(dict(s.metadata)))
-                    try:
-                        o.disposition = s.disposition
-                    except (AttributeError, TypeError, ValueError):
-                        pass
-                    self._side[s.index] = o
-                if out.format.name in ("matroska", "webm"):
-                    for a in src.streams.attachments:
-                        try:
-                            out.add_attachment(a.name, a.mimetype, bytes(a.data))
-                        except (av.FFmpegError, ValueError, TypeError, AttributeError) as exc:
-                            log.warning("%s: attachment %s not copied: %s", self.source_path, a.name, exc)
+                self._add_side_streams(src, out, supported)
+            chapters = _trim_chapters(src.chapters(), self.start, self.end)
+            if chapters:
+                out.set_chapters(chapters)
             if self._side:
-                streams = [s for s in src.streams if s.index in self._side]
                 if self.start > 0:
                     try:
                         src.seek(int(self.start * av.time_base), backward=True)
                     except av.FFmpegError:
                         pass  # unseekable: read from the beginning and filter
-                self._side_iter = src.demux(*streams)
+                self._side_iter = src.demux(*[s for s in src.streams if s.index in self._side])
             else:
                 src.close()
                 self._src = None
         self._pending = None        # next side packet, not yet due
         self._side_done = not self._side
         out.start_encoding()        # write the header now: container problems surface before any work
+
+    def _add_side_streams(self, src, out, supported) -> None:
+        for s in src.streams:
+            if s.type not in ("audio", "subtitle"):
+                continue
+            name = s.codec_context.name
+            if name not in supported and s.codec_context.codec.canonical_name not in supported:
+                raise UpshadeError(
+                    f"{self.out_path}: the {out.format.name} container cannot hold the source's "
+                    f"{s.type} stream #{s.index} ({name}); write to .mkv instead"
+                )
+            o = out.add_stream_from_template(s)
+            o.metadata.update(_clean_tags(dict(s.metadata)))
+            try:
+                o.disposition = s.disposition
+            except (AttributeError, TypeError, ValueError):
+                pass
+            self._side[s.index] = o
+        if out.format.name in ("matroska", "webm"):
+            # Fonts for ASS subtitles travel as attachments.
+            for a in src.streams.attachments:
+                try:
+                    out.add_attachment(a.name, a.mimetype, bytes(a.data))
+                except (av.FFmpegError, ValueError, TypeError, AttributeError) as exc:
+                    log.warning("%s: attachment %s not copied: %s", self.source_path, a.name, exc)
 
     def _cleanup_failed(self, exc: BaseException) -> None:
         for c in (self._out, self._src):
@@ -491,6 +498,23 @@ class Encoder:
         self._mux_side(until=None)
         if self.frames_written == 0:
             raise UpshadeError(f"{self.out_path}: no video frames to write")
+
+
+def _trim_chapters(chapters: list[dict], start: float, end: float | None) -> list[dict]:
+    """Chapters overlapping [start, end), clipped to it and shifted so that ``start`` becomes 0."""
+    out = []
+    for ch in chapters:
+        tb = ch["time_base"]
+        if not tb:
+            continue
+        a, b = float(ch["start"] * tb), float(ch["end"] * tb)
+        hi = b if end is None else min(b, end)
+        lo = max(a, start)
+        if hi <= lo:
+            continue
+        out.append(dict(ch, start=int(round((lo - start) / tb)), end=int(round((hi - start) / tb)),
+                        id=len(out) + 1))
+    return out
 
 
 def codec_id_name(encoder: str) -> str:

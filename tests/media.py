@@ -172,6 +172,8 @@ def make_clip(
     gop: int | None = None,
     options: dict | None = None,
     metadata: dict | None = None,
+    chapters: list[tuple[float, float, str]] | None = None,
+    attachments: list[tuple[str, str, bytes]] | None = None,
 ) -> Path:
     """Write a small clip and return its path.
 
@@ -185,6 +187,8 @@ def make_clip(
     ("limited"/"full") are used both for the RGB->YUV conversion and as tags.
     ``rotation`` is the display rotation, counter-clockwise degrees (as
     PyAV's ``set_display_rotation``). ``metadata``: container tags (title...).
+    ``chapters``: (start s, end s, title); ``attachments``: (name, mimetype,
+    data) for Matroska (fonts for ASS subtitles).
     """
     path = Path(path)
     codec = codec or _default_codec(pix_fmt, width, height)
@@ -205,6 +209,14 @@ def make_clip(
 
     with av.open(str(path), "w") as out:
         out.metadata.update(metadata or {})
+        if chapters:
+            out.set_chapters([
+                {"id": i + 1, "start": int(a * 1000), "end": int(b * 1000), "time_base": Fraction(1, 1000),
+                 "metadata": {"title": title}}
+                for i, (a, b, title) in enumerate(chapters)
+            ])
+        for name, mimetype, data in attachments or ():
+            out.add_attachment(name, mimetype, data)
         vs = out.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
         vs.codec_context.time_base = time_base

@@ -55,6 +55,8 @@ def test_frames_size_duration_and_audio_packets_survive(tmp_path):
     src_audio = packets(src, "audio")
     assert len(src_audio) > 5 and packets(out, "audio") == src_audio
     assert b.metadata.get("title") == "Patches"
+    data = out.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")  # faststart: playable while downloading
     assert leftovers(tmp_path) == []
 
 
@@ -263,3 +265,21 @@ def test_pgs_subtitles_cannot_go_into_mp4(tmp_path, data_dir):
                                            r"stream #1 \(pgssub\); write to \.mkv instead"):
         Encoder(tmp_path / "out.mp4", source_path=src, width=1440, height=1074)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_chapters_and_attachments_are_kept(tmp_path):
+    font = bytes(range(256)) * 4
+    src = make_clip(tmp_path / "src.mkv", frames=25, subtitles="ass",
+                    chapters=[(0.0, 0.3, "One"), (0.3, 0.6, "Two"), (0.6, 1.0, "Three")],
+                    attachments=[("font.ttf", "font/ttf", font)])
+    out = transcode(src, tmp_path / "out.mkv", preset="ultrafast")
+    with av.open(str(out)) as c:
+        chapters = [(float(ch["start"] * ch["time_base"]), ch["metadata"].get("title")) for ch in c.chapters()]
+        atts = [(a.name, bytes(a.data)) for a in c.streams.attachments]
+    assert chapters == [(0.0, "One"), (0.3, "Two"), (0.6, "Three")]
+    assert atts == [("font.ttf", font)]
+    trimmed = transcode(src, tmp_path / "trim.mkv", start=0.4, duration=0.4, preset="ultrafast")
+    with av.open(str(trimmed)) as c:
+        chapters = [(round(float(ch["start"] * ch["time_base"]), 3), round(float(ch["end"] * ch["time_base"]), 3),
+                     ch["metadata"].get("title")) for ch in c.chapters()]
+    assert chapters == [(0.0, 0.2, "Two"), (0.2, 0.4, "Three")]
