@@ -202,8 +202,10 @@ def test_literals_round_trip_float32(exp, mdl, torch):
     bias = re.search(r"vec4 r = vec4\(([^)]*)\);", first).group(1)
     got = np.array([float(v) for v in bias.split(",")], dtype=np.float32)
     assert np.array_equal(got, m.convs[0].bias.detach().numpy())
-    numbers = re.findall(r"(?<![\w.])-?\d[\d.e+-]*", "\n".join(ln for ln in text.splitlines() if not ln.startswith("//")))
-    assert numbers and all(("." in n or "e" in n) for n in numbers)  # no int literals (GLSL ES)
+    weights = re.findall(r"(?:vec4|mat4)\(([-\d.e+, ]+)\)", text)
+    numbers = [n.strip() for group in weights for n in group.split(",")]
+    assert len(numbers) > 16 * 9 * 2
+    assert all(("." in n or "e" in n) for n in numbers)  # no int literals where floats go (GLSL ES)
 
 
 def test_export_is_deterministic_and_path_free(exp, mdl, torch, tmp_path):

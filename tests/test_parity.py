@@ -105,12 +105,12 @@ def test_random_model_matches_torch(gl_ctx, torch, nets, images, cfg):
 
 
 def test_final_layer_split_over_bind_limit(gl_ctx, torch, nets, images):
-    """9 blocks x 2 textures = 18 binds: the final conv runs as two partial-sum passes."""
+    """16 blocks = 16 binds + HOOKED for the bicubic residual: the final conv runs as two partial-sum passes."""
     model_mod, export = nets
-    m = random_model(model_mod, torch, 4, blocks=9, width=8, residual="bicubic")
+    m = random_model(model_mod, torch, 4, blocks=16, width=4, residual="bicubic")
     shader = parse_shader(export.export_shader(m, name="T"), "upshade_T.glsl")
     assert sum(" final " in p.desc for p in shader.passes) == 2
-    assert max(len(p.binds) for p in shader.passes) == 16
+    assert max(len(p.binds) for p in shader.passes) <= 16
     check(gl_ctx, torch, m, shader, images["bird"][:13, :11], "rgba32f")
 
 

@@ -9,8 +9,9 @@ How the network maps onto hook passes (all hooked on LUMA):
 * Every conv layer becomes one pass per group of 4 output channels. A pass
   stores its *pre-activation* values; the reading pass applies CReLU as
   ``max(v, 0.0)`` / ``max(-v, 0.0)``, so one RGBA texture carries 8 features.
-* Replicate padding is clamp-to-edge sampling at texel centres
-  (``NAME_texOff``), which is exact even with linear filtering.
+* Replicate padding is ``texelFetch`` at clamped integer coordinates (the
+  same values as clamp-to-edge sampling at texel centres, but no filtering
+  work: about 20% faster on llvmpipe).
 * The final layer is lowered to a low-resolution conv with one output channel
   per sub-pixel: pixel_shuffle already is one; nearest_conv's 3x3 conv over
   nearest-upsampled features equals, for each of the 4 sub-pixels, a conv of
@@ -231,10 +232,36 @@ def _taps(k: int):
     return [(ky, kx, kx - r, ky - r) for ky in range(k) for kx in range(k)]
 
 
-def _sample(tex: str, dx: int, dy: int) -> str:
-    if dx == 0 and dy == 0:
-        return f"{tex}_tex({tex}_pos)"
-    return f"{tex}_texOff(vec2({_num(dx)}, {_num(dy)}))"
+def _grid(ref: str, reach: int) -> list[str]:
+    """Integer coordinates of this pass's texel and its neighbours up to ``reach`` away, clamped.
+
+    All low-resolution textures share one grid, so one set serves every bind.
+    Clamped ``texelFetch`` is exactly replicate padding, and on llvmpipe it is
+    about 20% faster than filtered ``texture()`` reads at texel centres.
+    """
+    lines = [f"    ivec2 p = ivec2({ref}_pos * {ref}_size), lim = ivec2({ref}_size) - 1;"]
+    lines += [f"    ivec2 m{d} = max(p - {d}, 0), p{d} = min(p + {d}, lim);" for d in range(1, reach + 1)]
+    return lines
+
+
+def _coord(dx: int, dy: int) -> str:
+    def name(d: int) -> str:
+        return "p" if d == 0 else (f"m{-d}" if d < 0 else f"p{d}")
+
+    return name(dx) if dx == dy else f"ivec2({name(dx)}.x, {name(dy)}.y)"
+
+
+def _fetch(tex: str, dx: int, dy: int) -> str:
+    # Saved textures are float with multiplier 1; only the video plane needs HOOKED_mul.
+    if tex == "HOOKED":
+        return f"HOOKED_mul * texelFetch(HOOKED_raw, {_coord(dx, dy)}, 0).x"
+    return f"texelFetch({tex}_raw, {_coord(dx, dy)}, 0)"
+
+
+def _luma_vec4(offsets) -> str:
+    """Four luma samples as one vec4 (``HOOKED_mul`` applied once)."""
+    parts = ", ".join(f"texelFetch(HOOKED_raw, {_coord(dx, dy)}, 0).x" for dx, dy in offsets)
+    return f"HOOKED_mul * vec4({parts})"
 
 
 @dataclass
@@ -261,13 +288,13 @@ def _crelu_terms(lines: list[str], acc: str, tex_w: np.ndarray, single: bool) ->
 
 
 def _conv_body(src: list[str], w: np.ndarray, b: np.ndarray) -> list[str]:
-    lines = [f"    vec4 r = {_vec4(b)};", "    vec4 t;"]
+    lines = _grid(src[0], 1) + [f"    vec4 r = {_vec4(b)};", "    vec4 t;"]
     for ky, kx, dx, dy in _taps(3):
         for t, tex in enumerate(src):
             tw = w[:, t * 8:(t + 1) * 8, ky, kx]
             if not np.any(tw):
                 continue
-            lines.append(f"    t = {_sample(tex, dx, dy)};")
+            lines.append(f"    t = {_fetch(tex, dx, dy)};")
             _crelu_terms(lines, "r", tw, single=False)
     lines.append("    return r;")
     return lines
@@ -276,16 +303,15 @@ def _conv_body(src: list[str], w: np.ndarray, b: np.ndarray) -> list[str]:
 def _first_conv_body(w: np.ndarray, b: np.ndarray) -> list[str]:
     """Layer 1 reads the single luma channel: group its 9 taps into vec4s of samples."""
     taps = _taps(3)
-    lines = [f"    vec4 r = {_vec4(b)};"]
+    lines = _grid("HOOKED", 1) + [f"    vec4 r = {_vec4(b)};"]
     for start in range(0, 9, 4):
         chunk = taps[start:start + 4]
-        samples = [f"HOOKED_texOff(vec2({_num(dx)}, {_num(dy)})).x" for _, _, dx, dy in chunk]
         cols = np.stack([w[:, 0, ky, kx] for ky, kx, _, _ in chunk], axis=1)  # (4, n)
         if len(chunk) == 4:
-            lines.append(f"    r += {_mat4(cols)} * vec4({', '.join(samples)});")
+            lines.append(f"    r += {_mat4(cols)} * ({_luma_vec4((dx, dy) for _, _, dx, dy in chunk)});")
         else:
-            for j, s in enumerate(samples):
-                lines.append(f"    r += {_vec4(cols[:, j])} * {s};")
+            for j, (_, _, dx, dy) in enumerate(chunk):
+                lines.append(f"    r += {_vec4(cols[:, j])} * ({_fetch('HOOKED', dx, dy)});")
     lines.append("    return r;")
     return lines
 
@@ -294,8 +320,8 @@ def _bicubic_lines(acc: str) -> list[str]:
     """torch's x2 bicubic for all 4 sub-pixels of this source pixel, from its 5x5 neighbourhood.
 
     Rows first (``he``/``ho``: even/odd output column, rows -2..1 in the vec4
-    and row 2 in the float), then columns, as torch does; clamp-to-edge
-    sampling reproduces its clamped taps.
+    and row 2 in the float), then columns, as torch does; the clamped grid
+    reproduces its clamped taps.
     """
     lines = [
         f"    const vec4 we = {_vec4(BICUBIC_EVEN)};",
@@ -304,9 +330,8 @@ def _bicubic_lines(acc: str) -> list[str]:
         "    float he2, ho2, s2;",
     ]
     for row in range(-2, 3):
-        taps = ", ".join(f"HOOKED_texOff(vec2({_num(dx)}, {_num(row)})).x" for dx in range(-2, 2))
-        lines.append(f"    s = vec4({taps});")
-        lines.append(f"    s2 = HOOKED_texOff(vec2(2.0, {_num(row)})).x;")
+        lines.append(f"    s = {_luma_vec4((dx, row) for dx in range(-2, 2))};")
+        lines.append(f"    s2 = {_fetch('HOOKED', 2, row)};")
         if row < 2:
             comp = "xyzw"[row + 2]
             lines.append(f"    he.{comp} = dot(s, we);")
@@ -366,13 +391,13 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
     for c, chunk in enumerate(chunks):
         last = c == len(chunks) - 1
         binds = list(chunk)
-        lines = []
+        lines = _grid(chunk[0], 2 if last and bicubic else k // 2)
         if c == 0:
             lines.append(f"    {acc_t} r = {_num(low.final_b[0]) if single else _vec4(low.final_b)};")
         else:
             prev = f"{prefix}_SUM{c}"
             binds.insert(0, prev)
-            lines.append(f"    {acc_t} r = {prev}_tex({prev}_pos){'.x' if single else ''};")
+            lines.append(f"    {acc_t} r = texelFetch({prev}_raw, p, 0){'.x' if single else ''};")
         lines.append("    vec4 t;")
         for ky, kx, dx, dy in _taps(k):
             for t, tex in enumerate(chunk):
@@ -380,7 +405,7 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
                 tw = low.final_w[:, ch:ch + 8, ky, kx]
                 if not np.any(tw):
                     continue
-                lines.append(f"    t = {_sample(tex, dx, dy)};")
+                lines.append(f"    t = {_fetch(tex, dx, dy)};")
                 _crelu_terms(lines, "r", tw, single)
         offset += len(chunk)
         cin = low.blocks * 2 * low.width
@@ -408,7 +433,7 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
     body = [
         f"    vec2 lr = {sub_tex}_pos * {sub_tex}_size;",
         "    vec2 s = step(0.5, fract(lr));",
-        f"    vec4 v = {sub_tex}_tex((floor(lr) + 0.5) * {sub_tex}_pt);",
+        f"    vec4 v = texelFetch({sub_tex}_raw, ivec2(lr), 0);",
         "    float y = mix(mix(v.x, v.y, s.x), mix(v.z, v.w, s.x), s.y);",
     ]
     binds = [sub_tex]
