@@ -65,14 +65,20 @@ layout(binding = 2) uniform sampler2D alpha;
 uniform bool has_chroma;
 uniform bool has_alpha;
 uniform vec2 neutral;
+uniform mat4 m;   // identity for NATIVE; the YCbCr -> RGB conversion when NATIVE is not hooked
+uniform vec4 off;
 out vec4 color;
 void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
-    color.x = texelFetch(luma, p, 0).x;
-    color.yz = has_chroma ? texelFetch(chroma, p, 0).xy : neutral;
-    color.w = has_alpha ? texelFetch(alpha, p, 0).x : 1.0;
+    vec4 ycc;
+    ycc.x = texelFetch(luma, p, 0).x;
+    ycc.yz = has_chroma ? texelFetch(chroma, p, 0).xy : neutral;
+    ycc.w = has_alpha ? texelFetch(alpha, p, 0).x : 1.0;
+    color = m * ycc + off;
 }
 """
+
+_IDENTITY4 = (tuple(float(v) for v in np.eye(4).reshape(-1)), (0.0, 0.0, 0.0, 0.0))
 
 # moderngl dtype for (numpy kind, itemsize, normalized) of a //!TEXTURE format.
 _USER_DTYPES = {
@@ -444,8 +450,11 @@ class Renderer:
         self._affine.draw(self.pool.fbo(out))
         return src.replaced(tex=out, comps=comps)
 
-    def _merge_native(self, luma: Plane, chroma: Plane | None, alpha: Plane | None, neutral: float) -> Plane:
+    def _merge_native(self, luma: Plane, chroma: Plane | None, alpha: Plane | None, neutral: float,
+                      m_off=_IDENTITY4) -> Plane:
         out = self.pool.acquire(luma.w, luma.h)
+        self._merge.set("m", m_off[0])
+        self._merge.set("off", m_off[1])
         luma.tex.use(0)
         if chroma is not None:
             chroma.tex.use(1)
@@ -542,11 +551,19 @@ class Renderer:
             st.live["ALPHA"] = alpha
             alpha = self._align(self._run_hooks("ALPHA_SCALED", alpha, st), luma)
             st.live["ALPHA"] = alpha
-        native = self._merge_native(luma, chroma, alpha, neutral_chroma(repr_[1], repr_[2]))
-        st.live.clear()
-        native = self._run_hooks("NATIVE", native, st)
         m, off = ycbcr_to_rgb(*repr_)
-        main = self._apply_affine(native, _affine(m, off, [0, 1, 2], 3 if has_alpha else None), 4 if has_alpha else 3)
+        to_rgb = _affine(m, off, [0, 1, 2], 3 if has_alpha else None)
+        neutral = neutral_chroma(repr_[1], repr_[2])
+        if (enabled and "NATIVE" in self._by_stage) or "NATIVE" in self._needed:
+            native = self._merge_native(luma, chroma, alpha, neutral)
+            st.live.clear()
+            native = self._run_hooks("NATIVE", native, st)
+            main = self._apply_affine(native, to_rgb, 4 if has_alpha else 3)
+        else:
+            # Nothing sees NATIVE: merge and convert in one pass.
+            st.sizes["NATIVE"] = (luma.w, luma.h)
+            main = self._merge_native(luma, chroma, alpha, neutral, to_rgb).replaced(comps=4 if has_alpha else 3)
+            st.live.clear()
         t = self._mark("native", t)
         main = self._after_native(main, st, t)
         return self._finish(main, st, has_alpha)

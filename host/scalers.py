@@ -53,6 +53,40 @@ void main() {
 """
 
 
+# Upscaling (ratio <= 1) always touches exactly 4 source texels whose Catmull-Rom
+# weights sum to 1: a fixed, unrolled kernel is much cheaper than the general loop.
+UPSAMPLE_FS = GLSL_VERSION + """
+layout(binding = 0) uniform sampler2D src;
+uniform int axis;
+uniform float ratio;
+uniform float shift;
+out vec4 color;
+
+void main() {
+    ivec2 d = ivec2(gl_FragCoord.xy);
+    int n = textureSize(src, 0)[axis];
+    float c = float(d[axis]) * ratio + shift;
+    float base = floor(c);
+    float t = c - base;
+    const float a = """ + repr(CUBIC_A) + """;
+    // Keys cubic at distances 1+t, t, 1-t, 2-t
+    vec4 w = vec4(
+        ((a * (1.0 + t) - 5.0 * a) * (1.0 + t) + 8.0 * a) * (1.0 + t) - 4.0 * a,
+        ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0,
+        ((a + 2.0) * (1.0 - t) - (a + 3.0)) * (1.0 - t) * (1.0 - t) + 1.0,
+        ((a * (2.0 - t) - 5.0 * a) * (2.0 - t) + 8.0 * a) * (2.0 - t) - 4.0 * a);
+    int i0 = int(base) - 1;
+    ivec2 p0 = d, p1 = d, p2 = d, p3 = d;
+    p0[axis] = clamp(i0, 0, n - 1);
+    p1[axis] = clamp(i0 + 1, 0, n - 1);
+    p2[axis] = clamp(i0 + 2, 0, n - 1);
+    p3[axis] = clamp(i0 + 3, 0, n - 1);
+    color = w.x * texelFetch(src, p0, 0) + w.y * texelFetch(src, p1, 0)
+          + w.z * texelFetch(src, p2, 0) + w.w * texelFetch(src, p3, 0);
+}
+"""
+
+
 def axis_mapping(src_s: float, src_t: float, dst_s: float, dst_t: float) -> tuple[float, float]:
     """(ratio, shift): source coordinate in texel-centre units = d * ratio + shift for destination texel d."""
     ratio = src_s / dst_s
@@ -65,16 +99,17 @@ class Scaler:
     def __init__(self, ctx: moderngl.Context, pool: TexturePool):
         self.pool = pool
         self.program = FullscreenProgram(ctx, RESAMPLE_FS)
+        self.upsample = FullscreenProgram(ctx, UPSAMPLE_FS)
 
     def _pass(self, src: moderngl.Texture, w: int, h: int, axis: int, ratio: float, shift: float) -> moderngl.Texture:
         out = self.pool.acquire(w, h)
-        p = self.program
+        p = self.upsample if ratio <= 1.0 else self.program
         p.set("axis", axis)
         p.set("ratio", ratio)
         p.set("shift", shift)
-        widen = max(1.0, ratio)
-        p.set("support", 2.0 * widen)
-        p.set("kscale", 1.0 / widen)
+        if p is self.program:
+            p.set("support", 2.0 * ratio)
+            p.set("kscale", 1.0 / ratio)
         src.use(0)
         p.draw(self.pool.fbo(out))
         return out
@@ -100,3 +135,4 @@ class Scaler:
 
     def release(self) -> None:
         self.program.release()
+        self.upsample.release()
