@@ -102,6 +102,10 @@ def test_resume_refuses_a_different_config_and_missing_runs(T, folders, tmp_path
         T.train(_cfg(T, folders, epochs=3, schedule="cosine"), tmp_path / "cos", resume=True, threads=1, progress=False)
     with pytest.raises(UpshadeError, match="nothing to resume"):
         T.train(_cfg(T, folders), tmp_path / "empty", resume=True, threads=1, progress=False)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "last.pt").write_bytes(b"half a checkpoint")
+    with pytest.raises(UpshadeError, match="last.pt: not a readable checkpoint"):
+        T.train(_cfg(T, folders), tmp_path / "corrupt", resume=True, threads=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +195,6 @@ def test_config_loading_and_overrides(T, folders, tmp_path):
         ((None, ["select_on=set14"]), "select_on 'set14' is not one of the validation sets"),
         ((None, ['model={"depth": 3}']), r"unknown model field\(s\) depth"),
         ((None, ['model={"scale": 4}']), "only scale 2"),
-        ((None, ["init=/nonexistent.pt"]), "init checkpoint not found"),
     ):
         with pytest.raises(UpshadeError, match=msg):
             T.load_config(args[0], args[1], None)
@@ -203,6 +206,8 @@ def test_init_from_checkpoint(torch, T, folders, tmp_path):
     second = T.train(cfg, tmp_path / "b", threads=1, progress=False)
     # lr ~ 0: the fine-tune starts (and stays) at the init weights
     assert torch.allclose(first["model"]["final.weight"], second["model"]["final.weight"], atol=1e-6)
+    with pytest.raises(UpshadeError, match="nonexistent.pt: init checkpoint not found"):
+        T.train(_cfg(T, folders, init=str(tmp_path / "nonexistent.pt")), tmp_path / "d", threads=1, progress=False)
     with pytest.raises(UpshadeError, match="differs from this run's"):
         T.train(_cfg(T, folders, epochs=1, model={"blocks": 3, "width": 2}, init=cfg.init), tmp_path / "c",
                 threads=1, progress=False)
@@ -220,6 +225,9 @@ def test_cli_errors_and_a_tiny_cli_run(torch, folders, tmp_path, capsys):
     out = tmp_path / "cli_run"
     assert cli.main(["train", "--config", str(cfgfile), "--size", "S", "--out", str(out), "--threads", "1"]) == 0
     assert (out / "best.pt").is_file()
+    # Resuming needs no config file: the checkpoint's is used, overrides may extend a plateau run.
+    assert cli.main(["train", "--out", str(out), "--resume", "epochs=2", "--threads", "1", "--no-progress"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
     assert cli.main(["train", "--config", str(cfgfile), "loss=content", "--out", str(tmp_path / "x")]) == 1
     assert "--vgg-weights" in capsys.readouterr().err
     assert cli.main(["train", "--config", str(cfgfile), "train_sets={\"" + str(tmp_path / "nope") + "\": 1}",

@@ -91,8 +91,6 @@ class TrainConfig:
         if len(self.betas) != 2:
             raise UpshadeError(f"train config: betas must be two numbers, got {self.betas}")
         parse_loss(self.loss)
-        if self.init and not Path(self.init).is_file():
-            raise UpshadeError(f"{self.init}: init checkpoint not found")
         return self
 
     def model_config(self) -> ModelConfig:
@@ -110,20 +108,22 @@ class TrainConfig:
 RESUMABLE_CHANGES = {"epochs"}
 
 
-def load_config(path: str | None, overrides: list[str], size: str | None) -> TrainConfig:
-    raw: dict = {}
+def load_config(path: str | None, overrides: list[str], size: str | None, base: dict | None = None) -> TrainConfig:
+    """Config from ``base`` (e.g. a checkpoint's), then the JSON file, then KEY=VALUE overrides, then --size."""
+    raw: dict = dict(base or {})
     if path:
         p = Path(path)
         try:
-            raw = json.loads(p.read_text())
+            loaded = json.loads(p.read_text())
         except FileNotFoundError:
             raise UpshadeError(f"{p}: config file not found") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UpshadeError(f"{p}: cannot read config ({exc})") from None
         except json.JSONDecodeError as exc:
             raise UpshadeError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(raw, dict):
+        if not isinstance(loaded, dict):
             raise UpshadeError(f"{p}: config must be a JSON object")
+        raw.update(loaded)
     for item in overrides:
         key, eq, value = item.partition("=")
         if not eq or not key:
@@ -387,12 +387,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"shipped {args.out} epoch {info['best']['epoch']} -> {args.ship}.pt "
               f"({info['select_on']} {info['best'][info['select_on'] + '_psnr']:.3f} dB)")
         return 0
-    cfg = load_config(args.config, args.overrides, args.size)
+    base = None
+    if args.resume and not args.config:
+        # Resuming needs no config file: the checkpoint holds it (overrides may still extend epochs).
+        if not args.out:
+            raise UpshadeError("--resume without --config needs --out RUN_DIR")
+        base = read_checkpoint(Path(args.out) / "last.pt")["train_config"]
+    cfg = load_config(args.config, args.overrides, args.size, base)
     out = Path(args.out or Path("runs") / cfg.size)
     train(cfg, out, resume=args.resume, vgg_weights=args.vgg_weights, threads=args.threads,
           device=args.device, stop_after=args.stop_after, time_limit_min=args.time_limit,
           progress=not args.no_progress)
     return 0
+
+
+def read_checkpoint(path: Path, map_location="cpu") -> dict:
+    """A training checkpoint (last.pt) for resuming, with one-line errors."""
+    if not path.is_file():
+        raise UpshadeError(f"{path}: nothing to resume (no checkpoint there)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UpshadeError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+    missing = [k for k in ("train_config", "model", "optimizer", "scheduler", "epoch", "history", "rng") if k not in ckpt]
+    if not isinstance(ckpt, dict) or missing:
+        raise UpshadeError(f"{path}: not a resumable training checkpoint (missing {', '.join(missing) or 'everything'})")
+    return ckpt
 
 
 def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
@@ -426,13 +447,18 @@ def train(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
     last_path, best_path = out / "last.pt", out / "best.pt"
-    if resume and not last_path.is_file():
-        raise UpshadeError(f"{last_path}: nothing to resume (no checkpoint there)")
-    if not resume and last_path.exists():
+    # Everything that can be wrong is checked before the (slow) data loading.
+    saved = None
+    if resume:
+        saved = read_checkpoint(last_path, map_location=dev)
+        _check_resume(saved["train_config"], cfg, last_path)
+    elif last_path.exists():
         raise UpshadeError(f"{out}: already holds a run (last.pt); use --resume to continue it or another --out")
+    elif cfg.init and not Path(cfg.init).is_file():
+        raise UpshadeError(f"{cfg.init}: init checkpoint not found")
+    loss_fn = Loss(cfg.loss, vgg_weights).to(dev)
     out.mkdir(parents=True, exist_ok=True)
 
-    # Data first: bad input should fail before any time is spent training.
     t0 = time.monotonic()
     sets = [D.load_train_set(s, cfg.patch, cfg.data_root, tuple(cfg.train_scales)) for s in cfg.train_sets]
     sampler = D.PairSampler(sets, [float(w) for w in cfg.train_sets.values()], cfg.patch, 2)
@@ -450,7 +476,6 @@ def train(
         if init_model.cfg != mcfg:
             raise UpshadeError(f"{cfg.init}: its model {init_model.cfg} differs from this run's {mcfg}")
         model.load_state_dict(init_model.state_dict())
-    loss_fn = Loss(cfg.loss, vgg_weights).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = make_scheduler(cfg, opt, steps)
     rng = np.random.default_rng(cfg.seed)
@@ -458,9 +483,8 @@ def train(
     best: dict = {}
     epoch = 0
 
-    if resume:
-        ckpt = torch.load(last_path, map_location=dev, weights_only=True)
-        _check_resume(ckpt["train_config"], cfg, last_path)
+    if saved is not None:
+        ckpt = saved
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
