@@ -104,7 +104,7 @@ _RANGE = {1: "limited", 2: "full"}
 def native_pix_fmt(name: str) -> str | None:
     """The supported format that ``name`` must be converted to on the CPU, or None if none is needed.
 
-    Raises MediaError-free ValueError if the format is not usable at all.
+    Raises ValueError for a format that is not usable at all.
     """
     if name in SUPPORTED_PIX_FMTS:
         return None
@@ -177,6 +177,16 @@ def frame_format(
         return FrameFormat(kind="rgb", planes=tuple(P(r, width, height, 1, bps) for r in roles),
                            bit_depth=bits, has_alpha=len(roles) == 4, **rgb)
     raise ValueError(f"unsupported pixel format {pix_fmt!r}")
+
+
+def _describe(frame: av.VideoFrame, cc, target: str | None, rotation: int) -> FrameFormat:
+    """FrameFormat of a decoded frame; colour tags missing on the frame come from the codec context."""
+    return frame_format(
+        target or frame.format.name, frame.width, frame.height,
+        colorspace=frame.colorspace if frame.colorspace != 2 else cc.colorspace,
+        color_range=frame.color_range or cc.color_range,
+        rotation=rotation,
+    )
 
 
 def _unsupported(path, pix_fmt: str) -> MediaError:
@@ -321,8 +331,13 @@ def probe(path) -> VideoInfo:
     try:
         stream = _video_stream(container, path)
         cc = stream.codec_context
-        _check_size(path, cc.width, cc.height)
-        first = _first_frame(container, stream, path)
+        if cc.width > MAX_DIMENSION or cc.height > MAX_DIMENSION:
+            _check_size(path, cc.width, cc.height)  # refuse before allocating a gigantic frame
+        try:
+            first = _first_frame(container, stream, path)
+        except MediaError:
+            _check_size(path, cc.width, cc.height)  # a 0x0 stream explains the failure better
+            raise
         w, h = first.width, first.height
         _check_size(path, w, h)
         pix_fmt = first.format.name
@@ -331,12 +346,7 @@ def probe(path) -> VideoInfo:
         except ValueError:
             raise _unsupported(path, pix_fmt) from None
         rotation = _rotation_cw(first, stream)
-        fmt = frame_format(
-            target or pix_fmt, w, h,
-            colorspace=first.colorspace if first.colorspace != 2 else cc.colorspace,
-            color_range=first.color_range or cc.color_range,
-            rotation=rotation,
-        )
+        fmt = _describe(first, cc, target, rotation)
         tb = stream.time_base or Fraction(1, 1000)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if rate is not None and (rate <= 0 or rate > 1000):
@@ -529,9 +539,7 @@ class Decoder:
             _check_size(self.path, f.width, f.height)
             if target:
                 log.info("%s: converting %s to %s on the CPU", self.path, name, target)
-            fmt = frame_format(target or name, f.width, f.height, colorspace=f.colorspace,
-                               color_range=f.color_range or self._stream.codec_context.color_range,
-                               rotation=self.info.rotation)
+            fmt = _describe(f, self._stream.codec_context, target, self.info.rotation)
             self._formats[key] = fmt
         src = f
         if target:

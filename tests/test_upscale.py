@@ -149,6 +149,7 @@ def test_bad_input_and_options(gl_ctx, tmp_path, capsys):
     assert "--crf 80: libx264 takes 0..51" in errors(capsys, src, "-o", out, "--crf", "80")
     assert "cannot hold the source's subtitle stream" in errors(capsys, src, "-o", tmp_path / "o.mp4")
     assert "no such shader file" in errors(capsys, src, "-o", out, "--shader", tmp_path / "none.glsl")
+    assert "unknown model 'X'" in errors(capsys, src, "-o", out, "--model", "X")
     bad = tmp_path / "bad.glsl"
     bad.write_text("//!HOOK MAIN\n//!BIND HOOKED\nvec4 hook() { return oops; }\n")
     assert f"{bad}:" in errors(capsys, src, "-o", out, "--shader", bad)

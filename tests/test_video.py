@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import av
 import numpy as np
@@ -22,6 +23,7 @@ from media import (
 )
 from upshade.host.errors import MediaError
 from upshade.host.frames import Frame
+from upshade.host import video as video_mod
 from upshade.host.video import SUPPORTED_PIX_FMTS, Decoder, frame_format, plane_arrays, probe
 
 
@@ -311,3 +313,10 @@ def test_bad_inputs_give_one_line_naming_the_file(tmp_path):
         assert msg.startswith(str(path)) and expected in msg and "\n" not in msg, msg
         with pytest.raises(MediaError):
             Decoder(path)
+
+
+def test_size_limits(tmp_path):
+    for w, h in ((0, 10), (10, 0), (-2, 5), (16385, 8)):
+        with pytest.raises(MediaError, match=f"x.mkv: .*{w}x{h}"):
+            video_mod._check_size(Path("x.mkv"), w, h)
+    video_mod._check_size(Path("x.mkv"), 16384, 1)
