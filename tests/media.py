@@ -375,11 +375,12 @@ def to_rgb(frame: Frame) -> np.ndarray:
     return np.clip(ycc @ m.T + off, 0, 1) * 255
 
 
-def assert_patches(frame: Frame, index: int, tol: float) -> None:
+def assert_patches(frame: Frame, index: int, tol: float, gray: bool = False) -> None:
+    """Every patch centre of ``frame`` has the colour of frame ``index`` of the pattern (BT.601 luma if grey)."""
     rgb = to_rgb(frame)
     for r, c, y, x in patch_centres(frame.format.width, frame.format.height):
         got = rgb[y, x]
         want = patch_rgb(index, r, c).astype(np.float64)
-        if frame.format.kind == "gray":
+        if gray or frame.format.kind == "gray":
             want = np.full(3, 0.299 * want[0] + 0.587 * want[1] + 0.114 * want[2])
         assert np.abs(got - want).max() <= tol, (frame.format.kind, r, c, got, want)

@@ -104,10 +104,15 @@ def test_vfr_timing_is_preserved(tmp_path):
                 assert_patches(f, i, 10)
 
 
-@pytest.mark.parametrize("colorspace,size,matrix", [(None, (64, 48), "bt601"), ("bt709", (64, 48), "bt709"),
-                                                   (None, (640, 360), "bt601")])
-def test_colours_round_trip_with_matching_tags(tmp_path, colorspace, size, matrix):
-    src = make_clip(tmp_path / "src.mkv", width=size[0], height=size[1], frames=3, colorspace=colorspace)
+@pytest.mark.parametrize("colorspace,color_range,size,matrix", [
+    (None, None, (64, 48), "bt601"),
+    ("bt709", None, (64, 48), "bt709"),
+    ("bt709", "full", (64, 48), "bt709"),     # full-range sources come out limited, tagged so
+    (None, None, (640, 360), "bt601"),
+])
+def test_colours_round_trip_with_matching_tags(tmp_path, colorspace, color_range, size, matrix):
+    src = make_clip(tmp_path / "src.mkv", width=size[0], height=size[1], frames=3, colorspace=colorspace,
+                    color_range=color_range)
     out = transcode(src, tmp_path / "out.mkv", crf=10, preset="ultrafast")
     info = probe(out)
     # a 1280x720 output of an SD source keeps the SD matrix, tagged so players do not guess BT.709

@@ -171,3 +171,23 @@ def test_frame_budget_for_progress():
     assert upscale_mod._frame_budget(Info, 3.8, 2.0) == 5
     with pytest.raises(UpshadeError):
         upscale_video(None, Path("/nonexistent.mkv"), Path("/tmp/x.mkv"))
+
+
+@pytest.mark.parametrize("kw", [
+    dict(pix_fmt="yuvj420p"),                                              # JPEG full range, BT.601
+    dict(pix_fmt="yuv420p10le", colorspace="bt709"),
+    dict(pix_fmt="yuv444p", colorspace="bt2020", color_range="full", codec="ffv1"),
+    dict(pix_fmt="rgb24", codec="libx264rgb", options={"qp": "0"}),      # decodes as planar RGB (gbrp)
+    dict(pix_fmt="gray", codec="ffv1"),
+], ids=["yuvj420p", "10bit-709", "444-2020-full", "gbrp", "gray"])
+def test_source_colours_survive_the_gpu_round_trip(gl_ctx, tmp_path, kw):
+    src = make_clip(tmp_path / "s.mkv", frames=3, **kw)
+    out = tmp_path / "o.mkv"
+    assert upscale_video(gl_ctx, src, out, crf=8, preset="ultrafast", progress=False) == 3
+    with Decoder(out) as d:
+        for i, f in enumerate(d):
+            assert f.format.range == "limited"
+            if kw["pix_fmt"] == "gray":
+                # grey in, grey out: chroma neutral
+                assert np.abs(f.planes[1][:48, :64].astype(int) - 128).max() <= 2
+            assert_patches(f, i, 8, gray=kw["pix_fmt"] == "gray")
