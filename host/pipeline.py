@@ -28,6 +28,7 @@ import numpy as np
 from .colorspace import RGB_INPUT_REPR, neutral_chroma, rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import ShaderError, UpshadeError
 from .frames import Frame
+from . import rawgl
 from .glsl import (
     GLSL_VERSION,
     BufferBinding,
@@ -216,13 +217,6 @@ class Renderer:
         dtype = _USER_DTYPES[key]
         comps = fmt.components
         dims = len(td.size)
-        if dims == 1:
-            # moderngl exposes no 1D textures (sampler1D); rejecting beats a wrong result.
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 1D textures are not supported "
-                                                "by upshade (use SIZE w 1 and sample it as a 2D texture)")
-        if td.border == "MIRROR":
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': BORDER MIRROR is not supported "
-                                                "by upshade (use CLAMP or REPEAT)")
         integer = fmt.is_integer
         if integer and td.filter == "LINEAR":
             raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': integer format {td.format} cannot "
@@ -235,20 +229,29 @@ class Renderer:
             raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': {len(td.data)} bytes of data, "
                                                 f"expected {expected} for SIZE {' '.join(map(str, td.size))} "
                                                 f"FORMAT {td.format}")
+        if (dims == 1 or td.border == "MIRROR") and not rawgl.available():
+            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 1D textures and BORDER MIRROR need "
+                                                "libOpenGL/libGL, which cannot be loaded here")
         try:
-            if dims == 2:
+            if dims == 1:
+                tex = rawgl.Texture1D(self.ctx, td.size[0], comps, td.data, dtype, td.filter == "LINEAR", td.border)
+            elif dims == 2:
                 tex = self.ctx.texture(td.size, comps, td.data, dtype=dtype, alignment=1)
             else:
                 tex = self.ctx.texture3d(td.size, comps, td.data, dtype=dtype, alignment=1)
-        except moderngl.Error as exc:
+        except (moderngl.Error, OSError) as exc:
             raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': cannot create it: {exc}") from None
-        filt = moderngl.LINEAR if td.filter == "LINEAR" else moderngl.NEAREST
-        tex.filter = (filt, filt)
-        rep = td.border == "REPEAT"
-        tex.repeat_x = rep
-        tex.repeat_y = rep
-        if dims == 3:
-            tex.repeat_z = rep
+        if dims > 1:
+            filt = moderngl.LINEAR if td.filter == "LINEAR" else moderngl.NEAREST
+            tex.filter = (filt, filt)
+            rep = td.border == "REPEAT"
+            tex.repeat_x = rep
+            tex.repeat_y = rep
+            if dims == 3:
+                tex.repeat_z = rep
+            if td.border == "MIRROR":
+                # moderngl only knows clamp and repeat
+                rawgl.set_wrap(tex, rawgl.GL_TEXTURE_2D if dims == 2 else rawgl.GL_TEXTURE_3D, "MIRROR", dims)
         glsl_fmt = ("r", "rg", "rgb", "rgba")[comps - 1] + _IMAGE_SUFFIX[key]
         prefix = ("u" if fmt.dtype.kind == "u" else "i") if integer else ""
         return td, tex, glsl_fmt, prefix

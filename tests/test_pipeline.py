@@ -382,10 +382,31 @@ def test_fixed_size_stage_refuses_resize(gl_ctx, tmp_path, image):
             r.render(rgb_frame(image), (40, 30))
 
 
-def test_unsupported_texture_rejected(gl_ctx, tmp_path):
-    text = "//!TEXTURE T\n//!SIZE 2\n//!FORMAT r8\n0011\n\n//!HOOK MAIN\n//!BIND T\nvec4 hook() { return vec4(0); }\n"
-    with pytest.raises(ShaderError, match=r"test.glsl:1: TEXTURE 'T': 1D textures are not supported"):
-        Renderer(gl_ctx, [shader(tmp_path, text)])
+def test_1d_texture_and_mirror_border(gl_ctx, tmp_path, image):
+    ramp = np.array([0.0, 0.25, 0.5, 1.0], dtype=np.float32).tobytes().hex()
+    text = f"""//!TEXTURE RAMP
+//!SIZE 4
+//!FORMAT r32f
+//!FILTER LINEAR
+{ramp}
+
+//!TEXTURE M
+//!SIZE 2 1
+//!FORMAT r32f
+//!BORDER MIRROR
+{np.array([0.0, 1.0], dtype=np.float32).tobytes().hex()}
+
+//!HOOK MAIN
+//!BIND HOOKED
+//!BIND RAMP
+//!BIND M
+vec4 hook() {{
+    // 1D: linear between texels 1 and 2; MIRROR: x = 1.25 reflects to 0.75 (texel 1)
+    return vec4(texture(RAMP, 0.5).x, texelFetch(RAMP, 3, 0).x, texture(M, vec2(1.25, 0.5)).x, 1.0);
+}}
+"""
+    out, _ = render(gl_ctx, [shader(tmp_path, text)], rgb_frame(image), (8, 6))
+    assert np.allclose(out, [0.375, 1.0, 1.0], atol=1e-4)
 
 
 def test_negative_values_survive_and_render_luma(gl_ctx, tmp_path):
