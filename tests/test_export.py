@@ -14,7 +14,7 @@ import pytest
 
 from upshade.host import cli
 from upshade.host.errors import UpshadeError
-from upshade.host.hookparse import parse_shader, rpn_eval
+from upshade.host.hookparse import load_shader, parse_shader, rpn_eval
 from upshade.host.paths import SHADERS_DIR, WEIGHTS_DIR
 
 pytestmark = pytest.mark.torch
@@ -219,7 +219,7 @@ def test_export_is_deterministic_and_path_free(exp, mdl, torch, tmp_path):
     head = ta.split("//!")[0]
     assert hashlib.sha256(a.read_bytes()).hexdigest()[:16] in head
     assert "upshade_X.pt" in head and "blocks=2" in head and "residual=bicubic" in head
-    assert f"parameters: {sum(p.numel() for p in m.parameters())}" in head
+    assert f"parameters: {sum(p.numel() for p in m.parameters())}, passes: 4" in head
     assert "set5_psnr_y=34.5" in head and "curve" not in head
     assert "//!DESC upshade X conv1 (1->4)" in ta
     assert exp.export_shader(a, name="Q").count("UPSHADE_Q_C1") > 0
@@ -287,7 +287,7 @@ def test_export_rejects_non_finite_weights(exp, mdl, torch):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_shipped_shader_is_the_export_of_its_weights(exp, size):
+def test_shipped_shader_is_the_export_of_its_weights(exp, mdl, size):
     weights = WEIGHTS_DIR / f"upshade_{size}.pt"
     shader = SHADERS_DIR / f"upshade_{size}.glsl"
     assert weights.is_file(), f"{weights} is missing"
@@ -295,3 +295,5 @@ def test_shipped_shader_is_the_export_of_its_weights(exp, size):
     assert shader.read_text(encoding="utf-8") == exp.export_shader(weights, name=size), (
         f"{shader} is stale: re-export it from {weights}"
     )
+    cfg = mdl.load_checkpoint(weights)[0].cfg
+    assert len(load_shader(shader).passes) == cfg.blocks * -(-cfg.width // 4) + 2
