@@ -118,8 +118,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--codec", choices=tuple(CODECS), default="h264", help="video codec (default h264)")
     parser.add_argument("--crf", type=int, metavar="N", help="constant quality (lower is better; encoder default)")
     parser.add_argument("--preset", metavar="P", help="encoder speed preset (x264/x265 names, SVT-AV1 numbers)")
-    parser.add_argument("--pix-fmt", default="yuv420p", metavar="FMT",
-                        help="output pixel format (default yuv420p; e.g. yuv420p10le for 10-bit)")
+    parser.add_argument("--pix-fmt", metavar="FMT",
+                        help="output pixel format (default: yuv420p, or yuv420p10le for sources deeper than 8 bits)")
     parser.add_argument("--start", type=float, default=0.0, metavar="T", help="start at T seconds")
     parser.add_argument("--duration", type=float, metavar="D", help="process only D seconds")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -142,6 +142,19 @@ def _frame_budget(info, start: float, duration: float | None) -> int | None:
     return max(1, round(span * info.fps))
 
 
+def default_pix_fmt(info, codec: str) -> str:
+    """yuv420p, or yuv420p10le when the source has more than 8 bits and the encoder takes it."""
+    import av
+
+    from .encode import available_encoder
+
+    if info.format.bit_depth > 8:
+        formats = {f.name for f in av.codec.Codec(available_encoder(codec), "w").video_formats or ()}
+        if "yuv420p10le" in formats:
+            return "yuv420p10le"
+    return "yuv420p"
+
+
 def upscale_video(
     ctx,
     src,
@@ -153,7 +166,7 @@ def upscale_video(
     codec: str = "h264",
     crf: int | None = None,
     preset: str | None = None,
-    pix_fmt: str = "yuv420p",
+    pix_fmt: str | None = None,
     start: float = 0.0,
     duration: float | None = None,
     fbo_format: str = "auto",
@@ -178,6 +191,8 @@ def upscale_video(
     if info.duration is not None and start >= info.duration:
         raise UpshadeError(f"--start {start}: {src} is only {info.duration:.3f} s long")
     ow, oh = size or (2 * info.width, 2 * info.height)
+    if pix_fmt is None:
+        pix_fmt = default_pix_fmt(info, codec)
     end = start + duration if duration is not None else None
     try:
         deep = av.VideoFormat(pix_fmt).components[0].bits > 8

@@ -184,6 +184,7 @@ def test_source_colours_survive_the_gpu_round_trip(gl_ctx, tmp_path, kw):
     src = make_clip(tmp_path / "s.mkv", frames=3, **kw)
     out = tmp_path / "o.mkv"
     assert upscale_video(gl_ctx, src, out, crf=8, preset="ultrafast", progress=False) == 3
+    assert probe(out).pix_fmt == ("yuv420p10le" if "10" in kw["pix_fmt"] else "yuv420p")
     with Decoder(out) as d:
         for i, f in enumerate(d):
             assert f.format.range == "limited"
