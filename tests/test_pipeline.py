@@ -587,3 +587,33 @@ def test_stage_times_when_profiling(gl_ctx, tmp_path, image):
         r.render(rgb_frame(image), (64, 48))
         assert {"upload", "planes", "scale"} <= set(r.stage_times)
         assert all(t >= 0 for t in r.stage_times.values())
+
+
+STORAGE = f"""//!TEXTURE ACC
+//!SIZE 4 4
+//!FORMAT r32f
+//!STORAGE
+{bytes(64).hex()}
+
+//!HOOK MAIN
+//!BIND HOOKED
+//!BIND ACC
+//!COMPUTE 8 8
+void hook() {{
+    if (gl_GlobalInvocationID.xy == uvec2(1, 1))
+        imageStore(ACC, ivec2(1, 1), vec4(0.5));
+    imageStore(out_image, ivec2(gl_GlobalInvocationID.xy), HOOKED_tex(HOOKED_pos));
+}}
+
+//!HOOK MAIN
+//!BIND HOOKED
+//!BIND ACC
+vec4 hook() {{ return vec4(imageLoad(ACC, ivec2(1, 1)).x, HOOKED_tex(HOOKED_pos).yz, 1.0); }}
+"""
+
+
+def test_storage_texture_and_compute_positions(gl_ctx, tmp_path, image):
+    out, _ = render(gl_ctx, [shader(tmp_path, STORAGE)], rgb_frame(image), (32, 24))
+    assert np.allclose(out[..., 0], 0.5, atol=1e-4)
+    # the compute pass copied MAIN through HOOKED_pos: compute positions are pixel centres
+    assert np.abs(out[..., 1:] - image[..., 1:] / 255.0).max() < 1e-3
