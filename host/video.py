@@ -390,12 +390,9 @@ def plane_arrays(frame: av.VideoFrame, fmt: FrameFormat) -> list[np.ndarray]:
             raise MediaError("negative line sizes (bottom-up frames) are not supported")
         rows = pf.height
         buf = np.frombuffer(plane, dtype=np.uint8)
-        # Some decoders pad only between rows, not after the last one.
-        needed = line * (rows - 1) + pf.width * pf.components * pf.bytes_per_sample
-        if buf.size < needed:
-            raise MediaError(f"decoder plane {pf.role} is smaller than its format says ({buf.size} < {needed} bytes)")
-        if buf.size < line * rows:
-            buf = np.concatenate([buf, np.zeros(line * rows - buf.size, np.uint8)])
+        if buf.size < line * rows or line < pf.width * pf.components * pf.bytes_per_sample:
+            raise MediaError(f"decoder plane {pf.role} ({line} x {rows} bytes in {buf.size}) does not hold "
+                             f"{pf.width}x{pf.height}x{pf.components} samples")
         arrays.append(buf[: line * rows].view(dtype).reshape(rows, line // pf.bytes_per_sample))
     return arrays
 
@@ -554,8 +551,7 @@ class Decoder:
         try:
             self._container.seek(int(math.floor(t / tb)), stream=stream, backward=True)
         except av.FFmpegError:
-            # Unseekable input: decoding on from here and dropping early frames still gives the right frames
-            # when we were at the start.
+            # Unseekable input: rewind if possible; dropping frames before t then still lands on t.
             try:
                 self._container.seek(0, backward=True)
             except av.FFmpegError:
