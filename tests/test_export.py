@@ -297,3 +297,10 @@ def test_shipped_shader_is_the_export_of_its_weights(exp, mdl, size):
     )
     cfg = mdl.load_checkpoint(weights)[0].cfg
     assert len(load_shader(shader).passes) == cfg.blocks * -(-cfg.width // 4) + 2
+
+
+def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
+    text = exp.export_shader(make_model(mdl, torch, blocks=1), name="my model v2!\nx")
+    sf = parse_shader(text, "t.glsl")
+    assert sf.passes[0].save == "UPSHADE_MY_MODEL_V2_X_C1"
+    assert sf.passes[0].desc == "upshade my model v2! x conv1 (1->4)"
