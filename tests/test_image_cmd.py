@@ -66,13 +66,18 @@ def test_16bit_rgba_keeps_depth_and_alpha(gl_ctx, tmp_path):
     assert np.abs(res - ref).max() < 65535 * 1e-3
 
 
-def test_grey_stays_grey(gl_ctx, tmp_path):
-    img = np.tile(np.arange(0, 250, 25, dtype=np.uint8), (6, 1))
+@pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (1, np.uint16)])
+def test_grey_stays_grey(gl_ctx, tmp_path, channels, dtype):
+    peak = np.iinfo(dtype).max
+    grey = np.tile(np.linspace(0, peak, 10).astype(dtype), (6, 1))
+    img = grey if channels == 1 else np.dstack([grey, np.full_like(grey, peak // 3)])
     src, out = tmp_path / "g.png", tmp_path / "g2.png"
     write_image(src, img)
     assert run_cli(src, "-o", out, "--scale", "1.5") == 0
     res = read_image(out)
-    assert res.shape == (9, 15, 1)
+    assert res.shape == (9, 15, channels) and res.dtype == dtype
+    ref = np.clip(bicubic(img.reshape(6, 10, channels) / peak, 15, 9), 0, 1) * peak
+    assert np.abs(res - ref).max() <= peak * 2e-3 + 0.5
 
 
 def test_shader_and_param(gl_ctx, tmp_path, rgb8):
