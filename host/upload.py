@@ -53,10 +53,11 @@ def _roles(fmt: FrameFormat) -> dict[str, _Source]:
         elif role == "UV":
             out["Cb"] = _Source(i, 0)
             out["Cr"] = _Source(i, 1)
-        elif role in ("RGB", "RGBA"):
-            out["R"], out["G"], out["B"] = _Source(i, 0), _Source(i, 1), _Source(i, 2)
-            if role == "RGBA" and p.components >= 4:
-                out["A"] = _Source(i, 3)
+        elif len(role) == p.components > 1 and set(role) <= set("RGBAX") and {"R", "G", "B"} <= set(role):
+            # Packed RGB: the role spells the component order in memory (BGRA, XRGB...); X is padding.
+            for k, ch in enumerate(role):
+                if ch != "X":
+                    out[ch] = _Source(i, k)
         elif role in ("R", "G", "B", "A"):
             out[role] = _Source(i, 0)
         else:

@@ -179,7 +179,9 @@ def test_frame_budget_for_progress():
     dict(pix_fmt="yuv444p", colorspace="bt2020", color_range="full", codec="ffv1"),
     dict(pix_fmt="rgb24", codec="libx264rgb", options={"qp": "0"}),      # decodes as planar RGB (gbrp)
     dict(pix_fmt="gray", codec="ffv1"),
-], ids=["yuvj420p", "10bit-709", "444-2020-full", "gbrp", "gray"])
+    dict(pix_fmt="bgr0", codec="ffv1"),                                    # packed, role BGRX
+    dict(pix_fmt="bgra", codec="ffv1"),                                    # packed with alpha, role BGRA
+], ids=["yuvj420p", "10bit-709", "444-2020-full", "gbrp", "gray", "bgr0", "bgra"])
 def test_source_colours_survive_the_gpu_round_trip(gl_ctx, tmp_path, kw):
     src = make_clip(tmp_path / "s.mkv", frames=3, **kw)
     out = tmp_path / "o.mkv"
