@@ -143,10 +143,11 @@ class AudioClock:
             self._seek_to = t
             self._chunks.clear()
             self._queued = self._offset = 0
-            self._block_pts = self._block_end = t + self.latency
+            # The first sample at t is heard one output latency after the device takes it.
+            self._block_pts = self._block_end = t
             self._cb_time = self._now()
             if self._frozen is not None:
-                self._frozen = t
+                self._frozen = t - self.latency
             self._lock.notify_all()
 
     def wait(self, seconds: float) -> None:

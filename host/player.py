@@ -96,7 +96,8 @@ class Player:
 
     ``entries`` is a list of ``(label, [ShaderFile, ...])``: each is one chain that
     keys 1-9 switch to; an empty list means plain bicubic. ``clock="stepped"``
-    makes time advance only by presented frames (deterministic, never sleeps).
+    makes time advance only by presented frames (deterministic, never sleeps);
+    ``clock`` may also be a clock object (see host/clock.py).
     """
 
     def __init__(
@@ -110,7 +111,7 @@ class Player:
         fullscreen: bool = False,
         compare: bool = False,
         screenshot_dir=".",
-        clock: str = "auto",
+        clock="auto",
         vsync: bool = True,
         visible: bool = True,
         window_size: tuple[int, int] | None = None,
@@ -164,14 +165,18 @@ class Player:
 
             self._overlay = TextOverlay(self.ctx)
             self.decoder = Decoder(self.path, start=start, info=self.info)
-            if clock == "stepped":
+            if not isinstance(clock, str):
+                self.clock = clock  # any object with the clock interface (tests)
+            elif clock == "stepped":
                 from .clock import SteppedClock
 
                 self.clock = SteppedClock(start)
-            else:
+            elif clock == "auto":
                 from .audio import open_clock
 
                 self.clock = open_clock(self.path, self.info.has_audio, start, audio=audio, notify=self._notify)
+            else:
+                raise ValueError(f"clock must be 'auto', 'stepped' or a clock object, not {clock!r}")
             self._system_clock = self.clock.kind == "system clock"
             self._resync = self._system_clock
             if fullscreen:
@@ -331,6 +336,7 @@ class Player:
 
     def step(self) -> bool:
         """One iteration: handle input, present the due frame (or redraw); False when playback is over."""
+        self.window.make_current()
         for ev in self.window.poll(0.05 if self._idle else None):
             if isinstance(ev, KeyEvent):
                 self.handle_key(ev.key, ev.repeat)
@@ -388,6 +394,7 @@ class Player:
         """Draw the current frame into the window and swap; with ``capture``, return the window's
         pixels as drawn (HxWx3 uint8, rows top-down) read back before the swap."""
         self._dirty = False
+        self.window.make_current()
         ctx = self.ctx
         fw, fh = self.window.framebuffer_size()
         ctx.screen.use()
@@ -454,6 +461,7 @@ class Player:
         frame = self.current
         if frame is None:
             return None
+        self.window.make_current()
         size = (2 * self.info.width, 2 * self.info.height)
         tex = self._render(frame, size, enabled=self.network)
         rgb = self.renderer.read_rgb(tex, np.uint8)[..., :3]
@@ -478,6 +486,8 @@ class Player:
     def close(self) -> None:
         """Release everything (GL objects, decoder, audio) and terminate GLFW; safe to call twice."""
         try:
+            if self.window is not None:
+                self.window.make_current()  # the GL objects below belong to this window's context
             if self.decoder is not None:
                 self.decoder.close()
                 self.decoder = None

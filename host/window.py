@@ -6,6 +6,7 @@ business, so tests can feed the same events without a window manager.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from dataclasses import dataclass
@@ -68,6 +69,53 @@ class MouseEvent:
     pressed: bool     # left button state after this event
 
 
+class _CurrentEGL:
+    """Takes a current EGL context off this thread while the window's GLX context is in use.
+
+    libglvnd allows one current context per thread across GLX and EGL: with an EGL context
+    current (a headless moderngl context made earlier in this process), glXMakeCurrent fails
+    with BadAccess and Xlib exits the process. The EGL context is made current again on close.
+    """
+
+    def __init__(self):
+        self._saved = None
+        try:
+            # Only if the process already uses EGL: never load it just for this.
+            egl = ctypes.CDLL("libEGL.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        except (OSError, AttributeError):
+            return
+        egl.eglGetCurrentContext.restype = ctypes.c_void_p
+        egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
+        egl.eglGetCurrentSurface.restype = ctypes.c_void_p
+        egl.eglGetCurrentSurface.argtypes = [ctypes.c_int32]
+        egl.eglMakeCurrent.restype = ctypes.c_uint
+        egl.eglMakeCurrent.argtypes = [ctypes.c_void_p] * 4
+        context = egl.eglGetCurrentContext()
+        if not context:
+            return
+        display = egl.eglGetCurrentDisplay()
+        draw, read = egl.eglGetCurrentSurface(0x3059), egl.eglGetCurrentSurface(0x305A)  # EGL_DRAW, EGL_READ
+        if egl.eglMakeCurrent(display, None, None, None):
+            self._egl = egl
+            self._saved = (display, draw, read, context)
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            self._egl.eglMakeCurrent(*self._saved)
+            self._saved = None
+
+
+# GLFW is process-wide: it is initialised by the first open window and terminated (and a
+# suspended EGL context restored) when the last one closes.
+_open_windows = 0
+_suspended_egl: _CurrentEGL | None = None
+
+
+def _address(pointer) -> int | None:
+    """GLFW handles are ctypes pointers: equal windows are equal addresses, not equal objects."""
+    return ctypes.cast(pointer, ctypes.c_void_p).value if pointer else None
+
+
 def _display_problem() -> str | None:
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "DISPLAY is not set"
@@ -91,8 +139,14 @@ class Window:
         if not glfw.init():
             reason = self._errors[-1] if self._errors else "unknown reason"
             raise UpshadeError(f"no display available (GLFW could not initialise: {reason}): {NO_DISPLAY_HINT}")
+        global _open_windows, _suspended_egl
+
         self._handle = None
         self.ctx = None
+        self._counted = True
+        if _open_windows == 0:
+            _suspended_egl = _CurrentEGL()
+        _open_windows += 1
         try:
             glfw.default_window_hints()
             glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 4)
@@ -180,7 +234,7 @@ class Window:
 
     @property
     def fullscreen(self) -> bool:
-        return self._glfw.get_window_monitor(self._handle) is not None
+        return bool(self._glfw.get_window_monitor(self._handle))  # a ctypes pointer: NULL is falsy, not None
 
     def set_fullscreen(self, on: bool) -> None:
         g = self._glfw
@@ -212,9 +266,17 @@ class Window:
     def swap(self) -> None:
         self._glfw.swap_buffers(self._handle)
 
-    def close(self) -> None:
-        """Release the context, destroy the window and terminate GLFW (safe to call twice)."""
+    def make_current(self) -> None:
+        """Make this window's context current (a no-op when it already is)."""
         g = self._glfw
+        if self._handle is not None and _address(g.get_current_context()) != _address(self._handle):
+            g.make_context_current(self._handle)
+
+    def close(self) -> None:
+        """Release the context, destroy the window, terminate GLFW with the last window (safe to call twice)."""
+        g = self._glfw
+        if self._handle is not None:
+            self.make_current()
         if self.ctx is not None:
             try:
                 collect_garbage(self.ctx)
@@ -224,8 +286,17 @@ class Window:
         if self._handle is not None:
             g.destroy_window(self._handle)
             self._handle = None
-        g.terminate()
-        g.set_error_callback(None)
+        global _open_windows, _suspended_egl
+
+        if getattr(self, "_counted", False):
+            self._counted = False
+            _open_windows -= 1
+            if _open_windows == 0:
+                g.terminate()
+                g.set_error_callback(None)
+                if _suspended_egl is not None:
+                    _suspended_egl.restore()
+                    _suspended_egl = None
 
 
 def collect_garbage(ctx) -> int:

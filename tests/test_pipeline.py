@@ -487,6 +487,30 @@ def test_yuv420_colour_patches(gl_ctx, variant):
         assert np.abs(got - want).max() < 3 / 255, variant
 
 
+@pytest.mark.parametrize("sub", [(2, 1), (1, 1)])
+def test_yuv422_444_patches(gl_ctx, sub):
+    y, u, v = yuv_planes(patch_image(), sub=sub)
+    with Renderer(gl_ctx) as r:
+        out = r.read_rgb(r.render(yuv_frame(y, u, v), (64, 16)), np.float32)
+    for got, want in zip(patch_interiors(out, 64), PATCHES / 255.0):
+        assert np.abs(got - want).max() < 3 / 255
+
+
+def test_odd_sized_420(gl_ctx):
+    """33x17 luma with 17x9 chroma (FFmpeg rounds chroma sizes up)."""
+    img = np.zeros((17, 33, 3))
+    img[:] = PATCHES[0] / 255.0
+    m, off = rgb_to_ycbcr("bt709", "limited", 8)
+    ycc = img @ m.T + off
+    y = np.rint(ycc[..., 0] * 255).astype(np.uint8)
+    u = np.full((9, 17), np.rint(ycc[0, 0, 1] * 255), np.uint8)
+    v = np.full((9, 17), np.rint(ycc[0, 0, 2] * 255), np.uint8)
+    with Renderer(gl_ctx) as r:
+        out = r.read_rgb(r.render(yuv_frame(y, u, v), (66, 34)), np.float32)
+    assert out.shape == (34, 66, 3)
+    assert np.abs(out - PATCHES[0] / 255.0).max() < 3 / 255
+
+
 def test_padding_is_ignored(gl_ctx):
     rng = np.random.default_rng(3)
     y = rng.integers(16, 236, (16, 24), dtype=np.uint8)

@@ -1,0 +1,613 @@
+"""`upshade play`: window geometry, clocks, audio clock, overlay font, and the player in a real
+GLFW window under a private Xvfb (Mesa llvmpipe GLX), driven step by step with a deterministic clock."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from media import make_audio_only, make_clip
+from upshade.host.audio import AudioClock, AudioUnavailable, open_clock
+from upshade.host.clock import MonotonicClock, SteppedClock
+from upshade.host.errors import MediaError, UpshadeError
+from upshade.host.overlay import CELL_H, CELL_W, GLYPH_H, GLYPH_W, TextOverlay, _FONT, glyph, render_text_cpu
+from upshade.host.window import Rect, fit_size, initial_window_size, letterbox
+
+REPO = Path(__file__).resolve().parent.parent
+
+INVERT_LUMA = """//!HOOK LUMA
+//!BIND HOOKED
+//!DESC invert luma (makes the network's half unmistakable)
+vec4 hook() {
+    vec4 c = HOOKED_tex(HOOKED_pos);
+    c.x = 1.0 - c.x;
+    return c;
+}
+"""
+# A second, different chain for shader switching: luma halved.
+DARKEN_LUMA = INVERT_LUMA.replace("c.x = 1.0 - c.x;", "c.x = 0.5 * c.x;").replace("invert", "halve")
+
+
+# --- pure geometry ---------------------------------------------------------------------------
+
+def test_fit_size_keeps_aspect_and_never_upscales():
+    assert fit_size(640, 480, 1920, 1080) == (640, 480)
+    assert fit_size(3840, 2160, 1920, 1080) == (1920, 1080)
+    assert fit_size(4000, 1000, 1000, 1000) == (1000, 250)
+    assert fit_size(1000, 4000, 1000, 1000) == (250, 1000)
+    with pytest.raises(ValueError):
+        fit_size(0, 10, 100, 100)
+
+
+def test_initial_window_is_twice_the_video_fitted_to_the_work_area():
+    assert initial_window_size(320, 240, (1920, 1080)) == (640, 480)
+    w, h = initial_window_size(1280, 720, (1920, 1080))
+    assert w <= 1920 * 0.95 and h <= 1080 * 0.92
+    assert abs(w / h - 16 / 9) < 0.01
+
+
+@pytest.mark.parametrize(
+    "fb, src, rect",
+    [
+        ((200, 120), (64, 48), Rect(20, 0, 160, 120)),   # pillarbox
+        ((200, 300), (64, 48), Rect(0, 75, 200, 150)),   # letterbox
+        ((128, 96), (64, 48), Rect(0, 0, 128, 96)),      # exact
+        ((0, 10), (64, 48), Rect(0, 0, 0, 0)),           # minimised window
+    ],
+)
+def test_letterbox(fb, src, rect):
+    assert letterbox(*fb, *src) == rect
+
+
+# --- clocks ----------------------------------------------------------------------------------
+
+def test_monotonic_clock_pause_resume_seek():
+    now = [100.0]
+    c = MonotonicClock(2.0, now=lambda: now[0])
+    now[0] += 0.5
+    assert c.time() == pytest.approx(2.5)
+    c.pause()
+    now[0] += 3
+    assert c.time() == pytest.approx(2.5)
+    c.resume()
+    now[0] += 0.25
+    assert c.time() == pytest.approx(2.75)
+    c.seek(10.0)
+    now[0] += 1
+    assert c.time() == pytest.approx(11.0)
+
+
+def test_stepped_clock_advances_only_by_presented_frames():
+    c = SteppedClock(0.0)
+    assert c.time() == 0.0
+    c.presented(0.0, 0.04)
+    assert c.time() == pytest.approx(0.04)
+    c.wait(0.5)  # waiting for a later frame jumps to it instead of sleeping
+    assert c.time() == pytest.approx(0.54)
+    c.pause()
+    c.wait(1.0)
+    assert c.time() == pytest.approx(0.54)
+    c.seek(3.0)
+    assert c.time() == 3.0
+
+
+# --- audio -----------------------------------------------------------------------------------
+
+class FakeStream:
+    """Stands in for a sounddevice.OutputStream; the test pulls samples like PortAudio would."""
+
+    def __init__(self, samplerate, channels, callback, latency=0.05):
+        self.samplerate = samplerate or 48000
+        self.channels = channels
+        self.latency = latency
+        self.callback = callback
+        self.started = self.closed = False
+
+    def start(self):
+        self.started = True
+
+    def stop(self):
+        self.started = False
+
+    def close(self):
+        self.closed = True
+
+    def pull(self, n):
+        out = np.full((n, self.channels), 7.0, np.float32)
+        self.callback(out, n, None, None)
+        return out
+
+
+def tone(t0, n, rate=48000):
+    t = t0 + np.arange(n) / rate
+    return (np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], 1) * 0.3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    return make_audio_only(tmp_path_factory.mktemp("audio") / "tone.wav", duration=1.0, codec="pcm_s16le")
+
+
+def pull_until_sound(stream, n=480, tries=200):
+    import time
+
+    for _ in range(tries):
+        out = stream.pull(n)
+        if np.any(out != 0):
+            return out
+        time.sleep(0.005)
+    raise AssertionError("audio thread delivered nothing")
+
+
+def test_audio_clock_plays_exact_samples_and_tracks_time(wav):
+    now = [0.0]
+    streams = []
+
+    def factory(rate, ch, cb):
+        streams.append(FakeStream(rate, ch, cb))
+        return streams[-1]
+
+    clock = AudioClock(wav, 0.25, stream_factory=factory, now=lambda: now[0])
+    try:
+        s = streams[0]
+        assert s.started and clock.rate == 48000
+        assert clock.time() == pytest.approx(0.25 - 0.05)  # nothing heard yet: start minus latency
+        out = pull_until_sound(s)
+        np.testing.assert_allclose(out, tone(0.25, 480), atol=1e-4)  # float32 stereo, from the seek point
+        # The sample being heard is the first of this block minus the output latency...
+        assert clock.time() == pytest.approx(0.25 - 0.05)
+        now[0] += 0.004
+        assert clock.time() == pytest.approx(0.254 - 0.05)
+        # ...and the clock never runs past the audio delivered (10 ms here): it stalls with the sound.
+        now[0] += 0.5
+        assert clock.time() == pytest.approx(0.26 - 0.05)
+        out = s.pull(480)
+        np.testing.assert_allclose(out, tone(0.26, 480), atol=1e-4)
+
+        clock.pause()
+        frozen = clock.time()
+        assert np.all(s.pull(256) == 0)  # silence while paused, nothing consumed
+        now[0] += 2
+        assert clock.time() == frozen
+        clock.resume()
+        out = s.pull(480)
+        np.testing.assert_allclose(out, tone(0.27, 480), atol=1e-4)
+
+        clock.seek(0.6)
+        assert clock.time() == pytest.approx(0.6 - 0.05)
+        out = pull_until_sound(s)
+        np.testing.assert_allclose(out, tone(0.6, 480), atol=1e-4)
+    finally:
+        clock.close()
+    assert streams[0].closed
+
+
+def test_audio_clock_runs_on_after_the_audio_ends(wav):
+    now = [0.0]
+    holder = []
+    clock = AudioClock(wav, 0.9, stream_factory=lambda r, c, cb: holder.append(FakeStream(r, c, cb)) or holder[-1],
+                       now=lambda: now[0])
+    try:
+        import time
+
+        pull_until_sound(holder[0], 2400)
+        deadline = time.monotonic() + 10
+        while not (clock._ended_gen == clock._gen and clock._queued == 0):
+            holder[0].pull(2400)
+            time.sleep(0.002)
+            assert time.monotonic() < deadline, "audio never ended"
+        holder[0].pull(2400)
+        t = clock.time()
+        assert t == pytest.approx(1.0 - 0.05, abs=0.06)
+        now[0] += 1.0
+        # Past the end there is nothing to wait for: a longer video keeps playing on the clock.
+        assert clock.time() == pytest.approx(t + 1.0)
+    finally:
+        clock.close()
+
+
+def test_open_clock_falls_back_to_the_system_clock_with_one_notice(wav):
+    lines = []
+
+    def no_device(rate, ch, cb):
+        raise AudioUnavailable("no audio output device (test)")
+
+    c = open_clock(wav, True, 0.5, notify=lines.append, stream_factory=no_device)
+    assert isinstance(c, MonotonicClock) and c.time() == pytest.approx(0.5, abs=0.05)
+    assert len(lines) == 1 and "no audio output device (test)" in lines[0] and "\n" not in lines[0]
+    # No audio track, or --no-audio: the system clock, silently.
+    assert isinstance(open_clock(wav, False, 0.0, notify=lines.append), MonotonicClock)
+    assert isinstance(open_clock(wav, True, 0.0, audio=False, notify=lines.append), MonotonicClock)
+    assert len(lines) == 1
+
+
+def test_open_clock_with_the_real_sound_library(wav):
+    # Either a device plays (audio clock) or one line says why not; never an exception.
+    lines = []
+    c = open_clock(wav, True, 0.0, notify=lines.append)
+    try:
+        if isinstance(c, AudioClock):
+            assert not lines
+        else:
+            assert isinstance(c, MonotonicClock) and len(lines) == 1
+    finally:
+        c.close()
+
+
+# --- overlay font ----------------------------------------------------------------------------
+
+def test_font_glyphs_are_well_formed_and_distinct():
+    seen = {}
+    for ch, rows in _FONT.items():
+        parts = rows.split()
+        assert len(parts) == GLYPH_H and all(len(p) == GLYPH_W and set(p) <= {".", "#"} for p in parts), ch
+        key = rows
+        assert key not in seen, f"{ch!r} looks like {seen.get(key)!r}"
+        seen[key] = ch
+    assert np.array_equal(glyph("a"), glyph("A"))       # lowercase drawn as capitals
+    assert np.array_equal(glyph("\u00e9"), glyph("?"))  # unknown characters visibly marked
+    for ch in "0123456789 .:-/()%=x":
+        assert ch in _FONT
+
+
+def test_text_overlay_draws_the_glyphs(gl_ctx):
+    lines = ["FPS 24.0", "dropped 3  12.5 ms"]
+    scale, margin = 2, 4
+    w, h = 320, 80
+    tex = gl_ctx.texture((w, h), 4)
+    fbo = gl_ctx.framebuffer([tex])
+    ov = TextOverlay(gl_ctx, cols=32, rows=4, scale=scale, margin=margin)
+    try:
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 1.0)
+        ov.set_text(lines)
+        ov.draw(h)
+        img = np.frombuffer(fbo.read(components=3), np.uint8).reshape(h, w, 3)[::-1]
+        expect = render_text_cpu(lines, scale)
+        eh, ew = expect.shape
+        box = img[margin:margin + eh, margin:margin + ew, 0]
+        assert np.array_equal(box == 255, expect)
+        # Unused cells (beyond the longest line, the box, the rest of the frame) are not inked.
+        assert not np.any(img[margin + eh:, :, 0] == 255)
+        assert not np.any(img[:, margin + ew:, 0] == 255)
+        assert ew == len(lines[1]) * CELL_W * scale and eh == 2 * CELL_H * scale
+    finally:
+        ov.release()
+        fbo.release()
+        tex.release()
+
+
+# --- the player in a window --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("play")
+    (d / "invert.glsl").write_text(INVERT_LUMA)
+    (d / "darken.glsl").write_text(DARKEN_LUMA)
+    return {
+        "dir": d,
+        # 8 s at 10 fps: long enough for 5 s seeks, small enough to decode at once.
+        "long": make_clip(d / "long.mp4", width=32, height=24, frames=80, fps=10, audio=True, gop=10),
+        "short": make_clip(d / "short.mp4", width=64, height=48, frames=8, fps=25),
+        "invert": d / "invert.glsl",
+        "darken": d / "darken.glsl",
+    }
+
+
+@pytest.fixture
+def make_player(xdisplay, media, tmp_path):
+    from upshade.host.hookparse import load_shader
+    from upshade.host.player import Player
+
+    players = []
+
+    def make(clip="long", shaders=("invert",), **kw):
+        entries = [(f"{name}.glsl", [load_shader(media[name])]) for name in shaders]
+        kw.setdefault("clock", "stepped")
+        kw.setdefault("vsync", False)
+        kw.setdefault("window_size", (200, 120))
+        kw.setdefault("screenshot_dir", tmp_path)
+        kw.setdefault("notify", lambda m: None)
+        p = Player(media[clip], entries, **kw)
+        players.append(p)
+        return p
+
+    yield make
+    for p in players:
+        p.close()
+
+
+def offscreen(p, frame=None, enabled=True, size=None):
+    """The player's own Renderer run on an FBO for the frame on screen (the reference)."""
+    rect = p.video_rect
+    frame = frame or p.current
+    tex = p.renderer.render(frame, size or (rect.w, rect.h), frame_index=frame.index, enabled=enabled)
+    return p.renderer.read_rgb(tex, np.uint8)[..., :3]
+
+
+def window_video(p, img):
+    r = p.video_rect
+    fh = img.shape[0]
+    return img[fh - r.y - r.h: fh - r.y, r.x: r.x + r.w]
+
+
+def test_player_presents_frames_matching_the_offscreen_render(make_player):
+    p = make_player()
+    assert p.window.framebuffer_size() == (200, 120)
+    assert p.video_rect == Rect(20, 0, 160, 120)  # 4:3 in 5:3: bars left and right
+    for _ in range(5):
+        assert p.step()
+    assert p.stats.presented == 5 and p.stats.dropped == 0
+    assert p.current.pts == pytest.approx(0.4)  # 10 fps, deterministic clock
+    img = p.present(capture=True)
+    assert img.shape == (120, 200, 3)
+    assert np.all(img[:, :20] == 0) and np.all(img[:, 180:] == 0)  # black bars
+    shown = window_video(p, img).astype(int)
+    ref = offscreen(p).astype(int)
+    assert np.abs(shown - ref).max() <= 1
+    # The network visibly ran: bicubic differs by far more than rounding.
+    assert np.abs(shown - offscreen(p, enabled=False).astype(int)).mean() > 20
+
+
+def test_network_toggle_shader_switch_and_pause(make_player):
+    import glfw
+
+    p = make_player(shaders=("invert", "darken"))
+    p.step()
+    p.handle_key(glfw.KEY_N)
+    assert not p.network and "network off" in p._title()
+    img = window_video(p, p.present(capture=True)).astype(int)
+    assert np.abs(img - offscreen(p, enabled=False)).max() <= 1
+    p.handle_key(glfw.KEY_N)
+    p.handle_key(glfw.KEY_2)
+    assert p.entry_index == 1 and "darken.glsl" in p._title()
+    renderers = [e.renderer for e in p.entries]
+    img = window_video(p, p.present(capture=True)).astype(int)
+    assert np.abs(img - offscreen(p)).max() <= 1
+    assert np.abs(img - offscreen(p, enabled=False)).mean() > 5
+    p.handle_key(glfw.KEY_9)  # no ninth entry: ignored
+    p.handle_key(glfw.KEY_1)
+    assert p.entry_index == 0 and [e.renderer for e in p.entries] == renderers  # created once, kept
+
+    p.handle_key(glfw.KEY_SPACE)
+    assert p.paused and "paused" in p._title()
+    pts = p.current.pts
+    for _ in range(3):
+        assert p.step()
+    assert p.current.pts == pts and p.stats.presented == 1
+    p.handle_key(glfw.KEY_SPACE)
+    p.step()
+    assert p.current.pts == pytest.approx(pts + 0.1)
+
+
+def test_seek_keys_move_the_position(make_player):
+    import glfw
+
+    p = make_player()
+    p.run(max_frames=3)
+    assert p.current.pts == pytest.approx(0.2)
+    p.handle_key(glfw.KEY_RIGHT)
+    p.step()
+    assert p.current.pts == pytest.approx(5.2)
+    p.step()
+    assert p.current.pts == pytest.approx(5.3)  # plays on from there
+    p.handle_key(glfw.KEY_LEFT, repeat=True)  # arrows auto-repeat
+    p.step()
+    assert p.current.pts == pytest.approx(0.3)
+    p.handle_key(glfw.KEY_UP)  # past the end: clamped to the last frame
+    p.step()
+    assert p.current.pts == pytest.approx(7.9)
+    p.handle_key(glfw.KEY_DOWN)
+    p.step()
+    assert p.current.pts == pytest.approx(0.0)
+    # Seeking while paused shows the new frame and stays paused.
+    p.handle_key(glfw.KEY_SPACE)
+    p.handle_key(glfw.KEY_RIGHT)
+    p.step()
+    assert p.paused and p.current.pts == pytest.approx(5.0)
+    p.step()
+    assert p.current.pts == pytest.approx(5.0)
+
+
+def test_compare_split_follows_the_mouse(make_player):
+    import glfw
+
+    p = make_player()
+    p.step()
+    p.handle_key(glfw.KEY_C)
+    assert p.compare and "compare" in p._title()
+    p.handle_mouse(70, 60, True)  # window x 70 -> 50 px into the 160 px video rectangle
+    assert p.divider == pytest.approx(50 / 160)
+    img = p.present(capture=True)
+    split = 70
+    assert np.all(img[:, split - 1:split + 1] == 255)  # the divider line
+    bic, net = offscreen(p, enabled=False).astype(int), offscreen(p).astype(int)
+    shown = window_video(p, img).astype(int)
+    left, right = split - 1 - 20, split + 1 - 20  # in video-rectangle columns, beside the line
+    assert np.abs(shown[:, :left] - bic[:, :left]).max() <= 1
+    assert np.abs(shown[:, right:] - net[:, right:]).max() <= 1
+    assert np.abs(bic - net).mean() > 20  # so the halves really come from different renders
+    # A release does not move it; a drag does.
+    p.handle_mouse(150, 60, False)
+    assert p.divider == pytest.approx(50 / 160)
+    p.handle_mouse(150, 60, True)
+    img = p.present(capture=True)
+    assert np.all(img[:, 149:151] == 255) and not np.all(img[:, 69:71] == 255)
+    p.handle_mouse(-50, 0, True)
+    assert p.divider == 0.0
+    # Outside compare mode the mouse does nothing.
+    p.handle_key(glfw.KEY_C)
+    p.handle_mouse(100, 60, True)
+    assert p.divider == 0.0
+
+
+def test_screenshot_writes_the_upscaled_frame(make_player, tmp_path):
+    import glfw
+    from upshade.host.imageio import read_image
+
+    p = make_player()
+    p.run(max_frames=4)
+    p.handle_key(glfw.KEY_S)
+    assert len(p.screenshots) == 1
+    out = p.screenshots[0]
+    assert out.parent == tmp_path and out.suffix == ".png" and "0.300" in out.name
+    img = read_image(out)
+    assert img.shape == (48, 64, 3)  # x2 of 32x24, whatever the window size
+    assert np.abs(img.astype(int) - offscreen(p, size=(64, 48))).max() <= 1
+    p.handle_key(glfw.KEY_S)  # a second one never overwrites the first
+    assert len(p.screenshots) == 2 and p.screenshots[1] != out and out.exists()
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary leftovers
+
+
+def test_info_overlay_and_fullscreen(make_player):
+    import glfw
+
+    p = make_player()
+    p.step()
+    plain = p.present(capture=True)
+    p.handle_key(glfw.KEY_I)
+    p.step()
+    p.step()
+    with_info = p.present(capture=True)
+    assert p.show_info and set(p.stats.ms) >= {"decode", "upload", "network", "present"}
+    assert np.any(with_info[8:24, 8:100] == 255) and not np.array_equal(plain[8:24, 8:100], with_info[8:24, 8:100])
+    assert any("dropped 0" in line for line in p._info_lines())
+    p.handle_key(glfw.KEY_F)
+    p.step()
+    assert p.window.fullscreen and p.window.framebuffer_size() == (1920, 1080)
+    assert p.video_rect == Rect(240, 0, 1440, 1080)
+    p.handle_key(glfw.KEY_F)
+    p.window.poll()
+    assert not p.window.fullscreen and p.window.framebuffer_size() == (200, 120)
+
+
+def test_late_frames_are_dropped_not_delayed(make_player):
+    now = [0.0]
+    clock = MonotonicClock(0.0, now=lambda: now[0])
+    p = make_player(clock=clock)
+    p.step()  # first frame: shown at once, sets the clock
+    for _ in range(6):
+        now[0] += 0.35  # the machine is 3.5x too slow for 10 fps
+        p.step()
+    assert p.stats.dropped >= 12
+    # The frame on screen is the one for the clock's time, not one far behind it.
+    assert now[0] - 0.1 <= p.current.pts <= now[0] + 1e-6
+    assert p.stats.presented + p.stats.dropped == round(p.current.pts * 10) + 1
+
+
+def test_run_plays_to_the_end_and_q_quits(make_player):
+    import glfw
+
+    p = make_player("short")
+    p.run()
+    assert p.stats.presented == 8 and p.current.pts == pytest.approx(7 / 25)
+    q = make_player("short")
+    q.step()
+    q.handle_key(glfw.KEY_Q)
+    assert not q.step()
+    q.run()  # returns at once
+    assert q.stats.presented == 1
+    q.close()
+    assert q.window is None and q.entries == []
+    assert glfw.init()  # GLFW was terminated cleanly and can start again
+    glfw.terminate()
+
+
+def test_audio_track_without_a_device_plays_on_the_system_clock(make_player):
+    lines = []
+    p = make_player(clock="auto", notify=lines.append)
+    if p.clock.kind == "system clock":
+        assert len(lines) == 1 and "system clock" in lines[0]
+    p.step()
+    assert p.current.pts == pytest.approx(0.0)
+    q = make_player(clock="auto", audio=False, notify=lines.append)
+    assert q.clock.kind == "system clock" and len(lines) <= 1
+
+
+def _gl_wrappers() -> int:
+    import moderngl
+
+    kinds = (moderngl.Texture, moderngl.Framebuffer, moderngl.Program, moderngl.VertexArray, moderngl.Buffer)
+    return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+def test_soak_no_gl_or_memory_growth(make_player, media):
+    clip = make_clip(media["dir"] / "soak.mp4", width=32, height=24, frames=2000, fps=100, gop=50)
+    media["soak"] = clip
+    p = make_player("soak", window_size=(64, 48))
+    p.run(max_frames=300)
+
+    def probe_name():
+        probe = p.ctx.texture((4, 4), 4)
+        name = probe.glo
+        probe.release()
+        return name
+
+    name = probe_name()
+    gc.collect()
+    objects, rss, allocs = _gl_wrappers(), _rss_mb(), p.renderer.pool.allocations
+    p.run()
+    assert p.stats.presented == 2000 and p.stats.dropped == 0
+    gc.collect()
+    assert _gl_wrappers() <= objects
+    assert p.renderer.pool.allocations == allocs
+    assert probe_name() <= name + 2  # GL names are reused: no texture leaked behind moderngl's back
+    assert _rss_mb() - rss < 16
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+def _play(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "upshade.host.cli", "play", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_no_display_is_one_clear_line(media, monkeypatch):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = _play(media["short"], "--shader", media["invert"], env=env)
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("upshade: error: no display available (DISPLAY is not set): "
+                                "use `upshade upscale` to write an upscaled file instead")
+    # A DISPLAY naming no server: GLFW cannot initialise, same advice, no traceback.
+    from upshade.host.window import Window
+
+    monkeypatch.setenv("DISPLAY", ":187")
+    with pytest.raises(UpshadeError, match=r"^no display available \(GLFW could not initialise: .*upshade upscale"):
+        Window((64, 48), "t")
+
+
+def test_video_errors_before_any_window(media, tmp_path, monkeypatch):
+    from upshade.host.player import Player
+
+    monkeypatch.delenv("DISPLAY", raising=False)  # a window would fail differently: prove none is opened
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(MediaError, match="nothing.mp4"):
+        Player(tmp_path / "nothing.mp4", [])
+    bogus = tmp_path / "bogus.mp4"
+    bogus.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(MediaError, match="bogus.mp4"):
+        Player(bogus, [])
+    r = _play(tmp_path / "nothing.mp4", "--shader", media["invert"])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nothing.mp4" in r.stderr
+    r = _play(media["short"], "--shader", tmp_path / "missing.glsl")
+    assert r.returncode == 1 and "missing.glsl" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_plays_a_clip_to_the_end(xdisplay, media, tmp_path):
+    r = _play(media["short"], "--shader", media["invert"], "--shader", media["darken"], "--no-audio",
+              "--compare", "--screenshot-dir", tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _play(media["short"], "--shader", media["invert"], "--screenshot-dir", tmp_path / "no-such-dir")
+    assert r.returncode == 1 and "no-such-dir" in r.stderr
