@@ -95,6 +95,7 @@ def _texture_macros(name: str, i: int) -> str:
 
 
 _DIM_SUFFIX = {1: "1D", 2: "2D", 3: "3D"}
+_EXTENSION = re.compile(r"^[ \t]*#[ \t]*extension\b.*$", re.M)
 
 
 def hook_source(
@@ -109,6 +110,16 @@ def hook_source(
     """Complete fragment (or compute) shader source for one pass."""
     compute = ps.compute is not None
     h = [GLSL_VERSION]
+    body = ps.body
+    # #extension must precede all code; shaders written for libplacebo put it
+    # in the pass body, so hoist it (keeping its file line for error messages).
+    if _EXTENSION.search(body):
+        lines = body.split("\n")
+        for i, line in enumerate(lines):
+            if _EXTENSION.match(line):
+                h.append(f"#line {ps.body_line + i}\n{line.strip()}\n")
+                lines[i] = ""
+        body = "\n".join(lines)
     if compute:
         bw, bh, tw, th = ps.compute
         h.append(f"layout(local_size_x = {tw}, local_size_y = {th}) in;\n")
@@ -151,8 +162,8 @@ def hook_source(
             h.append(f"layout(std140, binding = {b.binding}) uniform upshade_ubo_{b.buf.name} {{\n{members}}};\n")
     h.append(params_glsl)
     h.append(f"#line {ps.body_line}\n")
-    h.append(ps.body)
-    if not ps.body.endswith("\n"):
+    h.append(body)
+    if not body.endswith("\n"):
         h.append("\n")
     h.append(f"#line {GENERATED_LINE + 500}\n")
     if compute:

@@ -641,3 +641,28 @@ def test_storage_texture_and_compute_positions(gl_ctx, tmp_path, image):
     assert np.allclose(out[..., 0], 0.5, atol=1e-4)
     # the compute pass copied MAIN through HOOKED_pos: compute positions are pixel centres
     assert np.abs(out[..., 1:] - image[..., 1:] / 255.0).max() < 1e-3
+
+
+EXTENSION = """//!HOOK LUMA
+//!BIND HOOKED
+//!COMPONENTS 1
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : enable
+#ifdef GL_EXT_shader_explicit_arithmetic_types_float16
+#define F float16_t
+#else
+#define F float
+#endif
+vec4 hook() { F v = F(HOOKED_tex(HOOKED_pos).x); return vec4(1.0 - float(v)); }
+"""
+
+
+def test_extension_directives_in_body(gl_ctx, tmp_path, image):
+    """libplacebo-style shaders put #extension in the pass body: hoisted, still compiles."""
+    a, _ = render(gl_ctx, [shader(tmp_path, EXTENSION)], rgb_frame(image), (64, 48))
+    b, _ = render(gl_ctx, [shader(tmp_path, INVERT_LUMA, "b.glsl")], rgb_frame(image), (64, 48))
+    assert np.abs(a - b).max() < 1e-5
+    text = EXTENSION.replace("#extension GL_EXT_shader_explicit_arithmetic_types_float16 : enable",
+                             "#extension GL_UPSHADE_no_such_thing : require")
+    with Renderer(gl_ctx, [shader(tmp_path, text, "req.glsl")]) as r:
+        with pytest.raises(ShaderError, match=r"req.glsl:4: GLSL compile error: .*GL_UPSHADE_no_such_thing"):
+            r.render(rgb_frame(image), (64, 48))
