@@ -162,6 +162,7 @@ class Renderer:
         validate_chain(self.shaders)
         self.param_values = resolve_params(self.shaders, params or {})
         self.stage_times: dict[str, float] = {}
+        self._max_texture_size = int(ctx.info.get("GL_MAX_TEXTURE_SIZE") or 16384)
         self.profile = False
         self._released = False
 
@@ -494,6 +495,10 @@ class Renderer:
         if ow < 1 or oh < 1:
             raise UpshadeError(f"output size {ow}x{oh} is empty")
         fmt = frame.format
+        limit = self._max_texture_size
+        if max(ow, oh, max((a.shape[1] // p.components for a, p in zip(frame.planes, fmt.planes)), default=0), fmt.width, fmt.height) > limit:
+            raise UpshadeError(f"frame {fmt.width}x{fmt.height} -> {ow}x{oh} exceeds this GPU's maximum "
+                               f"texture size of {limit}")
         if self.profile:
             self.stage_times = {}
         t = time.perf_counter()

@@ -666,3 +666,9 @@ def test_extension_directives_in_body(gl_ctx, tmp_path, image):
     with Renderer(gl_ctx, [shader(tmp_path, text, "req.glsl")]) as r:
         with pytest.raises(ShaderError, match=r"req.glsl:4: GLSL compile error: .*GL_UPSHADE_no_such_thing"):
             r.render(rgb_frame(image), (64, 48))
+
+
+def test_oversized_output_is_a_clear_error(gl_ctx, image):
+    with Renderer(gl_ctx) as r:
+        with pytest.raises(UpshadeError, match="maximum texture size"):
+            r.render(rgb_frame(image), (10**6, 10))
