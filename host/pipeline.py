@@ -369,9 +369,11 @@ class Renderer:
                 continue
             w = _round_size(rpn_eval(ps.width, sizes, self.param_values)) if ps.width else plane.w
             h = _round_size(rpn_eval(ps.height, sizes, self.param_values)) if ps.height else plane.h
-            if w < 1 or h < 1 or w > 16384 or h > 16384:
-                expr = ps.width if (w < 1 or w > 16384) else ps.height
-                raise ShaderError(ps.file, (expr or ps).line, f"pass output size {w}x{h} is out of range (1..16384)")
+            limit = self._max_texture_size
+            if not (1 <= w <= limit and 1 <= h <= limit):
+                expr = ps.width if not (1 <= w <= limit) else ps.height
+                raise ShaderError(ps.file, (expr or ps).line,
+                                  f"pass output size {w}x{h} is out of range (1..{limit} on this GPU)")
             key = (info.index, stage)
             comp = self._compiled.get(key)
             if comp is None:
@@ -496,7 +498,8 @@ class Renderer:
             raise UpshadeError(f"output size {ow}x{oh} is empty")
         fmt = frame.format
         limit = self._max_texture_size
-        if max(ow, oh, max((a.shape[1] // p.components for a, p in zip(frame.planes, fmt.planes)), default=0), fmt.width, fmt.height) > limit:
+        widest = max((a.shape[1] // p.components for a, p in zip(frame.planes, fmt.planes)), default=0)
+        if max(ow, oh, widest, fmt.width, fmt.height) > limit:
             raise UpshadeError(f"frame {fmt.width}x{fmt.height} -> {ow}x{oh} exceeds this GPU's maximum "
                                f"texture size of {limit}")
         if self.profile:
