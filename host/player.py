@@ -403,21 +403,23 @@ class Player:
         ctx.clear(0.0, 0.0, 0.0, 1.0)  # the letterbox bars
         rect = self.video_rect
         frame = self.current
+        t_rendered = time.perf_counter()
         if frame is not None and rect.w > 0 and rect.h > 0:
             size = (rect.h, rect.w) if self.rotation in (90, 270) else (rect.w, rect.h)
             renderer = self.renderer
-            t0 = time.perf_counter()
             if self.compare:
                 split = rect.x + int(round(self.divider * rect.w))
                 tex = self._render(frame, size, enabled=False)
                 self._draw(tex, rect, (rect.x, rect.y, split - rect.x, rect.h))
                 tex = self._render(frame, size, enabled=True)
+                t_rendered = time.perf_counter()
                 self._draw(tex, rect, (split, rect.y, rect.x + rect.w - split, rect.h))
                 ctx.screen.use()
                 line = (max(rect.x, split - 1), rect.y, 2, rect.h)
                 ctx.screen.clear(1.0, 1.0, 1.0, 1.0, viewport=line)
             else:
                 tex = self._render(frame, size, enabled=self.network)
+                t_rendered = time.perf_counter()
                 self._draw(tex, rect, None)
             if self.show_info:
                 st = renderer.stage_times
@@ -429,14 +431,17 @@ class Player:
             ctx.viewport = (0, 0, fw, fh)
             self._overlay.set_text(self._info_lines())
             self._overlay.draw(fh)
-        t_present = time.perf_counter()
         image = None
-        if capture:
+        t_capture = 0.0
+        if capture:  # tests and tools only: a synchronous readback of the back buffer
+            t = time.perf_counter()
             raw = ctx.screen.read(viewport=(0, 0, fw, fh), components=3, alignment=1)
             image = np.frombuffer(raw, np.uint8).reshape(fh, fw, 3)[::-1].copy()
+            t_capture = time.perf_counter() - t
         self.window.swap()
         if self.show_info:
-            self.stats.add("present", time.perf_counter() - t_present)
+            # Present: blit, divider, overlay and swap (the render's GPU work was finished by its profiling).
+            self.stats.add("present", time.perf_counter() - t_rendered - t_capture)
         collect_garbage(ctx)  # ctx.gc(): delete GL objects Python dropped since the last frame, context current
         return image
 

@@ -447,6 +447,42 @@ def test_compare_split_follows_the_mouse(make_player):
     assert p.divider == 0.0
 
 
+def test_rotated_video_is_displayed_turned(make_player, media):
+    clip = make_clip(media["dir"] / "rot.mp4", width=32, height=24, frames=3, fps=10, rotation=90)
+    media["rot"] = clip
+    p = make_player("rot", window_size=(120, 200))
+    assert p.rotation in (90, 270) and p.display_size == (24, 32)
+    assert p.video_rect == Rect(0, 20, 120, 160)  # portrait now: bars top and bottom
+    p.step()
+    shown = window_video(p, p.present(capture=True)).astype(int)
+    tex = p.renderer.render(p.current, (160, 120), frame_index=p.current.index)
+    ref = np.rot90(p.renderer.read_rgb(tex, np.uint8)[..., :3], -p.rotation // 90).astype(int)  # clockwise
+    assert shown.shape == ref.shape == (160, 120, 3)
+    assert np.abs(shown - ref).max() <= 1
+    out = p.screenshot()
+    from upshade.host.imageio import read_image
+
+    assert read_image(out).shape == (64, 48, 3)  # turned like the display
+
+
+def test_shader_entries_from_the_command_line(media, tmp_path):
+    from upshade.host.paths import SHADERS_DIR
+    from upshade.host.player import _entries
+
+    entries = _entries(None, [str(media["invert"]), str(media["darken"])])
+    assert [label for label, _ in entries] == ["invert.glsl", "darken.glsl"]
+    assert all(len(files) == 1 for _, files in entries)  # each --shader is its own switchable entry
+    with pytest.raises(UpshadeError, match="at most 9"):
+        _entries(None, [str(media["invert"])] * 10)
+    with pytest.raises(UpshadeError, match="nope.glsl"):
+        _entries(None, [str(tmp_path / "nope.glsl")])
+    if (SHADERS_DIR / "upshade_M.glsl").is_file():
+        assert [label for label, _ in _entries(None, [])] == ["upshade_M.glsl"]
+    else:
+        with pytest.raises(UpshadeError, match="--shader FILE or --model"):
+            _entries(None, [])
+
+
 def test_screenshot_writes_the_upscaled_frame(make_player, tmp_path):
     import glfw
     from upshade.host.imageio import read_image
@@ -480,8 +516,9 @@ def test_info_overlay_and_fullscreen(make_player):
     assert any("dropped 0" in line for line in p._info_lines())
     p.handle_key(glfw.KEY_F)
     p.step()
-    assert p.window.fullscreen and p.window.framebuffer_size() == (1920, 1080)
-    assert p.video_rect == Rect(240, 0, 1440, 1080)
+    mode = glfw.get_video_mode(glfw.get_primary_monitor()).size
+    assert p.window.fullscreen and p.window.framebuffer_size() == (mode.width, mode.height)
+    assert p.video_rect == letterbox(mode.width, mode.height, 32, 24)
     p.handle_key(glfw.KEY_F)
     p.window.poll()
     assert not p.window.fullscreen and p.window.framebuffer_size() == (200, 120)
@@ -611,3 +648,5 @@ def test_cli_plays_a_clip_to_the_end(xdisplay, media, tmp_path):
     assert r.returncode == 0, r.stderr
     r = _play(media["short"], "--shader", media["invert"], "--screenshot-dir", tmp_path / "no-such-dir")
     assert r.returncode == 1 and "no-such-dir" in r.stderr
+    r = _play(media["short"], "--shader", media["invert"], "--no-audio", "--param", "nope=1")
+    assert r.returncode == 1 and "unknown parameter 'nope'" in r.stderr and r.stderr.count("\n") == 1
