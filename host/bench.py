@@ -9,8 +9,9 @@ Four measurements, side by side in one run on one frame size:
 3. playback without a display: decode thread -> upload -> network -> present
    into an output-sized RGBA8 framebuffer (what a window's back buffer is), synced
    like a buffer swap, no readback;
-4. encode: decode thread -> upload -> network -> RGBA8 -> PBO readback ->
-   encoder thread (x264) into a temporary file that is deleted afterwards.
+4. encode: `upshade upscale`'s loop (decode thread -> upload -> network ->
+   packed RGB -> lagged PBO readback -> encoder thread) into a temporary file
+   that is deleted afterwards; same codec settings as ``upshade upscale``.
 
 Then the ratios: GL's speed-up over PyTorch, and playback / encode throughput as
 a percentage of network-only throughput (how much the pipeline around the
@@ -43,7 +44,7 @@ TORCH_RUNS_MAX = 10  # PyTorch on 2 cores is slow; the median of 10 is stable en
 
 _TO_RGBA8_FS = """#version 450
 // Copy the float output texture texel for texel into an RGBA8 target: the
-// conversion (clamp + round) a window's back buffer or the encoder's readback does.
+// conversion (clamp + round) that presenting into a window's back buffer does.
 uniform sampler2D src;
 out vec4 color;
 void main() {
@@ -56,7 +57,7 @@ void main() {
 
 
 class RGBA8Target:
-    """An output-sized RGBA8 framebuffer that rendered frames are drawn into (present / readback)."""
+    """An output-sized RGBA8 framebuffer standing in for a window's back buffer (playback without a display)."""
 
     def __init__(self, ctx, size: tuple[int, int]):
         from .gltex import FullscreenProgram
@@ -80,47 +81,6 @@ class RGBA8Target:
         self._prog.release()
         self.fbo.release()
         self.tex.release()
-
-
-class PBOReader:
-    """Asynchronous readback of an RGBA8 target through a ring of pixel buffer objects.
-
-    ``push()`` starts the transfer of the current frame into the next PBO and
-    returns the frame pushed ``depth - 1`` calls earlier (None while the ring
-    fills), so the CPU never waits for the frame the GPU has just finished;
-    ``drain()`` returns what is still in flight.
-    """
-
-    def __init__(self, ctx, target: RGBA8Target, depth: int = 2):
-        w, h = target.size
-        self.target = target
-        self.shape = (h, w, 4)
-        self._pbos = [ctx.buffer(reserve=w * h * 4) for _ in range(max(2, depth))]
-        self._pending: list[tuple[int, object]] = []   # (pbo index, tag), oldest first
-        self._next = 0
-
-    def push(self, tag=None):
-        i = self._next
-        self._next = (i + 1) % len(self._pbos)
-        self.target.fbo.read_into(self._pbos[i], components=4, alignment=1)
-        self._pending.append((i, tag))
-        if len(self._pending) < len(self._pbos):
-            return None
-        return self._pop()
-
-    def drain(self):
-        while self._pending:
-            yield self._pop()
-
-    def _pop(self):
-        i, tag = self._pending.pop(0)
-        # A fresh array per frame: the encoder takes ownership of what it is given.
-        return np.frombuffer(self._pbos[i].read(), dtype=np.uint8).reshape(self.shape), tag
-
-    def release(self) -> None:
-        for b in self._pbos:
-            b.release()
-        self._pbos.clear()
 
 
 # ---------------------------------------------------------------- synthetic clip
@@ -289,39 +249,42 @@ class Bench:
         return self._steady_ms(n, t0), n + (t0 is not None)
 
     def measure_encode(self, codec: str, crf: int | None, preset: str | None) -> tuple[float | None, int]:
-        """ms per frame of decode -> upload -> network -> PBO readback -> encoder thread, flush included."""
-        from .encode import Encoder
+        """ms per frame of `upshade upscale`'s loop: decode -> upload -> network -> lagged PBO
+        readback (its ``Readback``) -> encoder thread, the encoder's flush and close included."""
+        import av
 
-        reader = PBOReader(self.ctx, self.target)
-        t0, n, written = None, 0, 0
+        from .encode import Encoder
+        from .upscale import Readback, default_pix_fmt
+
+        pix_fmt = default_pix_fmt(self.info, codec)
+        deep = av.VideoFormat(pix_fmt).components[0].bits > 8
         ow, oh = self.out_size
-        try:
-            with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
-                enc = Encoder(Path(tmp) / "bench.mkv", source_path=self.clip, source_info=self.info,
-                              width=ow, height=oh, codec=codec, crf=crf, preset=preset, copy_streams=False)
-                with enc:
-                    with self._decoder() as dec:
-                        for i, frame in enumerate(dec):
-                            if i >= self.frames:
-                                break
-                            self.target.draw(self.renderer.render(frame, self.out_size, frame_index=i))
-                            done = reader.push(frame.pts)
-                            if done is not None:
-                                enc.write(done[0], done[1])
-                                written += 1
-                            if t0 is None:
-                                # Start-up (first decode, encoder's first frame) stays out of the timing.
-                                t0 = time.perf_counter()
-                            else:
-                                n += 1
-                        for rgba, pts in reader.drain():
-                            enc.write(rgba, pts)
-                            written += 1
-                if written != enc.frames_written:
-                    raise UpshadeError(f"encoder wrote {enc.frames_written} of {written} frames")
-                ms = self._steady_ms(n, t0)   # the encoder's flush and close are inside
-        finally:
-            reader.release()
+        t0, n, written = None, 0, 0
+        with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp, \
+                Readback(self.ctx, self.out_size, deep=deep) as readback:
+            with Encoder(Path(tmp) / "bench.mkv", source_path=self.clip, source_info=self.info, width=ow,
+                         height=oh, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt) as enc, \
+                    self._decoder() as dec:
+                for i, frame in enumerate(dec):
+                    if i >= self.frames:
+                        break
+                    tex = self.renderer.render(frame, self.out_size, frame_index=i)
+                    tag = (frame.pts, frame.extra.get("duration"))
+                    del frame
+                    for rgb, (pts, dur) in readback.submit(tex, tag):
+                        enc.write(rgb, pts, dur)
+                        written += 1
+                    if t0 is None:
+                        # Start-up (first decode, encoder's first frame) stays out of the timing.
+                        t0 = time.perf_counter()
+                    else:
+                        n += 1
+                for rgb, (pts, dur) in readback.drain():
+                    enc.write(rgb, pts, dur)
+                    written += 1
+            ms = self._steady_ms(n, t0)   # after the encoder's close: its flush is part of the work
+            if written != enc.frames_written:
+                raise UpshadeError(f"encoder wrote {enc.frames_written} of {written} frames")
         return ms, written
 
 
@@ -381,8 +344,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"frames per measurement (default {DEFAULT_FRAMES})")
     parser.add_argument("--codec", default="h264", help="encoder for the encode pipeline (default h264)")
     parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
-    parser.add_argument("--preset", default="veryfast",
-                        help="encoder preset for the encode pipeline (default veryfast)")
+    parser.add_argument("--preset", default=None,
+                        help="encoder preset for the encode pipeline (default: the encoder's, as `upshade upscale`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -450,8 +413,8 @@ def run(args: argparse.Namespace) -> int:
                 network_torch=Row("network (PyTorch CPU)", torch_ms, torch_note),
                 playback=Row("playback (no display)", play_ms,
                              f"decode thread + GL + present, {play_n} frames"),
-                encode=Row("encode", enc_ms, f"decode + GL + PBO readback + {args.codec} "
-                                             f"{args.preset or ''} thread, {enc_n} frames".replace("  ", " ")),
+                encode=Row("encode", enc_ms, f"decode + GL + PBO readback + {args.codec} thread "
+                                             f"(preset {args.preset or 'default'}), {enc_n} frames"),
                 device=f"{renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run",
             )
         finally:

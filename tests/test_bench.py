@@ -151,37 +151,27 @@ def test_ratios_and_missing_values():
     assert "GL vs PyTorch speed-up:   -" in text and "50.0% of network-only" in text
 
 
-def test_pbo_readback_matches_direct_read(tiny_model, gl_ctx):
-    """What the encode pipeline hands the encoder is exactly the rendered frame."""
+def test_offscreen_present_shows_the_rendered_frame(tiny_model, gl_ctx):
+    """The playback measurement presents exactly the rendered frame (as a window's back buffer would)."""
     from upshade.host.imageio import image_to_frame
     from upshade.host.pipeline import Renderer
 
     _, shader = tiny_model
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(3)]
+    img = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     renderer = Renderer(gl_ctx, [load_shader(shader)])
     target = bench.RGBA8Target(gl_ctx, (20, 24))
-    reader = bench.PBOReader(gl_ctx, target, depth=2)
     try:
-        expected, got = [], []
-        for i, img in enumerate(frames):
-            tex = renderer.render(image_to_frame(img), (20, 24))
-            expected.append(renderer.read_rgb(tex))
-            target.draw(tex)
-            done = reader.push(i)
-            assert (done is None) == (i == 0)
-            if done is not None:
-                got.append(done)
-        got += list(reader.drain())
+        tex = renderer.render(image_to_frame(img), (20, 24))
+        expected = renderer.read_rgb(tex)
+        target.draw(tex)
+        shown = np.frombuffer(target.fbo.read(components=4, alignment=1), np.uint8).reshape(24, 20, 4)
+        with pytest.raises(Exception, match="does not fit"):
+            target.draw(renderer.render(image_to_frame(img), (22, 24)))
     finally:
-        reader.release()
         target.release()
         renderer.release()
-    assert [tag for _, tag in got] == [0, 1, 2]
-    for (rgba, _), exp in zip(got, expected):
-        assert rgba.shape == (24, 20, 4)
-        assert (rgba[..., 3] == 255).all()
-        assert np.abs(rgba[..., :3].astype(int) - exp.astype(int)).max() <= 1
+    assert (shown[..., 3] == 255).all()
+    assert np.abs(shown[..., :3].astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_make_test_clip(tmp_path):
