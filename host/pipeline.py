@@ -12,6 +12,17 @@ RGB inputs are converted on the GPU to full-range BT.601 YCbCr, so luma hooks
 where it sits in the source image, so prescalers (a LUMA pass that doubles the
 size), chroma location and ``//!OFFSET`` are compensated by the later
 resampling exactly like mpv's transform tracking.
+
+Supported: every mpv/libplacebo hook point (PREOUTPUT too; XYZ never fires, RGB
+only for RGB input, ALPHA only with alpha, as in mpv), BIND/SAVE/COMPONENTS/DESC,
+WIDTH/HEIGHT/WHEN, OFFSET ox oy and ALIGN, COMPUTE (shared memory, out_image),
+TEXTURE (1D/2D/3D, FILTER, BORDER CLAMP/REPEAT/MIRROR, STORAGE images), PARAM
+(DYNAMIC/CONSTANT/DEFINE/ENUM), BUFFER (std140 uniform / std430 storage).
+Rejected with a ShaderError at file:line: resizing or shifting POSTKERNEL..OUTPUT
+(already the output), OFFSET ALIGN without BIND HOOKED, integer TEXTUREs with
+FILTER LINEAR, 3-component STORAGE textures, TEXTURE data of the wrong length.
+LINEAR and SIGMOID fire on the unchanged MAIN texture (no linear-light scaling);
+``FrameFormat.rotation`` is left to the display/encoder (the caller).
 """
 
 from __future__ import annotations
