@@ -143,6 +143,9 @@ class Player:
         self._resync = False          # set the system clock from the next frame (start, seek)
         self._idle = False            # nothing to draw last step: wait for events instead of spinning
         self._show_next = False       # present one frame even while paused (after a seek)
+        self._seek_pos: float | None = None  # target of a seek whose first frame is not shown yet
+        self._info_at = -1.0          # when the overlay text was last refreshed
+        self._dirty_info = True       # refresh it now (state changed)
         self._dirty = True
         self._quit = False
         self.window = None
@@ -193,7 +196,12 @@ class Player:
 
     @property
     def position(self) -> float:
-        """Media time of the frame on screen (the clock's time before the first one)."""
+        """Media time of the frame on screen (the clock's time before the first one).
+
+        While a seek is pending it is the seek target, so that repeated seek keys add up.
+        """
+        if self._seek_pos is not None:
+            return self._seek_pos
         if self.current is not None and self.current.pts is not None:
             return float(self.current.pts)
         return self.clock.time()
@@ -214,7 +222,7 @@ class Player:
 
     def _update_title(self) -> None:
         self.window.set_title(self._title())
-        self._dirty = True
+        self._dirty = self._dirty_info = True
 
     # --- input ------------------------------------------------------------------------------
     def handle_key(self, key: int, repeat: bool = False) -> None:
@@ -243,6 +251,7 @@ class Player:
             self._update_title()
         elif key == glfw.KEY_I:
             self.show_info = not self.show_info
+            self._dirty_info = True
             for e in self.entries:
                 e.renderer.profile = self.show_info  # per-stage timing costs a GPU sync: only while shown
             self._dirty = True
@@ -284,6 +293,7 @@ class Player:
             t = min(t, max(0.0, end - 1.0 / max(1.0, self.info.fps)))
         self.decoder.seek(t)
         self.clock.seek(t)
+        self._seek_pos = t
         self._pending = None
         self._eof = False
         self._resync = self._system_clock
@@ -354,6 +364,7 @@ class Player:
                 return False
         if new is not None:
             self._show_next = False
+            self._seek_pos = None
             self.current = new
             self._dirty = True
         self._idle = False
@@ -429,7 +440,12 @@ class Player:
         if self.show_info:
             ctx.screen.use()
             ctx.viewport = (0, 0, fw, fh)
-            self._overlay.set_text(self._info_lines())
+            now = time.monotonic()
+            if now - self._info_at >= 0.25 or self._dirty_info:
+                # A few refreshes a second are readable; every frame would only flicker the digits.
+                self._info_at = now
+                self._dirty_info = False
+                self._overlay.set_text(self._info_lines())
             self._overlay.draw(fh)
         image = None
         t_capture = 0.0

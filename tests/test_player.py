@@ -400,6 +400,10 @@ def test_seek_keys_move_the_position(make_player):
     p.handle_key(glfw.KEY_LEFT, repeat=True)  # arrows auto-repeat
     p.step()
     assert p.current.pts == pytest.approx(0.3)
+    p.handle_key(glfw.KEY_RIGHT)  # keys pressed before the seek's frame arrives add up: +5 - 5
+    p.handle_key(glfw.KEY_LEFT)
+    p.step()
+    assert p.current.pts == pytest.approx(0.3)
     p.handle_key(glfw.KEY_UP)  # past the end: clamped to the last frame
     p.step()
     assert p.current.pts == pytest.approx(7.9)
