@@ -499,6 +499,18 @@ class Renderer:
 
     # -- public API ------------------------------------------------------------
 
+    def precompile(self) -> None:
+        """Compile every pass for every stage it hooks now, so GLSL errors surface before a long job starts.
+
+        ``render`` compiles lazily (passes that WHEN never enables cost nothing); call this
+        first where failing mid-stream would be worse than the extra compile time.
+        """
+        for info in self._passes:
+            for stage in info.ps.hooks:
+                key = (info.index, stage)
+                if key not in self._compiled:
+                    self._compiled[key] = self._compile(info, stage)
+
     def render(self, frame: Frame, out_size: tuple[int, int], *, frame_index: int = 0,
                enabled: bool = True) -> moderngl.Texture:
         """Run all stages on ``frame``; the returned RGBA texture (``out_size``) stays valid until the next call."""

@@ -375,6 +375,14 @@ def test_compile_error_maps_to_file_line(gl_ctx, tmp_path, image):
     assert "undefined_thing" in msg
 
 
+def test_precompile_reports_errors_before_rendering(gl_ctx, tmp_path):
+    good = shader(tmp_path, INVERT_LUMA, "good.glsl")
+    bad = shader(tmp_path, "//!HOOK OUTPUT\n//!BIND HOOKED\n//!WHEN 0\nvec4 hook() {\n    return oops;\n}\n", "never.glsl")
+    with Renderer(gl_ctx, [good, bad]) as r:
+        with pytest.raises(ShaderError, match=r"never.glsl:5: GLSL compile error"):
+            r.precompile()
+
+
 def test_fixed_size_stage_refuses_resize(gl_ctx, tmp_path, image):
     text = "//!HOOK OUTPUT\n//!BIND HOOKED\n//!WIDTH HOOKED.w 2 *\nvec4 hook() { return HOOKED_tex(HOOKED_pos); }\n"
     with Renderer(gl_ctx, [shader(tmp_path, text)]) as r:
