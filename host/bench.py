@@ -342,7 +342,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", metavar="WxH", help="input frame size of the generated clip (default 640x360)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
                         help=f"frames per measurement (default {DEFAULT_FRAMES})")
-    parser.add_argument("--codec", default="h264", help="encoder for the encode pipeline (default h264)")
+    from .encode import CODECS
+
+    parser.add_argument("--codec", default="h264", choices=tuple(CODECS),
+                        help="codec of the encode pipeline (default h264)")
     parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
     parser.add_argument("--preset", default=None,
                         help="encoder preset for the encode pipeline (default: the encoder's, as `upshade upscale`)")
@@ -358,6 +361,9 @@ def run(args: argparse.Namespace) -> int:
     if args.file is not None and args.size:
         raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
     size = _parse_size(args.size) if args.size else DEFAULT_SIZE
+    from .encode import available_encoder, encoder_options
+
+    encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
     model = None if args.shader else (args.model or "S")
 
     with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:

@@ -193,6 +193,7 @@ def test_errors(tmp_path, capsys):
     assert "--frames" in _err(capsys, ["bench", "--shader", "x.glsl", "--frames", "1"])
     assert "WIDTHxHEIGHT" in _err(capsys, ["bench", "--shader", "x.glsl", "--size", "big"])
     assert "even" in _err(capsys, ["bench", "--shader", "x.glsl", "--size", "63x48"])
+    assert "--preset" in _err(capsys, ["bench", "--shader", "x.glsl", "--preset", "warp9"])
     shader = tmp_path / "ok.glsl"
     shader.write_text("//!HOOK LUMA\n//!BIND HOOKED\nvec4 hook() { return HOOKED_tex(HOOKED_pos); }\n")
     missing = tmp_path / "none.mp4"
