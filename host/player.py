@@ -57,6 +57,22 @@ void main() {
 """
 
 
+def sample_aspect_ratio(path) -> float:
+    """Pixel aspect ratio (width / height of one pixel) of the first video stream; 1.0 when unknown."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    except (av.FFmpegError, OSError, IndexError):
+        return 1.0
+    if not sar or sar.numerator <= 0 or sar.denominator <= 0:
+        return 1.0
+    value = float(sar)
+    return value if 0.1 <= value <= 10.0 else 1.0  # absurd tags: ignore rather than squash the picture
+
+
 @dataclass
 class Entry:
     """One switchable shader chain (a key 1-9): its label and its Renderer, created once."""
@@ -127,7 +143,10 @@ class Player:
             raise UpshadeError(f"{self.screenshot_dir}: screenshot directory does not exist")
         self._notify = notify or (lambda m: print(m, file=sys.stderr))
         self.rotation = self.info.rotation % 360
-        w, h = self.info.width, self.info.height
+        # Anamorphic video (DVD: 720x480 at 8:9 pixels) is shown with square pixels, as mpv does:
+        # the width is scaled by the sample aspect ratio, the height kept.
+        self.sample_aspect = sample_aspect_ratio(self.path)
+        w, h = max(1, round(self.info.width * self.sample_aspect)), self.info.height
         self.display_size = (h, w) if self.rotation in (90, 270) else (w, h)
         self.paused = False
         self.network = True
@@ -475,7 +494,10 @@ class Player:
 
     # --- screenshots ------------------------------------------------------------------------
     def screenshot(self) -> Path | None:
-        """Write the current frame upscaled x2 (the pipeline output, not the window) as a PNG."""
+        """Write the current frame upscaled x2 (the pipeline output, not the window) as a PNG.
+
+        x2 of the display size: rotated and with square pixels, like the picture in the window.
+        """
         from .fileio import atomic_output
         from .imageio import write_image
 
@@ -483,7 +505,8 @@ class Player:
         if frame is None:
             return None
         self.window.make_current()
-        size = (2 * self.info.width, 2 * self.info.height)
+        dw, dh = self.display_size
+        size = (2 * dh, 2 * dw) if self.rotation in (90, 270) else (2 * dw, 2 * dh)
         tex = self._render(frame, size, enabled=self.network)
         rgb = self.renderer.read_rgb(tex, np.uint8)[..., :3]
         if self.rotation:

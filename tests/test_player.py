@@ -469,6 +469,20 @@ def test_rotated_video_is_displayed_turned(make_player, media):
     assert read_image(out).shape == (64, 48, 3)  # turned like the display
 
 
+def test_anamorphic_video_gets_square_pixels(make_player, media):
+    from upshade.host.imageio import read_image
+
+    clip = make_clip(media["dir"] / "sar.mp4", width=32, height=24, frames=2, fps=10, options={"aspect": "8:9"})
+    media["sar"] = clip
+    p = make_player("sar", window_size=(300, 200))
+    assert p.sample_aspect == pytest.approx(8 / 9) and p.display_size == (28, 24)
+    assert p.video_rect == letterbox(300, 200, 28, 24) == Rect(33, 0, 233, 200)
+    p.step()
+    shown = window_video(p, p.present(capture=True)).astype(int)
+    assert np.abs(shown - offscreen(p)).max() <= 1
+    assert read_image(p.screenshot()).shape == (48, 56, 3)
+
+
 def test_shader_entries_from_the_command_line(media, tmp_path):
     from upshade.host.paths import SHADERS_DIR
     from upshade.host.player import _entries
