@@ -615,6 +615,14 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         "epochs_planned": cfg.epochs,
         "finished": finished,
     }
+    if cfg.init:
+        # The weights this run started from: record their history too, so the card tells the whole recipe.
+        init_path = Path(cfg.init)
+        if init_path.is_file():
+            ic = torch.load(init_path, map_location="cpu", weights_only=True)
+            info["init"] = {"path": cfg.init, "epoch": ic.get("epoch"), "train_config": ic.get("train_config")}
+        else:
+            info["init"] = {"path": cfg.init, "epoch": None, "train_config": None}
     shipped = shipped_checkpoint(best)
     shipped["metrics"] = {**best["metrics"], **{f"test_{k}": v for k, v in test.items()}}
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -638,6 +646,15 @@ def model_card(info: dict, name: str) -> str:
         else f"STILL TRAINING when shipped: best of {info['epochs_done']} of {info['epochs_planned']} planned epochs"
     )
     sets = ", ".join(f"{k} (weight {v})" for k, v in t["train_sets"].items())
+    init = ""
+    if info.get("init"):
+        i = info["init"]
+        it = i.get("train_config") or {}
+        init = (
+            f"- initialised from `{i['path']}`: epoch {i['epoch']} of a run with loss {it.get('loss')}, "
+            f"lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs of "
+            f"{it.get('steps_per_epoch')} steps (its full config: `init.train_config` in `{name}.json`)\n"
+        )
     return f"""# {name}: upshade {info['size']} x2 luma model
 
 | | |
@@ -662,7 +679,7 @@ Bicubic under the same protocol: Set5 33.68 dB, Set14 30.33 dB. The exported sha
   flips/rotations, LR made per crop by the protocol's downscale (uint8-rounded); SYNLA-1024's last 128 files by name are validation only
 - loss {t['loss']}; Adam lr {t['lr']:g}, betas {tuple(t['betas'])}; schedule {t['schedule']}
   (warmup {t['warmup_epochs']} epochs, floor {t['min_lr']:g}); batch {t['batch']}; {t['steps_per_epoch'] or 'one crop per image'} steps per epoch; seed {t['seed']}
-- full training config: `{name}.json` (train_config); loss curves: `{name}.png`
+{init}- full training config: `{name}.json` (train_config); loss curves: `{name}.png`
 
 Reproduce (2 CPU cores; one thread per run):
 
