@@ -304,3 +304,13 @@ def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
     sf = parse_shader(text, "t.glsl")
     assert sf.passes[0].save == "UPSHADE_MY_MODEL_V2_X_C1"
     assert sf.passes[0].desc == "upshade my model v2! x conv1 (1->4)"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_shaders_readme_describes_shipped_models(mdl, size):
+    m, _ = mdl.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
+    c = m.cfg
+    passes = c.blocks * -(-c.width // 4) + 2
+    row = (f"| `upshade_{size}.glsl` | {c.blocks} x {c.width} | {c.upscale}, {c.residual} | "
+           f"{mdl.param_count(c):,} | {passes} | {mdl.flops_per_output_pixel(c):,.0f} |")
+    assert row in (SHADERS_DIR / "README.md").read_text(encoding="utf-8")
