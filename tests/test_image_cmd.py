@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -145,4 +146,6 @@ def test_info(gl_ctx, capsys):
     out = capsys.readouterr().out
     for key in ("GL renderer", "GL version", "moderngl", "av (PyAV)", "glfw", "numpy", "window system", "fbo format"):
         assert key in out
-    assert "llvmpipe" in out or "GL renderer" in out
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in out.splitlines() if line.strip())
+    renderer, fbo = rows["GL renderer"], rows["fbo format"]
+    assert fbo.startswith("rgba32f" if "llvmpipe" in renderer else "rgba16f"), (renderer, fbo)
