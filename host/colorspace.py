@@ -68,11 +68,6 @@ def neutral_chroma(range_: str, bit_depth: int) -> float:
     return -bc / ac
 
 
-def glsl_mat3(m: np.ndarray) -> tuple[float, ...]:
-    """Column-major flattening, as GLSL mat3 uniforms expect."""
-    return tuple(float(v) for v in np.asarray(m, dtype=np.float64).T.reshape(-1))
-
-
 # The colour representation used for RGB inputs: the GPU converts RGB to
 # full-range BT.601 YCbCr so that LUMA/CHROMA hooks (the CNN) run on images too,
 # and converts back with the exact inverse at MAIN.

@@ -65,7 +65,7 @@ def _roles(fmt: FrameFormat) -> dict[str, _Source]:
     return out
 
 
-def _unpack_source(sources: list[_Source], muls: list[float], n_planes: int) -> str:
+def _unpack_source(sources: list[_Source], muls: list[float]) -> str:
     used = sorted({s.plane for s in sources})
     decl = "".join(f"layout(binding = {i}) uniform sampler2D plane{i};\n" for i in used)
     body = "".join(
@@ -115,7 +115,7 @@ class FrameUnpacker:
 
         def add(name: str, comps: list[str], plane: PlaneFormat, placement: tuple):
             srcs = [roles[c] for c in comps]
-            prog = FullscreenProgram(ctx, _unpack_source(srcs, muls, len(fmt.planes)))
+            prog = FullscreenProgram(ctx, _unpack_source(srcs, muls))
             self._outputs.append((name, prog, len(comps), (plane.width, plane.height) + placement))
 
         if fmt.kind == "rgb":
