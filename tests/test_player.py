@@ -556,6 +556,36 @@ def test_late_frames_are_dropped_not_delayed(make_player):
     assert p.stats.presented + p.stats.dropped == round(p.current.pts * 10) + 1
 
 
+def test_frames_follow_the_audio_clock(make_player, media):
+    import time
+
+    holder = []
+    audio = AudioClock(media["long"], 0.0, stream_factory=lambda r, c, cb: holder.append(FakeStream(r, c, cb)) or holder[-1],
+                       now=lambda: 0.0)  # time moves only as the "sound card" takes samples
+    p = make_player(clock=audio)
+    stream = holder[0]
+    assert not p._system_clock
+    p.step()
+    assert p.current is None  # nothing heard yet: the first frame waits for the sound
+    pull_until_sound(stream, 4800)  # 0.1 s per callback, like a sound card taking a block
+    for _ in range(4):
+        time.sleep(0.02)
+        stream.pull(4800)
+    # Last block starts at 0.4 s, heard 50 ms later: the clock reads 0.35 s; frame 0.3 s is on screen.
+    assert audio.time() == pytest.approx(0.35, abs=0.002)
+    p.step()
+    assert p.current.pts == pytest.approx(0.3)
+    assert p.stats.presented == 1 and p.stats.dropped == 3  # 0.0, 0.1, 0.2 were late
+    p.step()
+    assert p.stats.presented == 1  # 0.4 is not due until more sound is played
+    p.handle_key(__import__("glfw").KEY_RIGHT)
+    p.step()
+    assert p.current.pts == pytest.approx(5.3)  # seek: the frame shows at once...
+    assert audio.time() == pytest.approx(5.3 - 0.05)  # ...and the sound restarts there
+    out = pull_until_sound(stream, 480)
+    assert np.abs(out).max() > 0.05
+
+
 def test_run_plays_to_the_end_and_q_quits(make_player):
     import glfw
 
