@@ -680,3 +680,24 @@ def test_oversized_output_is_a_clear_error(gl_ctx, image):
     with Renderer(gl_ctx) as r:
         with pytest.raises(UpshadeError, match="maximum texture size"):
             r.render(rgb_frame(image), (10**6, 10))
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709", "bt2020nc"])
+@pytest.mark.parametrize("bits", [8, 10, 16])
+def test_colorspace_limited_range_anchors(matrix, bits):
+    from upshade.host.colorspace import neutral_chroma
+
+    m, off = ycbcr_to_rgb(matrix, "limited", bits)
+    k = 2 ** (bits - 8)
+    peak = 2**bits - 1
+    black = m @ np.array([16 * k, 128 * k, 128 * k]) / peak + off
+    white = m @ np.array([235 * k, 128 * k, 128 * k]) / peak + off
+    np.testing.assert_allclose(black, 0, atol=1e-9)
+    np.testing.assert_allclose(white, 1, atol=1e-9)
+    assert neutral_chroma("limited", bits) == pytest.approx(128 * k / peak)
+    # full range: code 0 / peak are black / white, and the inverse is exact
+    mf, of = ycbcr_to_rgb(matrix, "full", bits)
+    np.testing.assert_allclose(mf @ np.array([peak, 2 ** (bits - 1), 2 ** (bits - 1)]) / peak + of, 1, atol=1e-9)
+    mi, oi = rgb_to_ycbcr(matrix, "full", bits)
+    rgb = np.array([0.2, 0.5, 0.9])
+    np.testing.assert_allclose(mf @ (mi @ rgb + oi) + of, rgb, atol=1e-12)
