@@ -450,15 +450,29 @@ def format_table(results: Sequence[MethodResult], set_names: Sequence[str]) -> s
     return "\n".join(lines)
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats in both speed (lower x) and quality (higher y)."""
+def pareto_front(points: Sequence[tuple[float, float]], tol: float = 0.005) -> list[int]:
+    """Indices of the points no other point beats in both speed (lower x) and quality (higher y).
+
+    Quality must improve by more than ``tol`` (dB): a model and its own shader
+    score the same up to float noise, and the slower one is not on the front.
+    """
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front, best = [], -math.inf
     for i in order:
-        if points[i][1] > best:
+        if points[i][1] > best + tol:
             front.append(i)
             best = points[i][1]
     return front
+
+
+def _label_dy(pts: Sequence[tuple[float, float]], k: int) -> int:
+    """Label above a point, or below when its nearest neighbour (log x, y) sits above it: keeps close labels apart."""
+    x, y = pts[k]
+    others = [(abs(math.log10(px / x)) * 5 + abs(py - y), py) for i, (px, py) in enumerate(pts) if i != k]
+    if not others:
+        return 6
+    _, ny = min(others)
+    return -12 if ny > y or (ny == y and k % 2) else 6
 
 
 def draw_plot(results: Sequence[MethodResult], set_names: Sequence[str], out: Path, device: str) -> None:
@@ -476,11 +490,9 @@ def draw_plot(results: Sequence[MethodResult], set_names: Sequence[str], out: Pa
              "torch": ("tab:orange", "PyTorch (CPU)")}
     for ax, name in zip(axes, set_names):
         pts = [(r.ms_1080p, r.scores[name].psnr) for r in timed]
-        for k, (r, (x, y)) in enumerate(sorted(zip(timed, pts), key=lambda rp: rp[1])):
+        for k, (r, (x, y)) in enumerate(zip(timed, pts)):
             ax.scatter([x], [y], color=kinds.get(r.kind, ("tab:green", ""))[0], zorder=3)
-            # Alternate label sides so that a model and its shader (same PSNR) stay readable.
-            ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(6, 6 if k % 2 == 0 else -12),
-                        fontsize=8)
+            ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(6, _label_dy(pts, k)), fontsize=8)
         front = [pts[i] for i in pareto_front(pts)]
         if len(front) > 1:
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red",
