@@ -123,10 +123,11 @@ def _display_problem() -> str | None:
 
 
 class Window:
-    """One GLFW window and its moderngl context. ``close()`` always terminates GLFW."""
+    """One GLFW window and its moderngl context. ``close()`` terminates GLFW with the last window."""
 
     def __init__(self, size, title: str, *, vsync: bool = True, visible: bool = True):
         """``size`` is (width, height) or a function of the monitor's work area (w, h) returning it."""
+        global _open_windows, _suspended_egl
         import glfw
 
         self._glfw = glfw
@@ -135,12 +136,11 @@ class Window:
         if problem:
             raise UpshadeError(f"no display available ({problem}): {NO_DISPLAY_HINT}")
         # Collect GLFW's messages ourselves: its default is a Python warning per error.
-        glfw.set_error_callback(lambda code, msg: self._errors.append(msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)))
+        glfw.set_error_callback(
+            lambda _code, msg: self._errors.append(msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)))
         if not glfw.init():
             reason = self._errors[-1] if self._errors else "unknown reason"
             raise UpshadeError(f"no display available (GLFW could not initialise: {reason}): {NO_DISPLAY_HINT}")
-        global _open_windows, _suspended_egl
-
         self._handle = None
         self.ctx = None
         self._counted = True
