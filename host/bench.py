@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -193,6 +194,7 @@ class Bench:
         self.frames = int(frames)
         self.renderer = Renderer(ctx, shaders)
         self.target = RGBA8Target(ctx, self.out_size)
+        self.tick = lambda: None   # called once per measured frame (a progress bar's update)
 
     def release(self) -> None:
         self.target.release()
@@ -213,18 +215,24 @@ class Bench:
             raise UpshadeError(f"{self.clip}: no video frames could be decoded")
         return frame
 
+    def warm_up(self, frame=None) -> None:
+        """Compile every pass and allocate every texture, so no measurement pays for it."""
+        frame = frame or self._first_frame()
+        for _ in range(2):
+            self.renderer.render(frame, self.out_size)
+        self.ctx.finish()
+
     def measure_network(self) -> float:
         """Median ms of upload + shaders + output scaling of one decoded frame, GPU-synced."""
         frame = self._first_frame()
-        for _ in range(2):  # compile every pass and allocate every texture before timing
-            self.renderer.render(frame, self.out_size)
-        self.ctx.finish()
+        self.warm_up(frame)
         times = []
         for i in range(max(1, self.frames)):
             t0 = time.perf_counter()
             self.renderer.render(frame, self.out_size, frame_index=i)
             self.ctx.finish()
             times.append((time.perf_counter() - t0) * 1000.0)
+            self.tick()
         return statistics.median(times)
 
     def _steady_ms(self, n_timed: int, t0: float | None) -> float | None:
@@ -246,6 +254,7 @@ class Bench:
                     t0 = time.perf_counter()
                 else:
                     n += 1
+                self.tick()
         return self._steady_ms(n, t0), n + (t0 is not None)
 
     def measure_encode(self, codec: str, crf: int | None, preset: str | None) -> tuple[float | None, int]:
@@ -279,6 +288,7 @@ class Bench:
                         t0 = time.perf_counter()
                     else:
                         n += 1
+                    self.tick()
                 for rgb, (pts, dur) in readback.drain():
                     enc.write(rgb, pts, dur)
                     written += 1
@@ -288,7 +298,7 @@ class Bench:
         return ms, written
 
 
-def _torch_model_ms(spec: str, size: tuple[int, int], runs: int) -> tuple[float | None, str]:
+def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None) -> tuple[float | None, str]:
     """PyTorch CPU forward time for one of our models, or (None, why not)."""
     try:
         import importlib
@@ -301,9 +311,8 @@ def _torch_model_ms(spec: str, size: tuple[int, int], runs: int) -> tuple[float 
         method = evaluate.load_torch_method(spec)
     except UpshadeError as exc:
         return None, f"not measured: {exc}"
-    import torch
-
-    return evaluate.torch_forward_ms(method.model, size, runs), f"{torch.get_num_threads()} threads"
+    ms, threads = evaluate.torch_forward_best(method.model, size, runs, tick=tick)
+    return ms, f"median of {runs} forwards, best of 1 / {os.cpu_count()} threads: {threads}"
 
 
 def _export_checkpoint(ckpt: Path, out: Path) -> Path:
@@ -352,6 +361,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from .gpu import create_headless_context
     from .hookparse import load_shader
     from .paths import shipped_shader
@@ -402,13 +413,23 @@ def run(args: argparse.Namespace) -> int:
             bench = Bench(ctx, shaders, clip, args.frames)
             print(f"benchmarking {title} on {bench.in_size[0]}x{bench.in_size[1]} -> "
                   f"{bench.out_size[0]}x{bench.out_size[1]} ...", flush=True)
-            gl_ms = bench.measure_network()
-            if model is not None:
-                torch_ms, torch_note = _torch_model_ms(model, bench.in_size, min(args.frames, TORCH_RUNS_MAX))
-            else:
-                torch_ms, torch_note = None, "only for our models (--model)"
-            play_ms, play_n = bench.measure_playback()
-            enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
+            torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
+            n_threads = len({1, max(1, os.cpu_count() or 1)})
+            bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
+            with tqdm(total=3 * args.frames + torch_runs * n_threads, unit="frame", desc="bench", dynamic_ncols=True,
+                      file=sys.stderr) as bar:
+                bench.tick = lambda: bar.update(1)
+                bar.set_postfix_str("network GL")
+                gl_ms = bench.measure_network()
+                if model is not None:
+                    bar.set_postfix_str("network PyTorch")
+                    torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick)
+                else:
+                    torch_ms, torch_note = None, "only for our models (--model)"
+                bar.set_postfix_str("playback")
+                play_ms, play_n = bench.measure_playback()
+                bar.set_postfix_str("encode")
+                enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
             renderer = ctx.info.get("GL_RENDERER", "?")
             result = BenchResult(
                 title=title,
