@@ -92,6 +92,22 @@ def test_load_set_greyscale_is_replicated(tmp_path):
     assert (img.hr[..., 0] == img.hr[..., 2]).all()
 
 
+def test_load_set_16_bit_png_is_scaled_to_8_bits(tmp_path):
+    d = tmp_path / "deep"
+    d.mkdir()
+    img16 = (_picture(20, 22, 7).astype(np.uint16) * 257 + 100).astype(np.uint16)
+    write_image(d / "d.png", img16)
+    hr = ev.load_set(d).images[0].hr
+    assert hr.dtype == np.uint8
+    assert np.array_equal(hr, np.round(img16.astype(np.float64) / 257).astype(np.uint8))
+
+
+def test_perfect_psnr_is_null_in_json():
+    r = ev.MethodResult("x", "shader", None, None, {"s": ev.SetScore(float("inf"), 1.0, {"a": (float("inf"), 1.0)})})
+    j = r.to_json()
+    assert j["sets"]["s"]["psnr"] is None and j["sets"]["s"]["images"]["a"]["psnr"] is None
+
+
 def test_bicubic_up_keeps_constants_and_ramps():
     const = np.full((7, 9), 0.3)
     assert np.allclose(ev.bicubic_up(const), 0.3)

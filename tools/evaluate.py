@@ -393,6 +393,11 @@ class SetScore:
     per_image: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+def _finite(x: float) -> float | None:
+    """JSON has no Infinity: a perfect reconstruction (PSNR = inf) is written as null."""
+    return x if math.isfinite(x) else None
+
+
 @dataclass
 class MethodResult:
     label: str
@@ -411,9 +416,9 @@ class MethodResult:
             "ms_per_1080p_frame": self.ms_1080p,
             "sets": {
                 name: {
-                    "psnr": s.psnr,
+                    "psnr": _finite(s.psnr),
                     "ssim": s.ssim,
-                    "images": {n: {"psnr": p, "ssim": q} for n, (p, q) in s.per_image.items()},
+                    "images": {n: {"psnr": _finite(p), "ssim": q} for n, (p, q) in s.per_image.items()},
                 }
                 for name, s in self.scores.items()
             },
@@ -623,7 +628,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results, names))
     if args.json is not None:
         with atomic_output(args.json, inputs) as tmp:
-            tmp.write_text(json.dumps(results_json(results, sets, device, runs), indent=2) + "\n")
+            tmp.write_text(json.dumps(results_json(results, sets, device, runs), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     if args.plot is not None:
         with atomic_output(args.plot, inputs) as tmp:
