@@ -298,7 +298,19 @@ class Bench:
         return ms, written
 
 
-def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None) -> tuple[float | None, str]:
+def same_weights(shader: Path, ckpt: Path) -> bool | None:
+    """Whether an exported shader says it came from this checkpoint (None: the shader does not say)."""
+    import hashlib
+    import re
+
+    m = re.search(r"sha256 ([0-9a-f]{8,64})", shader.read_text(errors="replace")[:2000])
+    if not m:
+        return None
+    return hashlib.sha256(ckpt.read_bytes()).hexdigest().startswith(m.group(1))
+
+
+def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None,
+                    shader: Path | None = None) -> tuple[float | None, str]:
     """PyTorch CPU forward time for one of our models, or (None, why not)."""
     try:
         import importlib
@@ -312,7 +324,10 @@ def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None) -> t
     except UpshadeError as exc:
         return None, f"not measured: {exc}"
     ms, threads = evaluate.torch_forward_best(method.model, size, runs, tick=tick)
-    return ms, f"median of {runs} forwards, best of 1 / {os.cpu_count()} threads: {threads}"
+    note = f"median of {runs} forwards, best of 1 / {os.cpu_count()} threads: {threads}"
+    if shader is not None and same_weights(shader, Path(method.source)) is False:
+        note += f"; WARNING: {shader.name} was exported from other weights than {Path(method.source).name}"
+    return ms, note
 
 
 def _export_checkpoint(ckpt: Path, out: Path) -> Path:
@@ -423,7 +438,8 @@ def run(args: argparse.Namespace) -> int:
                 gl_ms = bench.measure_network()
                 if model is not None:
                     bar.set_postfix_str("network PyTorch")
-                    torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick)
+                    torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick,
+                                                           shader_paths[0])
                 else:
                     torch_ms, torch_note = None, "only for our models (--model)"
                 bar.set_postfix_str("playback")

@@ -180,6 +180,21 @@ def test_offscreen_present_shows_the_rendered_frame(tiny_model, gl_ctx):
     assert np.abs(shown[..., :3].astype(int) - expected.astype(int)).max() <= 1
 
 
+def test_same_weights(tiny_model, tmp_path):
+    ckpt, shader = tiny_model
+    from upshade.tools.export import export_shader
+
+    exported = tmp_path / "from_file.glsl"
+    exported.write_text(export_shader(ckpt))
+    assert bench.same_weights(exported, ckpt) is True
+    other = tmp_path / "other.pt"
+    other.write_bytes(ckpt.read_bytes() + b"x")
+    assert bench.same_weights(exported, other) is False
+    plain = tmp_path / "plain.glsl"
+    plain.write_text("//!HOOK LUMA\n//!BIND HOOKED\nvec4 hook() { return HOOKED_tex(HOOKED_pos); }\n")
+    assert bench.same_weights(plain, ckpt) is None
+
+
 def test_make_test_clip(tmp_path):
     from upshade.host.video import probe
 
