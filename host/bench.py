@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -141,7 +141,6 @@ class BenchResult:
     playback: Row
     encode: Row
     device: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def rows(self) -> list[Row]:
@@ -357,6 +356,8 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .encode import CODECS
+
     parser.add_argument("file", nargs="?", type=Path, metavar="FILE",
                         help="video to benchmark with (default: a generated clip of --size)")
     what = parser.add_mutually_exclusive_group()
@@ -366,8 +367,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", metavar="WxH", help="input frame size of the generated clip (default 640x360)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
                         help=f"frames per measurement (default {DEFAULT_FRAMES})")
-    from .encode import CODECS
-
     parser.add_argument("--codec", default="h264", choices=tuple(CODECS),
                         help="codec of the encode pipeline (default h264)")
     parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
@@ -378,6 +377,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .encode import available_encoder, encoder_options
     from .gpu import create_headless_context
     from .hookparse import load_shader
     from .paths import shipped_shader
@@ -387,8 +387,6 @@ def run(args: argparse.Namespace) -> int:
     if args.file is not None and args.size:
         raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
     size = _parse_size(args.size) if args.size else DEFAULT_SIZE
-    from .encode import available_encoder, encoder_options
-
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
     model = None if args.shader else (args.model or "S")
 
@@ -431,8 +429,8 @@ def run(args: argparse.Namespace) -> int:
             torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
             n_threads = len({1, max(1, os.cpu_count() or 1)})
             bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
-            with tqdm(total=3 * args.frames + torch_runs * n_threads, unit="frame", desc="bench", dynamic_ncols=True,
-                      file=sys.stderr) as bar:
+            with tqdm(total=3 * args.frames + torch_runs * n_threads, unit="frame", desc="bench",
+                      dynamic_ncols=True, file=sys.stderr) as bar:
                 bench.tick = lambda: bar.update(1)
                 bar.set_postfix_str("network GL")
                 gl_ms = bench.measure_network()
