@@ -262,3 +262,19 @@ def test_bicubic_set5_matches_the_protocol_reference(data_dir, gl_ctx):
         bic.release()
     assert abs(res.scores["set5"].psnr - 33.68) < 0.03
     assert abs(res.scores["set5"].ssim - 0.930) < 0.002
+
+
+def test_shaders_are_scored_without_torch(tiny_set, random_model, tmp_path):
+    """Scoring shaders needs only the runtime: `upshade eval --shader` works where torch is absent."""
+    _, _, shader = random_model
+    out = tmp_path / "s.json"
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from upshade.host.cli import main\n"
+        f"rc = main(['eval', '--set', {str(tiny_set)!r}, '--shader', {str(shader)!r}, '--no-timing',"
+        f" '--json', {str(out)!r}])\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [m["label"] for m in json.loads(out.read_text())["methods"]] == ["bicubic", "rand"]
