@@ -24,6 +24,7 @@ The runtime never needs torch: the PyTorch column imports it lazily (through
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UpshadeError
+from .fileio import atomic_output, check_output_path
 from .paths import MODEL_SIZES
 
 DEFAULT_SIZE = (640, 360)
@@ -152,6 +154,17 @@ class BenchResult:
             "gl_vs_torch_speedup": (t / g) if g and t else None,
             "playback_pct_of_network": (100.0 * g / self.playback.ms) if g and self.playback.ms else None,
             "encode_pct_of_network": (100.0 * g / self.encode.ms) if g and self.encode.ms else None,
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "input": list(self.in_size),
+            "output": list(self.out_size),
+            "frames": self.frames,
+            "device": self.device,
+            "rows": [{"stage": r.name, "ms_per_frame": r.ms, "fps": r.fps, "note": r.note} for r in self.rows],
+            "ratios": self.ratios(),
         }
 
     def format(self) -> str:
@@ -370,6 +383,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", default="h264", choices=tuple(CODECS),
                         help="codec of the encode pipeline (default h264)")
     parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
+    parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the table and ratios as JSON")
     parser.add_argument("--preset", default=None,
                         help="encoder preset for the encode pipeline (default: the encoder's, as `upshade upscale`)")
 
@@ -389,6 +403,8 @@ def run(args: argparse.Namespace) -> int:
     size = _parse_size(args.size) if args.size else DEFAULT_SIZE
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
     model = None if args.shader else (args.model or "S")
+    if args.json is not None:
+        check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])
 
     with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
         tmp = Path(tmp)
@@ -463,4 +479,8 @@ def run(args: argparse.Namespace) -> int:
                 bench.release()
             ctx.release()
     print(result.format())
+    if args.json is not None:
+        with atomic_output(args.json) as tmp_json:
+            tmp_json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0

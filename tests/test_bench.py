@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -77,10 +78,17 @@ def parse_table(out: str) -> dict:
     return {"rows": rows, "ratios": ratios}
 
 
-def test_bench_with_a_model_fills_every_row_and_ratio(tiny_model, shared_ctx, capsys):
+def test_bench_with_a_model_fills_every_row_and_ratio(tiny_model, shared_ctx, capsys, tmp_path):
     ckpt, _ = tiny_model
-    assert cli.main(["bench", "--model", str(ckpt), "--size", "64x48", "--frames", "3"]) == 0
+    out_json = tmp_path / "bench.json"
+    assert cli.main(["bench", "--model", str(ckpt), "--size", "64x48", "--frames", "3", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
+    data = json.loads(out_json.read_text())
+    assert [r["stage"] for r in data["rows"]] == list(ROWS)
+    assert all(r["ms_per_frame"] > 0 for r in data["rows"])
+    assert set(data["ratios"]) == {"gl_vs_torch_speedup", "playback_pct_of_network", "encode_pct_of_network"}
+    assert all(v > 0 for v in data["ratios"].values())
+    assert data["input"] == [64, 48] and data["output"] == [128, 96]
     assert "64x48 -> 128x96, 3 frames" in out
     t = parse_table(out)
     h = 0.005  # the table prints ms with 2 decimals: every check allows for that rounding
@@ -219,6 +227,7 @@ def test_errors(tmp_path, capsys):
     missing = tmp_path / "none.mp4"
     assert str(missing) in _err(capsys, ["bench", str(missing), "--shader", str(shader)])
     assert "conflicts" in _err(capsys, ["bench", str(missing), "--size", "64x48"])
+    assert "does not exist" in _err(capsys, ["bench", "--shader", "x.glsl", "--json", str(tmp_path / "no" / "b.json")])
     assert str(tmp_path / "no.glsl") in _err(capsys, ["bench", "--shader", str(tmp_path / "no.glsl")])
     assert str(tmp_path / "no.pt") in _err(capsys, ["bench", "--model", str(tmp_path / "no.pt")])
     text = tmp_path / "notes.mp4"
