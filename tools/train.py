@@ -19,7 +19,6 @@ and ``loss.png`` (train/validation loss and validation PSNR per epoch).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import math
