@@ -1,21 +1,25 @@
 """`upshade bench`: how fast a network runs on GL, in PyTorch, and inside the real pipelines.
 
-Four measurements, side by side in one run on one frame size:
+Five measurements, side by side in one run on one frame size:
 
-1. network on GL: a decoded frame uploaded and run through the shader chain
-   and the output scaler, synced with glFinish (median ms per frame);
+1. network on GL: the shader passes alone (the renderer's hook stages, each
+   synced with glFinish), median ms per frame;
 2. the same network in PyTorch on the CPU (only for our own models, ``--model``,
    when torch is installed): median forward time on the frame's luma;
-3. playback without a display: decode thread -> upload -> network -> present
+3. GL only: a whole frame's GL work (upload, shaders, colour conversion, output
+   scaling) on an already decoded frame, synced with glFinish: the pipelines'
+   ceiling ("network-only throughput");
+4. playback without a display: decode thread -> upload -> network -> present
    into an output-sized RGBA8 framebuffer (what a window's back buffer is), synced
    like a buffer swap, no readback;
-4. encode: `upshade upscale`'s loop (decode thread -> upload -> network ->
+5. encode: `upshade upscale`'s loop (decode thread -> upload -> network ->
    packed RGB -> lagged PBO readback -> encoder thread) into a temporary file
    that is deleted afterwards; same codec settings as ``upshade upscale``.
 
-Then the ratios: GL's speed-up over PyTorch, and playback / encode throughput as
-a percentage of network-only throughput (how much the pipeline around the
-network costs). Without FILE a short synthetic clip is generated first.
+Then the ratios: GL's speed-up over PyTorch on the network (1 vs 2), and
+playback / encode throughput as a percentage of GL-only throughput (how much
+decoding, presenting, reading back and encoding around the GL work cost).
+Without FILE a short synthetic clip is generated first.
 
 The runtime never needs torch: the PyTorch column imports it lazily (through
 ``upshade.tools``) and is simply left out when it is not installed.
@@ -43,6 +47,8 @@ from .paths import MODEL_SIZES
 DEFAULT_SIZE = (640, 360)
 DEFAULT_FRAMES = 60
 SCALE = 2
+# Renderer.stage_times entries that time hook passes only (the rest is upload, colour and scaling).
+HOOK_STAGES = ("planes", "main", "output")
 TORCH_RUNS_MAX = 10  # PyTorch on 2 cores is slow; the median of 10 is stable enough
 
 _TO_RGBA8_FS = """#version 450
@@ -140,20 +146,21 @@ class BenchResult:
     frames: int
     network_gl: Row
     network_torch: Row
+    gl_frame: Row
     playback: Row
     encode: Row
     device: str = ""
 
     @property
     def rows(self) -> list[Row]:
-        return [self.network_gl, self.network_torch, self.playback, self.encode]
+        return [self.network_gl, self.network_torch, self.gl_frame, self.playback, self.encode]
 
     def ratios(self) -> dict[str, float | None]:
-        g, t = self.network_gl.ms, self.network_torch.ms
+        n, t, f = self.network_gl.ms, self.network_torch.ms, self.gl_frame.ms
         return {
-            "gl_vs_torch_speedup": (t / g) if g and t else None,
-            "playback_pct_of_network": (100.0 * g / self.playback.ms) if g and self.playback.ms else None,
-            "encode_pct_of_network": (100.0 * g / self.encode.ms) if g and self.encode.ms else None,
+            "gl_vs_torch_speedup": (t / n) if n and t else None,
+            "playback_pct_of_gl_only": (100.0 * f / self.playback.ms) if f and self.playback.ms else None,
+            "encode_pct_of_gl_only": (100.0 * f / self.encode.ms) if f and self.encode.ms else None,
         }
 
     def to_json(self) -> dict:
@@ -182,12 +189,14 @@ class BenchResult:
                                     cells[2].rjust(widths[2]), cells[3]]).rstrip())
         lines.append("")
         r = self.ratios()
-        lines.append("GL vs PyTorch speed-up:   " + ("-" if r["gl_vs_torch_speedup"] is None
-                                                    else f"{r['gl_vs_torch_speedup']:.2f}x"))
-        lines.append("playback throughput:      " + ("-" if r["playback_pct_of_network"] is None
-                                                    else f"{r['playback_pct_of_network']:.1f}% of network-only"))
-        lines.append("encode throughput:        " + ("-" if r["encode_pct_of_network"] is None
-                                                    else f"{r['encode_pct_of_network']:.1f}% of network-only"))
+
+        def pct(v):
+            return "-" if v is None else f"{v:.1f}% of GL-only"
+
+        lines.append("GL vs PyTorch speed-up (network): " + ("-" if r["gl_vs_torch_speedup"] is None
+                                                            else f"{r['gl_vs_torch_speedup']:.2f}x"))
+        lines.append("playback throughput:              " + pct(r["playback_pct_of_gl_only"]))
+        lines.append("encode throughput:                " + pct(r["encode_pct_of_gl_only"]))
         return "\n".join(lines)
 
 
@@ -234,18 +243,32 @@ class Bench:
             self.renderer.render(frame, self.out_size)
         self.ctx.finish()
 
-    def measure_network(self) -> float:
-        """Median ms of upload + shaders + output scaling of one decoded frame, GPU-synced."""
+    def measure_gl(self) -> tuple[float | None, float]:
+        """(network ms, GL-frame ms): medians over ``frames`` renders of one decoded frame.
+
+        GL frame: render + glFinish (upload, shaders, colour, output scaling).
+        Network: the hook stages of separate profiled renders, where the renderer
+        finishes the GPU work at every stage boundary (None without any pass).
+        """
         frame = self._first_frame()
         self.warm_up(frame)
-        times = []
+        whole, hooks = [], []
         for i in range(max(1, self.frames)):
             t0 = time.perf_counter()
             self.renderer.render(frame, self.out_size, frame_index=i)
             self.ctx.finish()
-            times.append((time.perf_counter() - t0) * 1000.0)
+            whole.append((time.perf_counter() - t0) * 1000.0)
             self.tick()
-        return statistics.median(times)
+        self.renderer.profile = True
+        try:
+            for i in range(max(1, self.frames)):
+                self.renderer.render(frame, self.out_size, frame_index=i)
+                hooks.append(1000.0 * sum(self.renderer.stage_times.get(k, 0.0) for k in HOOK_STAGES))
+                self.tick()
+        finally:
+            self.renderer.profile = False
+        network = statistics.median(hooks) if self.renderer.shaders else None
+        return network, statistics.median(whole)
 
     def _steady_ms(self, n_timed: int, t0: float | None) -> float | None:
         if t0 is None or n_timed < 1:
@@ -445,13 +468,13 @@ def run(args: argparse.Namespace) -> int:
             torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
             n_threads = len({1, max(1, os.cpu_count() or 1)})
             bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
-            with tqdm(total=3 * args.frames + torch_runs * n_threads, unit="frame", desc="bench",
+            with tqdm(total=4 * args.frames + torch_runs * n_threads, unit="frame", desc="bench",
                       dynamic_ncols=True, file=sys.stderr) as bar:
                 bench.tick = lambda: bar.update(1)
-                bar.set_postfix_str("network GL")
-                gl_ms = bench.measure_network()
+                bar.set_postfix_str("GL")
+                net_ms, frame_ms = bench.measure_gl()
                 if model is not None:
-                    bar.set_postfix_str("network PyTorch")
+                    bar.set_postfix_str("PyTorch")
                     torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick,
                                                            shader_paths[0])
                 else:
@@ -466,8 +489,10 @@ def run(args: argparse.Namespace) -> int:
                 in_size=bench.in_size,
                 out_size=bench.out_size,
                 frames=args.frames,
-                network_gl=Row("network (GL)", gl_ms, "upload + shaders + output, glFinish"),
+                network_gl=Row("network (GL)", net_ms, "shader passes alone, glFinish per stage"),
                 network_torch=Row("network (PyTorch CPU)", torch_ms, torch_note),
+                gl_frame=Row("GL only (whole frame)", frame_ms,
+                             "upload + shaders + colour + output scaling, glFinish"),
                 playback=Row("playback (no display)", play_ms,
                              f"decode thread + GL + present, {play_n} frames"),
                 encode=Row("encode", enc_ms, f"decode + GL + PBO readback + {args.codec} thread "
