@@ -614,14 +614,20 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         "epochs_planned": cfg.epochs,
         "finished": finished,
     }
-    if cfg.init:
-        # The weights this run started from: record their history too, so the card tells the whole recipe.
-        init_path = Path(cfg.init)
-        if init_path.is_file():
-            ic = torch.load(init_path, map_location="cpu", weights_only=True)
-            info["init"] = {"path": cfg.init, "epoch": ic.get("epoch"), "train_config": ic.get("train_config")}
-        else:
-            info["init"] = {"path": cfg.init, "epoch": None, "train_config": None}
+    # The weights this run started from, and theirs, ...: the card then tells the whole recipe.
+    lineage, init, seen = [], cfg.init, set()
+    while init and init not in seen and len(lineage) < 16:
+        seen.add(init)
+        p = Path(init)
+        if not p.is_file():
+            lineage.append({"path": init, "epoch": None, "train_config": None})
+            break
+        ic = torch.load(p, map_location="cpu", weights_only=True)
+        tc = ic.get("train_config") or {}
+        lineage.append({"path": init, "epoch": ic.get("epoch"), "train_config": tc})
+        init = tc.get("init", "")
+    if lineage:
+        info["init"] = lineage
     shipped = shipped_checkpoint(best)
     shipped["metrics"] = {**best["metrics"], **{f"test_{k}": v for k, v in test.items()}}
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -646,14 +652,15 @@ def model_card(info: dict, name: str) -> str:
     )
     sets = ", ".join(f"{k} (weight {v})" for k, v in t["train_sets"].items())
     init = ""
-    if info.get("init"):
-        i = info["init"]
+    for i in info.get("init", []):
         it = i.get("train_config") or {}
-        init = (
+        init += (
             f"- initialised from `{i['path']}`: epoch {i['epoch']} of a run with loss {it.get('loss')}, "
             f"lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs of "
-            f"{it.get('steps_per_epoch')} steps (its full config: `init.train_config` in `{name}.json`)\n"
+            f"{it.get('steps_per_epoch')} steps (full config: `init[].train_config` in `{name}.json`), which\n"
         )
+    if init:
+        init = init[: -len(", which\n")] + "\n"
     return f"""# {name}: upshade {info['size']} x2 luma model
 
 | | |
