@@ -314,3 +314,17 @@ def test_shaders_readme_describes_shipped_models(mdl, size):
     row = (f"| `upshade_{size}.glsl` | {c.blocks} x {c.width} | {c.upscale}, {c.residual} | "
            f"{mdl.param_count(c):,} | {passes} | {mdl.flops_per_output_pixel(c):,.0f} |")
     assert row in (SHADERS_DIR / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "n, bicubic, sizes",
+    [(1, False, [1]), (16, False, [16]), (16, True, [15, 1]), (15, True, [15]),
+     (17, False, [16, 1]), (31, False, [16, 15]), (32, False, [16, 15, 1]), (30, True, [16, 14])],
+)
+def test_final_chunks_respect_bind_limit(exp, n, bicubic, sizes):
+    feats = [f"T{i}" for i in range(n)]
+    chunks = exp._final_chunks(feats, bicubic)
+    assert [len(c) for c in chunks] == sizes
+    assert [t for c in chunks for t in c] == feats
+    for i, c in enumerate(chunks):  # + the previous partial sum, + HOOKED in the last pass for bicubic
+        assert len(c) + (i > 0) + (bicubic and i == len(chunks) - 1) <= 16
