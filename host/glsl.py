@@ -95,6 +95,48 @@ def _texture_macros(name: str, i: int) -> str:
 
 
 _DIM_SUFFIX = {1: "1D", 2: "2D", 3: "3D"}
+
+# libplacebo gives passes ``linearize``/``delinearize`` (vec4 -> vec4) for the
+# source's transfer function; mpv has none. Frames carry no transfer tag here,
+# so ``upshade_trc`` follows what mpv/libplacebo assume for untagged content:
+# 0 = sRGB (RGB images), 1 = BT.1886 with an ideal black point, i.e. a pure 2.4
+# power (video). Negative values are clamped first, as libplacebo does.
+_TRC_HELPERS = """uniform int upshade_trc;
+vec4 upshade_linearize(vec4 color) {
+    color.rgb = max(color.rgb, vec3(0.0));
+    if (upshade_trc == 0)
+        color.rgb = mix(color.rgb * vec3(1.0 / 12.92), pow((color.rgb + vec3(0.055)) / vec3(1.055), vec3(2.4)),
+                        lessThan(vec3(0.04045), color.rgb));
+    else
+        color.rgb = pow(color.rgb, vec3(2.4));
+    return color;
+}
+vec4 upshade_delinearize(vec4 color) {
+    color.rgb = max(color.rgb, vec3(0.0));
+    if (upshade_trc == 0)
+        color.rgb = mix(color.rgb * vec3(12.92), vec3(1.055) * pow(color.rgb, vec3(1.0 / 2.4)) - vec3(0.055),
+                        lessThan(vec3(0.0031308), color.rgb));
+    else
+        color.rgb = pow(color.rgb, vec3(1.0 / 2.4));
+    return color;
+}
+"""
+_USES_TRC = re.compile(r"\b(?:de)?linearize\b")
+# A body (written for mpv) that brings its own function or macro of that name keeps it.
+_DEFINES_TRC = re.compile(r"(?:#[ \t]*define[ \t]+|\b(?:float|[bdiu]?vec[234]|double|void)\s+)((?:de)?linearize)\b")
+
+
+def _trc_helpers(body: str) -> str:
+    if not _USES_TRC.search(body):
+        return ""
+    own = set(_DEFINES_TRC.findall(body))
+    out = [_TRC_HELPERS]
+    for name in ("linearize", "delinearize"):
+        if name not in own:
+            out.append(f"#define {name} upshade_{name}\n")
+    return "".join(out)
+
+
 _EXTENSION = re.compile(r"^[ \t]*#[ \t]*extension\b.*$", re.M)
 
 
@@ -161,6 +203,7 @@ def hook_source(
         else:
             h.append(f"layout(std140, binding = {b.binding}) uniform upshade_ubo_{b.buf.name} {{\n{members}}};\n")
     h.append(params_glsl)
+    h.append(_trc_helpers(body))
     h.append(f"#line {ps.body_line}\n")
     h.append(body)
     if not body.endswith("\n"):

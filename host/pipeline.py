@@ -151,6 +151,7 @@ class _FrameState:
     frame_index: int
     enabled: bool
     rng: _random.Random
+    trc: int = 1                 # transfer of linearize(): 0 sRGB (RGB input), 1 BT.1886 (video)
     saved: dict[str, Plane] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     live: dict[str, Plane] = field(default_factory=dict)
@@ -330,7 +331,7 @@ class Renderer:
         except moderngl.Error as exc:
             raise compile_error(exc, ps) from None
         uniforms = {}
-        for name in ("frame", "random", "input_size", "target_size", "tex_offset", "upshade_out_pt"):
+        for name in ("frame", "random", "input_size", "target_size", "tex_offset", "upshade_out_pt", "upshade_trc"):
             u = prog.get(name, None)
             if u is not None:
                 uniforms[name] = u
@@ -427,6 +428,8 @@ class Renderer:
             u["tex_offset"].value = (hooked.tx, hooked.ty)
         if "upshade_out_pt" in u:
             u["upshade_out_pt"].value = (1.0 / w, 1.0 / h)
+        if "upshade_trc" in u:
+            u["upshade_trc"].value = st.trc
         for name, unit in comp.plane_binds:
             p = hooked if name == "HOOKED" else self._lookup(st, name)
             p.tex.use(unit)
@@ -537,7 +540,8 @@ class Renderer:
         self.pool.begin_frame()
         self._unpacker.upload(frame)
         t = self._mark("upload", t)
-        st = _FrameState((ow, oh), (fmt.width, fmt.height), frame_index, enabled, _random.Random(frame_index))
+        st = _FrameState((ow, oh), (fmt.width, fmt.height), frame_index, enabled, _random.Random(frame_index),
+                         trc=0 if fmt.kind == "rgb" else 1)
         st.sizes["OUTPUT"] = (ow, oh)
         st.sizes["NATIVE_CROPPED"] = (fmt.width, fmt.height)
         planes = self._unpacker.unpack(self.pool)
