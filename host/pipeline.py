@@ -17,7 +17,9 @@ Supported: every mpv/libplacebo hook point (PREOUTPUT too; XYZ never fires, RGB
 only for RGB input, ALPHA only with alpha, as in mpv), BIND/SAVE/COMPONENTS/DESC,
 WIDTH/HEIGHT/WHEN, OFFSET ox oy and ALIGN, COMPUTE (shared memory, out_image),
 TEXTURE (1D/2D/3D, FILTER, BORDER CLAMP/REPEAT/MIRROR, STORAGE images), PARAM
-(DYNAMIC/CONSTANT/DEFINE/ENUM), BUFFER (std140 uniform / std430 storage).
+(DYNAMIC/CONSTANT/DEFINE/ENUM), BUFFER (std140 uniform / std430 storage), and
+libplacebo's ``linearize``/``delinearize`` helpers (sRGB for RGB input, BT.1886
+otherwise: frames carry no transfer tag).
 Rejected with a ShaderError at file:line: resizing or shifting POSTKERNEL..OUTPUT
 (already the output), OFFSET ALIGN without BIND HOOKED, integer TEXTUREs with
 FILTER LINEAR, 3-component STORAGE textures, TEXTURE data of the wrong length.

@@ -58,10 +58,11 @@ vec4 hook() {{
 //!WIDTH 2 HOOKED.w *
 //!HEIGHT 2 HOOKED.h *
 //!OFFSET -0.500000 -0.500000
+#pragma optionNV(fastprecision on)
 vec4 hook() {{
     vec2 dir = fract(HOOKED_pos * HOOKED_size) - 0.5;
     int idx = int(dir.x > 0.0) * 2 + int(dir.y > 0.0);
-    return vec4(ravu_int_texOff(-dir)[idx], 0.0, 0.0, 0.0);
+    return vec4(ravu_int_texOff(-dir)[idx], 0.0, 0.0, 0.0);  // NNEDI3's last step has the same shape
 }}
 //!TEXTURE weights
 //!SIZE 1 1
@@ -96,7 +97,8 @@ vec4 hook() {
     float err = abs(q[0].w - float(LUMA_texOff(vec2(0, 0))))
               + abs(q[1].x - LUMA_texOff(vec2(-2, 0)).x)
               + abs(q[1].z - LUMA_texOff(vec2(-1, -1)).x)
-              + abs(LUMA_gather(p, 0).y - LUMA_tex(LUMA_pos).x);
+              + abs(LUMA_gather(p, 0).y - LUMA_tex(LUMA_pos).x)
+              + abs(LUMA_texOff(0).x - LUMA_tex(LUMA_pos).x);  // FSRCNNX passes a scalar 0
     return vec4(err + 1.0, 0.0, 0.0, 0.0);
 }
 """
@@ -191,10 +193,25 @@ vec4 hook() {
     return HOOKED_tex(HOOKED_pos) + 0.0 * LUMA_tex(LUMA_pos);
 }
 """
+# The RAVU chroma variants instead double the chroma plane with OFFSET ALIGN:
+# HOOKED is bound shifted by the chroma siting and the output lands on the luma grid.
+CHROMA_ALIGN = """
+//!HOOK CHROMA
+//!BIND HOOKED
+//!BIND LUMA
+//!WIDTH 2 HOOKED.w *
+//!HEIGHT 2 HOOKED.h *
+//!OFFSET ALIGN
+//!WHEN CHROMA.w LUMA.w <
+vec4 hook() {
+    return HOOKED_tex(HOOKED_pos);
+}
+"""
 
 
+@pytest.mark.parametrize("text", [CHROMA_TO_LUMA, CHROMA_ALIGN], ids=["resize", "align"])
 @pytest.mark.parametrize("loc, first_sample", [("center", 0.5), ("left", 0.0)])
-def test_chroma_hook_resized_to_luma_keeps_siting(gl_ctx, loc, first_sample):
+def test_chroma_hook_resized_to_luma_keeps_siting(gl_ctx, text, loc, first_sample):
     w, h = 32, 8
     y = np.full((h, w), 128, np.uint8)
     cb = np.tile(100 + 6 * np.arange(w // 2), (h // 2, 1)).astype(np.uint8)
@@ -202,7 +219,7 @@ def test_chroma_hook_resized_to_luma_keeps_siting(gl_ctx, loc, first_sample):
     fmt = FrameFormat(kind="yuv", planes=(PlaneFormat("Y", w, h, 1, 1), PlaneFormat("U", w // 2, h // 2, 1, 1),
                                           PlaneFormat("V", w // 2, h // 2, 1, 1)),
                       bit_depth=8, matrix="bt601", range="full", chroma_location=loc)
-    with Renderer(gl_ctx, [shader(CHROMA_TO_LUMA)]) as r:
+    with Renderer(gl_ctx, [shader(text)]) as r:
         rgb = r.read_rgb(r.render(Frame(fmt, [y, cb, cr]), (w, h)), np.float32)
         assert r.last_sizes["CHROMA"] == (w, h)
     m, off = rgb_to_ycbcr("bt601", "full", 8)
