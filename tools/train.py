@@ -332,7 +332,10 @@ def plot_history(history: list[dict], path: Path, title: str, select_on: str) ->
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    psnr_keys = sorted(k for k in history[-1] if k.endswith("_psnr"))
+    # One panel per validation set: their PSNRs differ by several dB, a shared axis would flatten both.
+    fig, axes = plt.subplots(1, 1 + len(psnr_keys), figsize=(5 * (1 + len(psnr_keys)), 4), squeeze=False)
+    ax1 = axes[0, 0]
     ax1.plot(ep, [h["train_loss"] for h in history], label="train")
     ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
     ax1.set_yscale("log")
@@ -340,13 +343,14 @@ def plot_history(history: list[dict], path: Path, title: str, select_on: str) ->
     ax1.set_ylabel("loss")
     ax1.legend()
     ax1.grid(alpha=0.3)
-    for key in sorted(k for k in history[-1] if k.endswith("_psnr")):
-        ax2.plot(ep, [h.get(key, float("nan")) for h in history], label=key.replace("_psnr", ""))
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("Y-PSNR (dB), x2 protocol")
-    ax2.legend()
-    ax2.grid(alpha=0.3)
-    fig.suptitle(f"{title} (best.pt chosen on {select_on})")
+    for ax, key in zip(axes[0, 1:], psnr_keys):
+        name = key[: -len("_psnr")]
+        ax.plot(ep, [h.get(key, float("nan")) for h in history], color="tab:green")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("Y-PSNR (dB), x2 protocol")
+        ax.set_title(name + (" (chooses best.pt)" if name == select_on else ""))
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -633,9 +637,9 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
     stem.parent.mkdir(parents=True, exist_ok=True)
     _atomic_torch_save(shipped, stem.with_suffix(".pt"))
     _atomic_text(json.dumps(info, indent=2) + "\n", stem.with_suffix(".json"))
-    if (run / "loss.png").is_file():
-        with atomic_output(stem.with_suffix(".png")) as tmp:
-            tmp.write_bytes((run / "loss.png").read_bytes())
+    if last.get("history"):
+        title = f"upshade {cfg.size} ({mcfg.blocks}x{mcfg.width}, {param_count(mcfg):,} params), loss {cfg.loss}"
+        plot_history(last["history"], stem.with_suffix(".png"), title, cfg.select_on)
     _atomic_text(model_card(info, stem.name), stem.with_suffix(".md"))
     return info
 
