@@ -359,15 +359,9 @@ def _final_chunks(feats: list[str], bicubic: bool) -> list[list[str]]:
     return chunks
 
 
-def _passes(low: Lowered, name: str) -> list[_Pass]:
-    prefix = "UPSHADE_" + _identifier(name)
+def _conv_passes(low: Lowered, tag: str, layer_tex) -> list[_Pass]:
+    passes = []
     g = low.groups
-    tag = f"upshade {name}"
-
-    def layer_tex(i: int) -> list[str]:
-        return [f"{prefix}_C{i + 1}" + (f"_{j}" if g > 1 else "") for j in range(g)]
-
-    passes: list[_Pass] = []
     for i, (w, b) in enumerate(low.convs):
         cin = 1 if i == 0 else 2 * low.width
         for j, out in enumerate(layer_tex(i)):
@@ -379,14 +373,18 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
             else:
                 src = layer_tex(i - 1)
                 passes.append(_Pass(desc, src, _conv_body(src, w[rows], b[rows]), save=out))
+    return passes
 
-    feats = [t for i in range(low.blocks) for t in layer_tex(i)]
+
+def _final_passes(low: Lowered, tag: str, feats: list[str], prefix: str, sub_tex: str) -> list[_Pass]:
+    """The final conv over all block features (+ bicubic residual), saved as 4 sub-pixel values."""
+    passes = []
     bicubic = low.residual == "bicubic"
     chunks = _final_chunks(feats, bicubic)
     single = low.n_out == 1
     acc_t = "float" if single else "vec4"
     k = low.final_w.shape[-1]
-    sub_tex = f"{prefix}_SUB"
+    cin = low.blocks * 2 * low.width
     offset = 0
     for c, chunk in enumerate(chunks):
         last = c == len(chunks) - 1
@@ -408,7 +406,6 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
                 lines.append(f"    t = {_fetch(tex, dx, dy)};")
                 _crelu_terms(lines, "r", tw, single)
         offset += len(chunk)
-        cin = low.blocks * 2 * low.width
         if last:
             desc = f"{tag} final ({cin}->{4 if low.config['upscale'] == 'pixel_shuffle' else 1})"
             if bicubic:
@@ -429,7 +426,12 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
             lines.append(f"    return {'vec4(r, 0.0, 0.0, 0.0)' if single else 'r'};")
             save = f"{prefix}_SUM{c + 1}"
         passes.append(_Pass(desc, binds, lines, save=save))
+    return passes
 
+
+def _output_pass(low: Lowered, tag: str, sub_tex: str) -> _Pass:
+    """Depth-to-space at twice the size, plus the bilinear residual (one filtered luma sample)."""
+    bicubic = low.residual == "bicubic"
     body = [
         f"    vec2 lr = {sub_tex}_pos * {sub_tex}_size;",
         "    vec2 s = step(0.5, fract(lr));",
@@ -442,8 +444,20 @@ def _passes(low: Lowered, name: str) -> list[_Pass]:
         body.append("    y += HOOKED_tex(HOOKED_pos).x;")
     body.append("    return vec4(y, 0.0, 0.0, 1.0);")
     desc = f"{tag} depth-to-space" + ("" if bicubic else " + bilinear residual") + " (x2)"
-    passes.append(_Pass(desc, binds, body, upscale=True))
-    return passes
+    return _Pass(desc, binds, body, upscale=True)
+
+
+def _passes(low: Lowered, name: str) -> list[_Pass]:
+    prefix = "UPSHADE_" + _identifier(name)
+    tag = f"upshade {name}"
+    sub_tex = f"{prefix}_SUB"
+
+    def layer_tex(i: int) -> list[str]:
+        return [f"{prefix}_C{i + 1}" + (f"_{j}" if low.groups > 1 else "") for j in range(low.groups)]
+
+    feats = [t for i in range(low.blocks) for t in layer_tex(i)]
+    return (_conv_passes(low, tag, layer_tex) + _final_passes(low, tag, feats, prefix, sub_tex)
+            + [_output_pass(low, tag, sub_tex)])
 
 
 def _header(low: Lowered, name: str, source: str, params: int, n_passes: int,
