@@ -175,6 +175,14 @@ def test_losses_and_schedules(torch, T, folders):
     assert all(x >= y for x, y in zip(lrs[10:], lrs[11:]))
 
 
+def test_defaults_are_the_papers(T):
+    cfg = T.TrainConfig().validate()
+    assert (cfg.batch, cfg.patch, cfg.epochs, cfg.lr, cfg.betas, cfg.schedule, cfg.plateau_factor) == (
+        96, 128, 400, 1e-4, [0.9, 0.999], "plateau", 0.1
+    )
+    assert cfg.model_config() == T.size_config("M") and cfg.train_sets == {"synla:train": 1.0}
+
+
 def test_config_loading_and_overrides(T, folders, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"lr": 0.001, "patch": 64, "train_sets": {"t91": 1}}))

@@ -126,7 +126,9 @@ def load_train_set(spec: str, patch: int, data_root=DEFAULT_DATA_ROOT, scales=(1
         img = read_rgb(p)
         h, w = img.shape[:2]
         if h < patch or w < patch:
-            raise UpshadeError(f"{p}: image {w}x{h} is smaller than the {patch}x{patch} training crop")
+            raise UpshadeError(
+                f"{p}: image {w}x{h} is smaller than the {patch}x{patch} training crop (choose a smaller patch)"
+            )
         for s in scales:
             if s == 1.0:
                 images.append(img)

@@ -47,7 +47,8 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # overrides of ModelConfig fields, e.g. {"residual": "bicubic"}
     data_root: str = str(D.DEFAULT_DATA_ROOT)
     # source -> share of training samples (sources: see upshade.tools.data)
-    train_sets: dict = field(default_factory=lambda: {"synla:train": 1.0, "t91": 1.0})
+    # The paper trained on SYNLA alone; T91 (natural images, some under 128 px) needs patch <= 78.
+    train_sets: dict = field(default_factory=lambda: {"synla:train": 1.0})
     train_scales: list = field(default_factory=lambda: [1.0])  # extra downscaled copies of every train image
     val_sets: list = field(default_factory=lambda: ["set5", "synla:val"])
     select_on: str = "set5"  # best.pt = best Y-PSNR on this validation set (never Set14: it is the test set)
