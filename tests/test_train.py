@@ -262,3 +262,11 @@ def test_ship_run_writes_weights_card_metrics_and_plot(torch, T, folders, tmp_pa
     assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["train", "--ship", str(stem)]) == 1
     assert "--ship needs --out" in capsys.readouterr().err
+
+
+def test_a_run_with_the_content_loss(torch, T, folders, vgg_file, tmp_path):
+    cfg = _cfg(T, folders, epochs=1, steps_per_epoch=2, loss="l1:1,content:0.01")
+    ckpt = T.train(cfg, tmp_path / "vgg_run", vgg_weights=str(vgg_file), threads=1, progress=False)
+    assert ckpt["epoch"] == 1 and np.isfinite(ckpt["history"][0]["train_loss"])
+    # The frozen VGG is a loss, never part of the model's checkpoint.
+    assert not any(k.startswith("features") or "content" in k for k in ckpt["model"])
