@@ -366,7 +366,19 @@ def shipped_checkpoint(ckpt: dict) -> dict:
 # ---------------------------------------------------------------- main loop
 
 
+def _fields_help() -> str:
+    lines = ["config fields (JSON file and/or KEY=VALUE; defaults are the seed paper's):"]
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {f.name} = {json.dumps(default)}")
+    lines.append("sources: synla:train, synla:val (last 128 files by name), synla, t91, set5, set14, or a folder")
+    lines.append("example: upshade train --size M patch=64 batch=64 lr=2e-3 schedule=cosine loss=l1 --out runs/M")
+    return "\n".join(lines)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the field list's lines
+    parser.epilog = _fields_help()
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields (JSON values)")
     parser.add_argument("--config", metavar="FILE.json", help="training config (TrainConfig fields)")
     parser.add_argument("--size", type=str.upper, choices=sorted(SIZES), help="model size (overrides the config)")
