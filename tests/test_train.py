@@ -216,7 +216,7 @@ def test_init_from_checkpoint(torch, T, folders, tmp_path):
     assert torch.allclose(first["model"]["final.weight"], second["model"]["final.weight"], atol=1e-6)
     info = T.ship_run(tmp_path / "b", tmp_path / "w" / "upshade_Y", test_sets=(str(folders / "val"),))
     assert [(i["path"], i["epoch"]) for i in info["init"]] == [(cfg.init, 1)]
-    assert f"initialised from `{cfg.init}`: epoch 1 of a run with loss l1" in (tmp_path / "w" / "upshade_Y.md").read_text()
+    assert f"initialised from `{cfg.init}`: epoch 1 of a run with data {folders / 'train'}, loss l1" in (tmp_path / "w" / "upshade_Y.md").read_text()
     with pytest.raises(UpshadeError, match="nonexistent.pt: init checkpoint not found"):
         T.train(_cfg(T, folders, init=str(tmp_path / "nonexistent.pt")), tmp_path / "d", threads=1, progress=False)
     with pytest.raises(UpshadeError, match="differs from this run's"):

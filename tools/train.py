@@ -669,15 +669,16 @@ def model_card(info: dict, name: str) -> str:
     )
     sets = ", ".join(f"{k} (weight {v})" for k, v in t["train_sets"].items())
     init = ""
-    for i in info.get("init", []):
+    for depth, i in enumerate(info.get("init", [])):
         it = i.get("train_config") or {}
+        lead = "- initialised from" if depth == 0 else "  " * depth + "- which started from"
         init += (
-            f"- initialised from `{i['path']}`: epoch {i['epoch']} of a run with loss {it.get('loss')}, "
-            f"lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs of "
-            f"{it.get('steps_per_epoch')} steps (full config: `init[].train_config` in `{name}.json`), which\n"
+            f"{lead} `{i['path']}`: epoch {i['epoch']} of a run with data {', '.join(it.get('train_sets') or [])}, "
+            f"loss {it.get('loss')}, lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs "
+            f"of {it.get('steps_per_epoch')} steps\n"
         )
     if init:
-        init = init[: -len(", which\n")] + "\n"
+        init += f"- every config of that chain: `init[].train_config` in `{name}.json`\n"
     return f"""# {name}: upshade {info['size']} x2 luma model
 
 | | |
