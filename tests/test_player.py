@@ -7,6 +7,7 @@ import gc
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -619,7 +620,10 @@ def _gl_wrappers() -> int:
     import moderngl
 
     kinds = (moderngl.Texture, moderngl.Framebuffer, moderngl.Program, moderngl.VertexArray, moderngl.Buffer)
-    return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
+    # isinstance() on every live object also touches deprecated module proxies (torch's), which warn.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
 
 
 def _rss_mb() -> float:
