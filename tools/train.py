@@ -326,7 +326,8 @@ def _atomic_text(text: str, path: Path) -> None:
         tmp.write_text(text)
 
 
-def plot_history(history: list[dict], path: Path, title: str, select_on: str) -> None:
+def plot_history(history: list[dict], path: Path, title: str, select_on: str, stages: tuple = ()) -> None:
+    """Loss and per-set PSNR curves; ``stages``: epochs after which a new run continued these weights."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on training machines
@@ -351,7 +352,10 @@ def plot_history(history: list[dict], path: Path, title: str, select_on: str) ->
         ax.set_ylabel("Y-PSNR (dB), x2 protocol")
         ax.set_title(name + (" (chooses best.pt)" if name == select_on else ""))
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    for ax in axes[0]:
+        for b in stages:
+            ax.axvline(b + 0.5, color="grey", linestyle=":", linewidth=1)
+    fig.suptitle(title + (" (dotted: a new run continues the weights)" if stages else ""))
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -632,7 +636,7 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         "finished": finished,
     }
     # The weights this run started from, and theirs, ...: the card then tells the whole recipe.
-    lineage, init, seen = [], cfg.init, set()
+    lineage, earlier, init, seen = [], [], cfg.init, set()
     while init and init not in seen and len(lineage) < 16:
         seen.add(init)
         p = Path(init)
@@ -642,6 +646,7 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         ic = torch.load(p, map_location="cpu", weights_only=True)
         tc = ic.get("train_config") or {}
         lineage.append({"path": init, "epoch": ic.get("epoch"), "train_config": tc})
+        earlier.append([h for h in ic.get("history") or [] if h["epoch"] <= (ic.get("epoch") or 0)])
         init = tc.get("init", "")
     if lineage:
         info["init"] = lineage
@@ -651,8 +656,15 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
     _atomic_torch_save(shipped, stem.with_suffix(".pt"))
     _atomic_text(json.dumps(info, indent=2) + "\n", stem.with_suffix(".json"))
     if last.get("history"):
-        title = f"upshade {cfg.size} ({mcfg.blocks}x{mcfg.width}, {param_count(mcfg):,} params), loss {cfg.loss}"
-        plot_history(last["history"], stem.with_suffix(".png"), title, cfg.select_on)
+        # The whole chain of runs on one time axis, oldest first.
+        history, stages, offset = [], [], 0
+        for hist in [*reversed(earlier), last["history"]]:
+            if history:
+                stages.append(offset)
+            history += [{**h, "epoch": h["epoch"] + offset} for h in hist]
+            offset += len(hist)
+        title = f"upshade {cfg.size} ({mcfg.blocks}x{mcfg.width}, {param_count(mcfg):,} params)"
+        plot_history(history, stem.with_suffix(".png"), title, cfg.select_on, tuple(stages))
     _atomic_text(model_card(info, stem.name), stem.with_suffix(".md"))
     return info
 
