@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import MediaError, UpshadeError
+from .errors import UpshadeError
 from .fileio import atomic_output
 
 log = logging.getLogger("upshade.encode")

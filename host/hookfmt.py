@@ -11,7 +11,7 @@ and libplacebo ``docs/custom-shaders.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Union
 
 # Hook points in the order mpv/libplacebo fire them.

@@ -17,6 +17,11 @@ MAX_SIZE = 16384
 def add_arguments(parser) -> None:
     parser.add_argument("input", metavar="IN", help="input image (PNG, JPEG, ...; 8 or 16 bit, grey/RGB/RGBA)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output PNG (same bit depth as the input)")
+    add_render_arguments(parser)
+
+
+def add_render_arguments(parser) -> None:
+    """Options shared by the commands that render through hook shaders (image, upscale)."""
     parser.add_argument("--shader", action="append", default=[], metavar="FILE",
                         help="mpv user shader to apply (repeatable, applied in order)")
     parser.add_argument("--model", metavar="S|M|L", help="use a shipped upshade model (before any --shader)")

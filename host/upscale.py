@@ -105,16 +105,12 @@ class Readback:
 
 def add_arguments(parser) -> None:
     from .encode import CODECS
+    from .image_cmd import add_render_arguments
 
     parser.add_argument("input", metavar="IN", help="input video (anything FFmpeg reads)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output video; the container follows the extension (.mkv keeps any subtitles)")
-    parser.add_argument("--shader", action="append", default=[], metavar="FILE",
-                        help="mpv user shader to apply (repeatable, applied in order)")
-    parser.add_argument("--model", metavar="S|M|L", help="use a shipped upshade model (before any --shader)")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=float, metavar="F", help="output size as a factor of the input (default 2)")
-    size.add_argument("--size", metavar="WxH", help="exact output size, e.g. 1920x1080")
+    add_render_arguments(parser)
     parser.add_argument("--codec", choices=tuple(CODECS), default="h264", help="video codec (default h264)")
     parser.add_argument("--crf", type=int, metavar="N", help="constant quality (lower is better; encoder default)")
     parser.add_argument("--preset", metavar="P", help="encoder speed preset (x264/x265 names, SVT-AV1 numbers)")
@@ -122,10 +118,6 @@ def add_arguments(parser) -> None:
                         help="output pixel format (default: yuv420p, or yuv420p10le for sources deeper than 8 bits)")
     parser.add_argument("--start", type=float, default=0.0, metavar="T", help="start at T seconds")
     parser.add_argument("--duration", type=float, metavar="D", help="process only D seconds")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a shader //!PARAM (repeatable)")
-    parser.add_argument("--fbo-format", choices=("auto", "rgba16f", "rgba32f"), default="auto",
-                        help="format of intermediate textures (default: auto, see `upshade info`)")
 
 
 def _frame_budget(info, start: float, duration: float | None) -> int | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
 from dataclasses import dataclass, field

@@ -40,6 +40,26 @@ def gl_ctx():
     ctx.release()
 
 
+@pytest.fixture
+def shared_ctx(gl_ctx, monkeypatch):
+    """Make the CLI use the session context (a second EGL context would unbind the session's one)."""
+
+    class _Borrowed:
+        def __init__(self, ctx):
+            self._ctx = ctx
+
+        def __getattr__(self, name):
+            return getattr(self._ctx, name)
+
+        def release(self):
+            pass
+
+    import upshade.host.gpu as gpu
+
+    monkeypatch.setattr(gpu, "create_headless_context", lambda *a, **k: _Borrowed(gl_ctx))
+    return gl_ctx
+
+
 @pytest.fixture(scope="session")
 def torch():
     try:

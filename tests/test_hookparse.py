@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
-import struct
 from pathlib import Path
 
 import numpy as np

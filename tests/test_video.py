@@ -16,8 +16,6 @@ from media import (
     make_audio_only,
     make_clip,
     make_vfr_clip,
-    patch_centres,
-    patch_rgb,
     to_rgb,
     truncated_copy,
 )
