@@ -35,11 +35,11 @@ import numpy as np
 
 from ..host.errors import MediaError, UpshadeError
 from ..host.fileio import atomic_output, check_output_path
+from .data import list_images
 from .metrics import as_rgb, crop_to_multiple, imresize_down, psnr_y, ssim_y
 
 SCALE = 2
 SHAVE = SCALE
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # Timing frame: the output size every method is compared at (1080p from 540p at x2).
 TIMING_IN = (960, 540)
 TIMING_OUT = (1920, 1080)
@@ -90,11 +90,7 @@ def load_set(path: str | os.PathLike) -> TestSet:
     path = Path(path)
     if not path.exists():
         raise UpshadeError(f"{path}: test set folder does not exist")
-    if not path.is_dir():
-        raise UpshadeError(f"{path}: test set is not a folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise UpshadeError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in test set folder")
+    files = list_images(path)  # the same folder rules (extensions, sorting, errors) as the training data
     images = []
     for f in files:
         hr = crop_to_multiple(_read_rgb(f), SCALE)
