@@ -121,3 +121,18 @@ def test_errors_name_the_file(tmp_path):
         D.load_train_set(str(small), patch=32)
     with pytest.raises(UpshadeError, match="no training images"):
         D.PairSampler([], [], patch=16)
+
+
+def test_skimage_source_is_the_bundled_photos():
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        from conftest import need
+
+        need("scikit-image is not installed (pip install '.[train]')")
+    paths = D.resolve_source("skimage")
+    assert [p.stem for p in paths] == list(D.SKIMAGE_PHOTOS)
+    assert D.source_label("skimage") == "skimage"
+    ts = D.load_train_set("skimage", patch=128)
+    assert len(ts.images) == len(D.SKIMAGE_PHOTOS)
+    assert all(im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8 for im in ts.images)

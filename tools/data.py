@@ -16,6 +16,8 @@ Named sources (under ``data_root``, default ``../shared/data``)::
     synla:val     SYNLA-1024, the last 128 files by name         (fixed split)
     synla         all of SYNLA-1024
     t91  set5  set14
+    skimage       the natural photos bundled with scikit-image (CC0/public
+                  domain; installed with the ``train`` extra, never copied here)
     any other string is taken as a folder of images
 """
 
@@ -35,6 +37,14 @@ IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm",
 SYNLA_VAL_COUNT = 128
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
 _FOLDERS = {"synla": "synla1024", "t91": "t91", "set5": "set5", "set14": "set14"}
+# scikit-image's bundled samples that are lossless natural photographs. Left
+# out: JPEGs (their block artefacts would be learnt as detail), the
+# motion-blurred clock, the stereo twin of motorcycle_left, and the synthetic
+# or tiny ones (logo, phantom, chessboards, microaneurysms, horse silhouette).
+SKIMAGE_PHOTOS = (
+    "astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass",
+    "gravel", "ihc", "moon", "motorcycle_left", "page", "text",
+)
 
 
 # ---------------------------------------------------------------- reading
@@ -69,6 +79,8 @@ def resolve_source(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> list
     """Image files of a named source (see the module docstring) or of a folder."""
     name, _, split = spec.partition(":")
     key = name.lower()
+    if key == "skimage":
+        return skimage_photos()
     if key in _FOLDERS:
         files = list_images(Path(data_root) / _FOLDERS[key])
         if key == "synla" and split:
@@ -85,10 +97,26 @@ def resolve_source(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> list
     return list_images(spec)
 
 
+def skimage_photos() -> list[Path]:
+    """Paths of :data:`SKIMAGE_PHOTOS` inside the installed scikit-image."""
+    try:
+        import skimage
+    except ImportError:
+        raise UpshadeError(
+            "training source 'skimage' needs scikit-image: pip install 'upshade[train]'"
+        ) from None
+    folder = Path(skimage.__file__).parent / "data"
+    paths = [folder / f"{n}.png" for n in SKIMAGE_PHOTOS]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise UpshadeError(f"{folder}: scikit-image's sample photos {', '.join(missing)} are missing")
+    return paths
+
+
 def source_label(spec: str) -> str:
     """Short key for metrics: 'set5', 'synla_val', or a folder's name."""
     name, _, split = spec.partition(":")
-    if name.lower() in _FOLDERS:
+    if name.lower() in _FOLDERS or name.lower() == "skimage":
         return name.lower() + (f"_{split}" if split else "")
     return Path(spec).name or spec
 
