@@ -13,7 +13,7 @@ Five measurements, side by side in one run on one frame size:
    into an output-sized RGBA8 framebuffer (what a window's back buffer is), synced
    like a buffer swap, no readback;
 5. encode: `upshade upscale`'s loop (decode thread -> upload -> network ->
-   packed RGB -> lagged PBO readback -> encoder thread) into a temporary file
+   YCbCr planes on the GPU -> lagged PBO readback -> encoder thread) into a temporary file
    that is deleted afterwards; same codec settings as ``upshade upscale``.
 
 Then the ratios: GL's speed-up over PyTorch on the network (1 vs 2), and
@@ -216,6 +216,7 @@ class Bench:
         self.renderer = Renderer(ctx, shaders)
         self.target = RGBA8Target(ctx, self.out_size)
         self.tick = lambda: None   # called once per measured frame (a progress bar's update)
+        self.encode_conversion = ""  # where measure_encode's YCbCr conversion ran
 
     def release(self) -> None:
         self.target.release()
@@ -293,30 +294,30 @@ class Bench:
         return self._steady_ms(n, t0), n + (t0 is not None)
 
     def measure_encode(self, codec: str, crf: int | None, preset: str | None) -> tuple[float | None, int]:
-        """ms per frame of `upshade upscale`'s loop: decode -> upload -> network -> lagged PBO
-        readback (its ``Readback``) -> encoder thread, the encoder's flush and close included."""
-        import av
-
+        """ms per frame of `upshade upscale`'s loop: decode -> upload -> network -> YCbCr planes (or packed
+        RGB) on the GPU -> lagged PBO readback (its ``encoder_readback``) -> encoder thread, the encoder's
+        flush and close included."""
         from .encode import Encoder
-        from .upscale import Readback, default_pix_fmt
+        from .upscale import PlaneReadback, default_pix_fmt, encoder_readback
 
         pix_fmt = default_pix_fmt(self.info, codec)
-        deep = av.VideoFormat(pix_fmt).components[0].bits > 8
         ow, oh = self.out_size
         t0, n, written = None, 0, 0
-        with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp, \
-                Readback(self.ctx, self.out_size, deep=deep) as readback:
+        with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
             with Encoder(Path(tmp) / "bench.mkv", source_path=self.clip, source_info=self.info, width=ow,
                          height=oh, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt) as enc, \
+                    encoder_readback(self.ctx, enc) as readback, \
                     self._decoder() as dec:
+                gpu = isinstance(readback, PlaneReadback)
+                self.encode_conversion = f"{pix_fmt} {'on the GPU' if gpu else 'by swscale from RGB'}"
                 for i, frame in enumerate(dec):
                     if i >= self.frames:
                         break
                     tex = self.renderer.render(frame, self.out_size, frame_index=i)
                     tag = (frame.pts, frame.extra.get("duration"))
                     del frame
-                    for rgb, (pts, dur) in readback.submit(tex, tag):
-                        enc.write(rgb, pts, dur)
+                    for image, (pts, dur) in readback.submit(tex, tag):
+                        enc.write(image, pts, dur)
                         written += 1
                     if t0 is None:
                         # Start-up (first decode, encoder's first frame) stays out of the timing.
@@ -324,8 +325,8 @@ class Bench:
                     else:
                         n += 1
                     self.tick()
-                for rgb, (pts, dur) in readback.drain():
-                    enc.write(rgb, pts, dur)
+                for image, (pts, dur) in readback.drain():
+                    enc.write(image, pts, dur)
                     written += 1
             ms = self._steady_ms(n, t0)   # after the encoder's close: its flush is part of the work
             if written != enc.frames_written:
@@ -495,7 +496,8 @@ def run(args: argparse.Namespace) -> int:
                              "upload + shaders + colour + output scaling, glFinish"),
                 playback=Row("playback (no display)", play_ms,
                              f"decode thread + GL + present, {play_n} frames"),
-                encode=Row("encode", enc_ms, f"decode + GL + PBO readback + {args.codec} thread "
+                encode=Row("encode", enc_ms, f"decode + GL + {bench.encode_conversion} + PBO readback + "
+                                             f"{args.codec} thread "
                                              f"(preset {args.preset or 'default'}), {enc_n} frames"),
                 device=f"{renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run",
             )

@@ -1,7 +1,10 @@
-"""Video encoding with PyAV: RGB frames in, a finished file out (atomically).
+"""Video encoding with PyAV: RGB or ready YCbCr frames in, a finished file out (atomically).
 
 ``Encoder`` converts and encodes in its own thread from a small bounded queue,
 so that RGB->YUV conversion and the codec overlap the GPU work of the caller.
+Callers that convert on the GPU (host/upscale.PlaneReadback, with
+``ycbcr_matrix``) hand in ``av.VideoFrame``s already in the output pixel
+format, and the thread only encodes.
 The source's audio and subtitle streams are copied packet for packet (never
 re-encoded), trimmed to ``start``/``duration`` and interleaved with the video
 by time. The output goes to a temporary sibling file, renamed into place only
@@ -43,6 +46,7 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 _SWS_MATRIX = {"bt601": "ITU601", "bt709": "ITU709", "bt2020nc": "BT2020"}
 _AV_MATRIX = {"bt601": 6, "bt709": 1, "bt2020nc": 9}          # AVColorSpace
+_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020nc": (0.2627, 0.0593)}
 _AV_PRIMARIES = {"bt709": 1, "bt470bg": 5, "smpte170m": 6, "bt2020": 9}
 _AV_TRC = {"bt709": 1, "smpte170m": 6, "bt2020-10": 14}
 
@@ -104,6 +108,25 @@ def encoder_options(encoder: str, crf: int | None, preset: str | None) -> dict[s
     return opts
 
 
+def ycbcr_matrix(matrix: str, bits: int) -> np.ndarray:
+    """3x4 affine map from R'G'B' in 0..1 to limited-range Y, Cb, Cr codes of ``bits`` bits (unrounded).
+
+    The conversion ``Encoder`` applies to RGB frames (through swscale) and tags
+    its output with: Y = (16 + 219 Y') * 2^(bits-8), Cb/Cr = (128 + 224 C') * 2^(bits-8).
+    """
+    try:
+        kr, kb = _KR_KB[matrix]
+    except KeyError:
+        raise UpshadeError(f"unknown colour matrix {matrix!r}") from None
+    luma = np.array([kr, 1.0 - kr - kb, kb])
+    cb = (np.array([0.0, 0.0, 1.0]) - luma) / (2.0 * (1.0 - kb))
+    cr = (np.array([1.0, 0.0, 0.0]) - luma) / (2.0 * (1.0 - kr))
+    s = float(1 << (bits - 8))
+    return np.array([[*(219.0 * s * luma), 16.0 * s],
+                     [*(224.0 * s * cb), 128.0 * s],
+                     [*(224.0 * s * cr), 128.0 * s]])
+
+
 def _guessed_primaries(width: int, height: int) -> int:
     """The primaries players assume for untagged video of this size (as mpv does)."""
     if height >= 720 or width >= 1280:
@@ -118,7 +141,7 @@ def _clean_tags(tags: dict) -> dict:
 
 
 class Encoder:
-    """Encode RGB frames into ``out_path``, copying the source's audio and subtitles.
+    """Encode frames into ``out_path``, copying the source's audio and subtitles.
 
     Use as a context manager: a clean exit finishes and renames the file; an
     exception (Ctrl-C included) leaves nothing behind::
@@ -127,8 +150,8 @@ class Encoder:
             for rgb, t in frames:
                 enc.write(rgb, t)
 
-    ``write`` takes ownership of the array (it is converted later, in the
-    encoder thread): do not modify it afterwards. ``pts`` are source times in
+    ``write`` takes ownership of the array or frame (it is converted and
+    encoded later, in the encoder thread): do not modify it afterwards. ``pts`` are source times in
     seconds; with ``start`` the output starts at 0 (as ``ffmpeg -ss``).
     """
 
@@ -328,13 +351,24 @@ class Encoder:
 
     # --- caller side -------------------------------------------------------
 
-    def write(self, rgb: np.ndarray, pts: float | None = None, duration: float | None = None) -> None:
-        """Queue one HxWx3 (or HxWx4) uint8/uint16 RGB frame shown at ``pts`` seconds for ``duration``."""
+    def write(self, image: np.ndarray | av.VideoFrame, pts: float | None = None,
+              duration: float | None = None) -> None:
+        """Queue one frame shown at ``pts`` seconds for ``duration``.
+
+        ``image`` is an HxWx3 (or HxWx4) uint8/uint16 RGB array, converted here
+        with the encoder's matrix, or an ``av.VideoFrame`` already in
+        ``pix_fmt`` with limited-range codes of ``matrix`` (see ``ycbcr_matrix``),
+        encoded as it is.
+        """
         if self._closed:
             raise UpshadeError(f"{self.out_path}: encoder already closed")
-        if rgb.shape[:2] != (self.height, self.width) or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
-            raise ValueError(f"frame of shape {rgb.shape}; expected ({self.height}, {self.width}, 3 or 4)")
-        self._put(("frame", rgb, pts, duration))
+        if isinstance(image, av.VideoFrame):
+            if image.format.name != self.pix_fmt or (image.width, image.height) != (self.width, self.height):
+                raise ValueError(f"{image.format.name} frame of {image.width}x{image.height}; expected "
+                                 f"{self.pix_fmt} of {self.width}x{self.height}")
+        elif image.shape[:2] != (self.height, self.width) or image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"frame of shape {image.shape}; expected ({self.height}, {self.width}, 3 or 4)")
+        self._put(("frame", image, pts, duration))
 
     def _put(self, item) -> None:
         while True:
@@ -425,19 +459,12 @@ class Encoder:
     def _to_ticks(self, seconds: float) -> int:
         return int(round(seconds / self._tb))
 
-    def _encode(self, rgb: np.ndarray, pts: float | None, duration: float | None) -> None:
+    def _encode(self, image: np.ndarray | av.VideoFrame, pts: float | None, duration: float | None) -> None:
         if pts is None:
             pts = self.start + self.frames_written / float(self._rate)
         if pts < self.start - 1e-6 or (self.end is not None and pts >= self.end - 1e-6):
             return
-        deep = rgb.dtype == np.uint16
-        layout = ("rgb48le" if deep else "rgb24") if rgb.shape[2] == 3 else ("rgba64le" if deep else "rgba")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=layout)
-        frame = frame.reformat(
-            format=self.pix_fmt,
-            dst_colorspace=_SWS_MATRIX[self.matrix],
-            dst_color_range="MPEG",
-        )
+        frame = image if isinstance(image, av.VideoFrame) else self._convert(image)
         frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc = self._tags
         t = pts - self.start
         ticks = self._to_ticks(t)
@@ -451,6 +478,12 @@ class Encoder:
         self._out.mux(self._video.encode(frame))
         self.frames_written += 1
         self._mux_side(until=t)
+
+    def _convert(self, rgb: np.ndarray) -> av.VideoFrame:
+        deep = rgb.dtype == np.uint16
+        layout = ("rgb48le" if deep else "rgb24") if rgb.shape[2] == 3 else ("rgba64le" if deep else "rgba")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=layout)
+        return frame.reformat(format=self.pix_fmt, dst_colorspace=_SWS_MATRIX[self.matrix], dst_color_range="MPEG")
 
     def _mux_side(self, until: float | None) -> None:
         """Copy side packets due up to ``until`` output seconds (None: all that remain in range)."""

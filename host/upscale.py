@@ -2,10 +2,12 @@
 
 Three stages overlap: a decoder thread (host/video.Decoder) fills a small
 queue of frames, the main thread uploads each one and renders it on a headless
-GL context, and an encoder thread (host/encode.Encoder) converts and encodes.
-Readback never waits for the frame just rendered: the output is converted to
-packed RGB on the GPU and copied into one of a ring of pixel buffers, and is
-read on the CPU only ``LAG`` frames later, when the copy has long finished.
+GL context, and an encoder thread (host/encode.Encoder) encodes. Readback
+never waits for the frame just rendered: the output is converted on the GPU to
+the encoder's YCbCr planes (or, for pixel formats the GPU path does not
+handle, to packed RGB that the encoder thread converts with swscale) and copied
+into one of a ring of pixel buffers, and is read on the CPU only ``LAG``
+frames later, when the copy has long finished.
 
 The output keeps the source's orientation tag (frames are processed as
 stored), its audio and subtitle streams (copied), its frame times (VFR
@@ -27,6 +29,14 @@ from .fileio import check_output_path
 # ahead of the CPU copy even with a frame still queued in the driver.
 LAG = 2
 
+# Output pixel formats converted on the GPU (PlaneReadback): 3-plane YCbCr,
+# limited range, 4:2:0 / 4:2:2 / 4:4:4, 8 to 12 bits little-endian. Everything
+# else the encoders take goes through packed RGB and swscale (Readback):
+# semi-planar nv12/nv16/nv21/nv20le, full-range yuvj*, gray*, gbrp*/RGB,
+# formats with alpha, 4:1:x and 4:4:0 subsampling, big-endian words.
+GPU_PIX_FMTS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le",
+                "yuv420p12le", "yuv422p12le", "yuv444p12le")
+
 TO_RGB_FS = """#version 450
 layout(binding = 0) uniform sampler2D src;
 out vec4 color;
@@ -35,72 +45,242 @@ void main() {
 }
 """
 
+# Integer render targets (r8ui / r16ui) take the rounded codes exactly, for any
+# depth, where a unorm target would leave the rounding to the driver.
+_YCBCR_COMMON = """#version 450
+layout(binding = 0) uniform sampler2D src;   // any float or unorm RGBA texture
+uniform float peak;                          // largest code: 2^bits - 1
 
-class Readback:
-    """GPU float RGBA texture -> packed HxWx3 uint8/uint16 arrays, asynchronously via pixel buffers.
+vec3 px(int x, int y) {
+    ivec2 hi = textureSize(src, 0) - 1;
+    return clamp(texelFetch(src, clamp(ivec2(x, y), ivec2(0), hi), 0).rgb, 0.0, 1.0);
+}
 
-    ``submit(tex, tag)`` converts and starts copying ``tex`` (which may be
-    reused right after); it returns the frames whose copies were started
-    ``LAG`` submits earlier, as ``(array, tag)``. ``drain()`` returns the rest.
-    """
+uint code(vec3 rgb, vec4 row) {
+    return uint(clamp(floor(dot(vec4(rgb, 1.0), row) + 0.5), 0.0, peak));
+}
+"""
 
-    def __init__(self, ctx, size: tuple[int, int], *, deep: bool = False, lag: int = LAG):
-        from .gltex import FullscreenProgram
+LUMA_FS = _YCBCR_COMMON + """
+uniform vec4 y_row;
+layout(location = 0) out uint y;
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    y = code(px(p.x, p.y), y_row);
+}
+"""
 
+# Chroma siting and filter (SUB_X/SUB_Y: 2 where subsampled). Horizontally the
+# chroma sample sits on the even luma column (MPEG-2 / H.264 / HEVC "left",
+# what decoders assume for untagged 4:2:0 and what 4:2:2 always is): taps
+# [1 2 1]/4 around it. Vertically (4:2:0) it sits midway between rows 2j and
+# 2j+1: taps [1 3 3 1]/8 over rows 2j-1..2j+2, the same bilinear 2:1 filter
+# swscale uses. Edges repeat the border pixel (odd sizes included). The
+# filter runs on clamped R'G'B' before the matrix, which is linear.
+CHROMA_FS = _YCBCR_COMMON + """
+uniform vec4 cb_row;
+uniform vec4 cr_row;
+layout(location = 0) out uint cb;
+layout(location = 1) out uint cr;
+
+vec3 hrow(int x, int y) {
+#if SUB_X == 2
+    return 0.25 * (px(x - 1, y) + px(x + 1, y)) + 0.5 * px(x, y);
+#else
+    return px(x, y);
+#endif
+}
+
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy) * ivec2(SUB_X, SUB_Y);
+#if SUB_Y == 2
+    vec3 rgb = 0.125 * (hrow(p.x, p.y - 1) + hrow(p.x, p.y + 2)) + 0.375 * (hrow(p.x, p.y) + hrow(p.x, p.y + 1));
+#else
+    vec3 rgb = hrow(p.x, p.y);
+#endif
+    cb = code(rgb, cb_row);
+    cr = code(rgb, cr_row);
+}
+"""
+
+
+class _LaggedReadback:
+    """A ring of pixel buffers: ``submit(tex, tag)`` converts ``tex`` on the GPU and starts copying the
+    result into the next buffer (``tex`` may be reused right after); it returns what was submitted
+    ``lag`` calls earlier, as ``(item, tag)``. ``drain()`` returns the rest, in order."""
+
+    def __init__(self, ctx, size: tuple[int, int], nbytes: int, lag: int):
         self.ctx = ctx
         self.size = (int(size[0]), int(size[1]))
-        self.dtype = np.uint16 if deep else np.uint8
-        self._gl_dtype = "nu2" if deep else "f1"
-        w, h = self.size
-        self._tex = ctx.texture(self.size, 4, dtype=self._gl_dtype)
-        self._fbo = ctx.framebuffer(color_attachments=[self._tex])
-        self._prog = FullscreenProgram(ctx, TO_RGB_FS)
-        nbytes = w * h * 3 * np.dtype(self.dtype).itemsize
         self._ring = [ctx.buffer(reserve=nbytes, dynamic=True) for _ in range(lag + 1)]
         self._lag = lag
         self._next = 0
         self._pending: deque = deque()
 
-    def submit(self, tex, tag) -> list[tuple[np.ndarray, object]]:
+    def submit(self, tex, tag) -> list[tuple[object, object]]:
         if tuple(tex.size) != self.size:
             raise UpshadeError(f"renderer produced {tex.size[0]}x{tex.size[1]}, expected {self.size[0]}x{self.size[1]}")
-        tex.use(0)
-        self._prog.draw(self._fbo)
         buf = self._ring[self._next]
         self._next = (self._next + 1) % len(self._ring)
-        self._fbo.read_into(buf, components=3, alignment=1, dtype=self._gl_dtype)
+        self._start(tex, buf)
         self._pending.append((buf, tag))
         ready = []
         while len(self._pending) > self._lag:
-            ready.append(self._collect())
+            buf, tag = self._pending.popleft()
+            ready.append((self._finish(buf), tag))
         return ready
 
-    def drain(self) -> list[tuple[np.ndarray, object]]:
+    def drain(self) -> list[tuple[object, object]]:
         out = []
         while self._pending:
-            out.append(self._collect())
+            buf, tag = self._pending.popleft()
+            out.append((self._finish(buf), tag))
         return out
 
-    def _collect(self) -> tuple[np.ndarray, object]:
-        buf, tag = self._pending.popleft()
-        w, h = self.size
-        arr = np.frombuffer(buf.read(), dtype=self.dtype).reshape(h, w, 3)
-        return arr, tag
+    def _start(self, tex, buf) -> None:
+        raise NotImplementedError
+
+    def _finish(self, buf):
+        raise NotImplementedError
+
+    def _release_gl(self) -> None:
+        raise NotImplementedError
 
     def release(self) -> None:
         for b in self._ring:
             b.release()
         self._ring = []
         self._pending.clear()
-        self._prog.release()
-        self._fbo.release()
-        self._tex.release()
+        self._release_gl()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.release()
+
+
+class Readback(_LaggedReadback):
+    """GPU RGBA texture -> packed HxWx3 uint8/uint16 arrays (for swscale), asynchronously via pixel buffers."""
+
+    def __init__(self, ctx, size: tuple[int, int], *, deep: bool = False, lag: int = LAG):
+        from .gltex import FullscreenProgram
+
+        self.dtype = np.uint16 if deep else np.uint8
+        self._gl_dtype = "nu2" if deep else "f1"
+        w, h = int(size[0]), int(size[1])
+        super().__init__(ctx, (w, h), w * h * 3 * np.dtype(self.dtype).itemsize, lag)
+        self._tex = ctx.texture(self.size, 4, dtype=self._gl_dtype)
+        self._fbo = ctx.framebuffer(color_attachments=[self._tex])
+        self._prog = FullscreenProgram(ctx, TO_RGB_FS)
+
+    def _start(self, tex, buf) -> None:
+        tex.use(0)
+        self._prog.draw(self._fbo)
+        self._fbo.read_into(buf, components=3, alignment=1, dtype=self._gl_dtype)
+
+    def _finish(self, buf) -> np.ndarray:
+        w, h = self.size
+        return np.frombuffer(buf.read(), dtype=self.dtype).reshape(h, w, 3)
+
+    def _release_gl(self) -> None:
+        self._prog.release()
+        self._fbo.release()
+        self._tex.release()
+
+
+class PlaneReadback(_LaggedReadback):
+    """GPU RGBA texture -> ``av.VideoFrame`` in a planar YCbCr format (one of ``GPU_PIX_FMTS``).
+
+    Matrix, range and chroma subsampling happen on the GPU (see ``CHROMA_FS``),
+    with exactly the limited-range conversion ``Encoder`` tags its output with
+    (``encode.ycbcr_matrix``), so the encoder thread only encodes and the
+    readback moves 1.5 (8-bit 4:2:0) instead of 3 bytes per pixel. The planes
+    lie tightly packed in each pixel buffer and are copied into the frame's
+    planes, row by row where FFmpeg pads its rows.
+    """
+
+    def __init__(self, ctx, size: tuple[int, int], pix_fmt: str, matrix: str, *, lag: int = LAG):
+        import av
+
+        from .encode import ycbcr_matrix
+        from .gltex import FullscreenProgram
+
+        if pix_fmt not in GPU_PIX_FMTS:
+            raise UpshadeError(f"{pix_fmt}: not converted on the GPU (takes {', '.join(GPU_PIX_FMTS)})")
+        fmt = av.VideoFormat(pix_fmt)
+        w, h = int(size[0]), int(size[1])
+        self.pix_fmt = pix_fmt
+        self.matrix = matrix
+        self.bits = fmt.components[0].bits
+        word = 1 if self.bits <= 8 else 2
+        gl_dtype = "u1" if word == 1 else "u2"
+        sub_x = 2 if fmt.chroma_width(2) == 1 else 1
+        sub_y = 2 if fmt.chroma_height(2) == 1 else 1
+        cw, ch = fmt.chroma_width(w), fmt.chroma_height(h)   # rounded up: odd sizes keep their last column/row
+        # (offset in the pixel buffer, rows, bytes per row) of Y, Cb, Cr
+        self._layout = [(0, h, w * word), (w * h * word, ch, cw * word), (w * h * word + cw * ch * word, ch, cw * word)]
+        super().__init__(ctx, (w, h), (w * h + 2 * cw * ch) * word, lag)
+        self._gl_dtype = gl_dtype
+        self._staging = np.empty(w * h * word, np.uint8)   # for planes whose rows FFmpeg pads
+        self._frame_size = (w, h)
+        self._y_tex = ctx.texture((w, h), 1, dtype=gl_dtype)
+        self._c_tex = [ctx.texture((cw, ch), 1, dtype=gl_dtype) for _ in range(2)]
+        self._y_fbo = ctx.framebuffer(color_attachments=[self._y_tex])
+        self._c_fbo = ctx.framebuffer(color_attachments=self._c_tex)
+        rows = ycbcr_matrix(matrix, self.bits)
+        peak = float((1 << self.bits) - 1)
+        self._y_prog = FullscreenProgram(ctx, LUMA_FS)
+        self._c_prog = FullscreenProgram(ctx, CHROMA_FS.replace(
+            "#version 450\n", f"#version 450\n#define SUB_X {sub_x}\n#define SUB_Y {sub_y}\n", 1))
+        for prog in (self._y_prog, self._c_prog):
+            prog.set("src", 0)
+            prog.set("peak", peak)
+        self._y_prog.set("y_row", tuple(rows[0]))
+        self._c_prog.set("cb_row", tuple(rows[1]))
+        self._c_prog.set("cr_row", tuple(rows[2]))
+
+    def _start(self, tex, buf) -> None:
+        tex.use(0)
+        self._y_prog.draw(self._y_fbo)
+        self._c_prog.draw(self._c_fbo)
+        (y_off, *_), (cb_off, *_), (cr_off, *_) = self._layout
+        self._y_fbo.read_into(buf, components=1, alignment=1, dtype=self._gl_dtype, write_offset=y_off)
+        self._c_fbo.read_into(buf, components=1, attachment=0, alignment=1, dtype=self._gl_dtype,
+                              write_offset=cb_off)
+        self._c_fbo.read_into(buf, components=1, attachment=1, alignment=1, dtype=self._gl_dtype,
+                              write_offset=cr_off)
+
+    def _finish(self, buf):
+        import av
+
+        # A new frame each time: the codec may still hold a reference to an earlier one.
+        frame = av.VideoFrame(*self._frame_size, self.pix_fmt)
+        for plane, (offset, rows, row_bytes) in zip(frame.planes, self._layout):
+            n = rows * row_bytes
+            if plane.line_size == row_bytes:
+                buf.read_into(plane, size=n, offset=offset)
+            else:
+                stage = self._staging[:n]
+                buf.read_into(stage, size=n, offset=offset)
+                dst = np.frombuffer(plane, np.uint8)[: rows * plane.line_size].reshape(rows, plane.line_size)
+                dst[:, :row_bytes] = stage.reshape(rows, row_bytes)
+        return frame
+
+    def _release_gl(self) -> None:
+        for obj in (self._y_prog, self._c_prog, self._y_fbo, self._c_fbo, self._y_tex, *self._c_tex):
+            obj.release()
+
+
+def encoder_readback(ctx, encoder, *, lag: int = LAG) -> _LaggedReadback:
+    """The readback that feeds ``encoder`` (host/encode.Encoder): its pixel format straight from the GPU
+    where ``GPU_PIX_FMTS`` has it, packed RGB for swscale otherwise."""
+    import av
+
+    size = (encoder.width, encoder.height)
+    if encoder.pix_fmt in GPU_PIX_FMTS:
+        return PlaneReadback(ctx, size, encoder.pix_fmt, encoder.matrix, lag=lag)
+    return Readback(ctx, size, deep=av.VideoFormat(encoder.pix_fmt).components[0].bits > 8, lag=lag)
 
 
 def add_arguments(parser) -> None:
@@ -187,15 +367,15 @@ def upscale_video(
         pix_fmt = default_pix_fmt(info, codec)
     end = start + duration if duration is not None else None
     try:
-        deep = av.VideoFormat(pix_fmt).components[0].bits > 8
+        av.VideoFormat(pix_fmt)
     except ValueError:
         raise UpshadeError(f"--pix-fmt {pix_fmt}: unknown pixel format") from None
 
     with Renderer(ctx, shaders, params=params, fbo_format=fbo_format) as renderer, \
-            Readback(ctx, (ow, oh), deep=deep) as readback, \
             Decoder(src, start=start, info=info) as decoder, \
             Encoder(out, source_path=src, source_info=info, width=ow, height=oh, codec=codec, crf=crf,
                     preset=preset, pix_fmt=pix_fmt, start=start, duration=duration) as encoder, \
+            encoder_readback(ctx, encoder) as readback, \
             tqdm(total=_frame_budget(info, start, duration), unit="frame", desc=src.name,
                  disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
         n = 0
@@ -205,12 +385,12 @@ def upscale_video(
             tex = renderer.render(frame, (ow, oh), frame_index=n)
             tag = (frame.pts, frame.extra.get("duration"))
             del frame  # hand the decoder's buffer back before waiting on anything
-            for rgb, (pts, dur) in readback.submit(tex, tag):
-                encoder.write(rgb, pts, dur)
+            for image, (pts, dur) in readback.submit(tex, tag):
+                encoder.write(image, pts, dur)
                 bar.update(1)
             n += 1
-        for rgb, (pts, dur) in readback.drain():
-            encoder.write(rgb, pts, dur)
+        for image, (pts, dur) in readback.drain():
+            encoder.write(image, pts, dur)
             bar.update(1)
         if n == 0:
             raise UpshadeError(f"{src}: no video frames between {start} s and "
