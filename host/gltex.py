@@ -47,36 +47,55 @@ class Plane:
         return replace(self, **kw)
 
 
+# Output formats a caller may ask the last pass of a frame to write (moderngl dtypes):
+# unorm targets are cheaper to write and to read back than float ones, and the
+# window or the encoder clamps to [0, 1] anyway.
+OUTPUT_DTYPES = {"float": None, "unorm8": "f1", "unorm16": "nu2"}
+
+
 class TexturePool:
-    """Float render targets, allocated on first need and reused every frame.
+    """Render targets, allocated on first need and reused every frame.
 
     Within a frame, ``acquire`` hands out a texture nobody holds; ``collect``
     returns the ones no longer referenced. The sequence of requests is the same
     every frame for a fixed configuration, so after the first frame nothing is
-    allocated (``allocations`` stops growing; the tests check this).
+    allocated (``allocations`` stops growing; the tests check this). ``trim``
+    releases what the current configuration no longer uses (e.g. the textures
+    of the previous window size).
+
+    Targets hold only the components a pass produces (r, rg or rgba: GL cannot
+    render to rgb): on llvmpipe a pass writing one float costs far less than
+    one writing four, and what a missing component reads as (0, alpha 1) is
+    exactly mpv's rule for components a pass does not produce.
     """
 
     def __init__(self, ctx: moderngl.Context, fmt: str):
         self.ctx = ctx
         self.format = fmt
         self._dtype = _FBO_DTYPE[fmt]
-        self._free: dict[tuple[int, int], list[moderngl.Texture]] = defaultdict(list)
+        self._free: dict[tuple, list[moderngl.Texture]] = defaultdict(list)
         self._in_use: dict[int, moderngl.Texture] = {}
+        self._keys: dict[int, tuple] = {}
         self._fbos: dict[int, moderngl.Framebuffer] = {}
-        self._all: list[moderngl.Texture] = []
         self.allocations = 0
 
-    def acquire(self, w: int, h: int) -> moderngl.Texture:
-        free = self._free[(w, h)]
+    @staticmethod
+    def storage_components(comps: int) -> int:
+        return 4 if comps >= 3 else max(1, comps)
+
+    def acquire(self, w: int, h: int, comps: int = 4, dtype: str | None = None) -> moderngl.Texture:
+        """A ``w`` x ``h`` target for ``comps`` components, float (the pool's format) unless ``dtype``."""
+        key = (w, h, self.storage_components(comps), dtype or self._dtype)
+        free = self._free[key]
         if free:
             tex = free.pop()
         else:
-            tex = self.ctx.texture((w, h), 4, dtype=self._dtype)
+            tex = self.ctx.texture((w, h), key[2], dtype=key[3])
             # mpv/libplacebo sample hook textures with linear filtering and clamp-to-edge.
             tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
             tex.repeat_x = False
             tex.repeat_y = False
-            self._all.append(tex)
+            self._keys[id(tex)] = key
             self.allocations += 1
         self._in_use[id(tex)] = tex
         return tex
@@ -92,19 +111,34 @@ class TexturePool:
         keep_ids = {id(t) for t in keep}
         for key in [k for k in self._in_use if k not in keep_ids]:
             tex = self._in_use.pop(key)
-            self._free[tex.size].append(tex)
+            self._free[self._keys[key]].append(tex)
 
     def begin_frame(self) -> None:
         self.collect(())
 
-    def release(self) -> None:
-        for fb in self._fbos.values():
-            fb.release()
-        for tex in self._all:
-            tex.release()
-        self._fbos.clear()
-        self._all.clear()
+    @property
+    def live(self) -> int:
+        """Textures currently allocated (free or in use)."""
+        return len(self._keys)
+
+    def trim(self) -> None:
+        """Release every texture not in use."""
+        for free in self._free.values():
+            for tex in free:
+                self._drop(tex)
         self._free.clear()
+
+    def _drop(self, tex: moderngl.Texture) -> None:
+        fb = self._fbos.pop(id(tex), None)
+        if fb is not None:
+            fb.release()
+        self._keys.pop(id(tex), None)
+        tex.release()
+
+    def release(self) -> None:
+        self.trim()
+        for tex in list(self._in_use.values()):
+            self._drop(tex)
         self._in_use.clear()
 
 
@@ -114,9 +148,14 @@ class FullscreenProgram:
     def __init__(self, ctx: moderngl.Context, fragment_source: str):
         self.prog = ctx.program(vertex_shader=FULLSCREEN_VS, fragment_shader=fragment_source)
         self.vao = ctx.vertex_array(self.prog, [])
+        self._uniforms: dict[str, object] = {}
 
     def set(self, name: str, value) -> None:
-        u = self.prog.get(name, None)
+        """Set a uniform; one the linker removed as unused is ignored (looked up once, then cached)."""
+        try:
+            u = self._uniforms[name]
+        except KeyError:
+            u = self._uniforms[name] = self.prog.get(name, None)
         if u is not None:
             u.value = value
 

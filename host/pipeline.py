@@ -51,15 +51,16 @@ from .glsl import (
     hook_source,
     param_decls,
 )
-from .gltex import FullscreenProgram, Plane, TexturePool
+from .gltex import OUTPUT_DTYPES, FullscreenProgram, Plane, TexturePool
 from .gpu import choose_fbo_format
 from .hookfmt import HookPass, ShaderFile, TextureDef
 from .hookparse import TEXTURE_FORMATS, resolve_params, rpn_eval, validate_chain
-from .scalers import Scaler
+from .scalers import CUBIC4_GLSL, Scaler, axis_mapping
 from .upload import FrameUnpacker
 
 # Stages whose texture is already at the output size: passes there may not resize (mpv refuses too).
 _FIXED_SIZE_STAGES = ("POSTKERNEL", "SCALED", "PREOUTPUT", "OUTPUT")
+_MAIN_STAGES = ("MAINPRESUB", "MAIN", "LINEAR", "SIGMOID", "PREKERNEL")
 _PRE_NATIVE_STAGES = ("LUMA", "CHROMA", "ALPHA", "CHROMA_SCALED", "ALPHA_SCALED", "NATIVE")
 
 AFFINE_FS = GLSL_VERSION + """
@@ -72,7 +73,13 @@ void main() {
 }
 """
 
-MERGE_FS = GLSL_VERSION + """
+# Merges luma, chroma and alpha (all on the luma grid) into one texture and,
+# when nothing hooks NATIVE, converts to RGB in the same pass. The CHROMA_V
+# variant also does the vertical half of the chroma upscale (4 Catmull-Rom
+# taps, the scaler's own kernel and placement): when nothing hooks
+# CHROMA_SCALED, that saves writing and re-reading a full-size chroma texture.
+def _merge_source(chroma_v: bool) -> str:
+    return GLSL_VERSION + f"#define CHROMA_V {int(chroma_v)}\n" + """
 layout(binding = 0) uniform sampler2D luma;
 layout(binding = 1) uniform sampler2D chroma;
 layout(binding = 2) uniform sampler2D alpha;
@@ -81,12 +88,26 @@ uniform bool has_alpha;
 uniform vec2 neutral;
 uniform mat4 m;   // identity for NATIVE; the YCbCr -> RGB conversion when NATIVE is not hooked
 uniform vec4 off;
+uniform float vratio;   // CHROMA_V: chroma rows per output row
+uniform float vshift;   // CHROMA_V: chroma row coordinate (texel-centre units) of output row 0
 out vec4 color;
+""" + CUBIC4_GLSL + """
 void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
     vec4 ycc;
     ycc.x = texelFetch(luma, p, 0).x;
+#if CHROMA_V
+    float c = float(p.y) * vratio + vshift;
+    float base = floor(c);
+    vec4 w = upshade_cubic4(c - base);
+    int i0 = int(base) - 1, last = textureSize(chroma, 0).y - 1;
+    ycc.yz = w.x * texelFetch(chroma, ivec2(p.x, clamp(i0, 0, last)), 0).xy
+           + w.y * texelFetch(chroma, ivec2(p.x, clamp(i0 + 1, 0, last)), 0).xy
+           + w.z * texelFetch(chroma, ivec2(p.x, clamp(i0 + 2, 0, last)), 0).xy
+           + w.w * texelFetch(chroma, ivec2(p.x, clamp(i0 + 3, 0, last)), 0).xy;
+#else
     ycc.yz = has_chroma ? texelFetch(chroma, p, 0).xy : neutral;
+#endif
     ycc.w = has_alpha ? texelFetch(alpha, p, 0).x : 1.0;
     color = m * ycc + off;
 }
@@ -169,8 +190,16 @@ class Renderer:
         *,
         params: Mapping[str, str] | None = None,
         fbo_format: str = "auto",
+        output: str = "float",
     ):
+        """``output``: format of the texture ``render`` returns when a built-in pass writes it last:
+        "float" (the intermediate format: values outside [0, 1] survive), or "unorm8" /
+        "unorm16" (clamped; cheaper to write and read back: for a window or an encoder).
+        """
+        if output not in OUTPUT_DTYPES:
+            raise UpshadeError(f"unknown renderer output {output!r}: use one of {', '.join(OUTPUT_DTYPES)}")
         self.ctx = ctx
+        self._out_dtype = OUTPUT_DTYPES[output]
         self.shaders = tuple(shaders)
         self.fbo_format, self.fbo_format_reason = choose_fbo_format(ctx, fbo_format)
         validate_chain(self.shaders)
@@ -199,7 +228,9 @@ class Renderer:
         self.pool = TexturePool(ctx, self.fbo_format)
         self.scaler = Scaler(ctx, self.pool)
         self._affine = FullscreenProgram(ctx, AFFINE_FS)
-        self._merge = FullscreenProgram(ctx, MERGE_FS)
+        self._merge = FullscreenProgram(ctx, _merge_source(False))
+        self._merge_v = FullscreenProgram(ctx, _merge_source(True))
+        self._last_out_size: tuple[int, int] | None = None
         self._unpacker: FrameUnpacker | None = None
         self._luma_input: moderngl.Texture | None = None
         self._compiled: dict[tuple[int, str], _Compiled] = {}
@@ -368,9 +399,10 @@ class Renderer:
             st.saved[stage] = plane
         if not st.enabled:
             return plane
+        sizes = st.sizes
         for info in self._by_stage.get(stage, ()):
             ps = info.ps
-            sizes = dict(st.sizes)
+            # HOOKED is not a stage: it is rebound before every pass (no per-pass dict copies).
             sizes["HOOKED"] = (plane.w, plane.h)
             if ps.when is not None and not rpn_eval(ps.when, sizes, self.param_values):
                 continue
@@ -392,9 +424,10 @@ class Renderer:
             comp = self._compiled.get(key)
             if comp is None:
                 comp = self._compiled[key] = self._compile(info, stage)
-            out = self.pool.acquire(w, h)
-            self._dispatch(comp, ps, stage, plane, st, out, w, h)
             comps = ps.components or plane.comps
+            # A compute pass's out_image is declared with the 4-component format.
+            out = self.pool.acquire(w, h, 4 if comp.compute else comps)
+            self._dispatch(comp, ps, stage, plane, st, out, w, h)
             kx, ky = w / plane.w, h / plane.h
             if ps.offset == "ALIGN":
                 tx, ty = 0.0, 0.0
@@ -465,7 +498,7 @@ class Renderer:
     # -- built-in stages ---------------------------------------------------------
 
     def _apply_affine(self, src: Plane, m_off, comps: int) -> Plane:
-        out = self.pool.acquire(src.w, src.h)
+        out = self.pool.acquire(src.w, src.h, comps)
         self._affine.set("m", m_off[0])
         self._affine.set("off", m_off[1])
         src.tex.use(0)
@@ -473,20 +506,31 @@ class Renderer:
         return src.replaced(tex=out, comps=comps)
 
     def _merge_native(self, luma: Plane, chroma: Plane | None, alpha: Plane | None, neutral: float,
-                      m_off=_IDENTITY4) -> Plane:
-        out = self.pool.acquire(luma.w, luma.h)
-        self._merge.set("m", m_off[0])
-        self._merge.set("off", m_off[1])
+                      m_off=_IDENTITY4, *, chroma_v: tuple[float, float] | None = None,
+                      dtype: str | None = None) -> Plane:
+        """One texture of luma + chroma (+ alpha), through ``m_off``.
+
+        ``chroma_v`` = (ratio, shift): ``chroma`` is still on its own rows and
+        is resampled vertically here (see ``_merge_source``).
+        """
+        comps = 4 if alpha is not None else 3
+        out = self.pool.acquire(luma.w, luma.h, comps, dtype)
+        prog = self._merge if chroma_v is None else self._merge_v
+        prog.set("m", m_off[0])
+        prog.set("off", m_off[1])
         luma.tex.use(0)
         if chroma is not None:
             chroma.tex.use(1)
         if alpha is not None:
             alpha.tex.use(2)
-        self._merge.set("has_chroma", chroma is not None)
-        self._merge.set("has_alpha", alpha is not None)
-        self._merge.set("neutral", (neutral, neutral))
-        self._merge.draw(self.pool.fbo(out))
-        return luma.replaced(tex=out, comps=4 if alpha is not None else 3)
+        prog.set("has_chroma", chroma is not None)
+        prog.set("has_alpha", alpha is not None)
+        prog.set("neutral", (neutral, neutral))
+        if chroma_v is not None:
+            prog.set("vratio", chroma_v[0])
+            prog.set("vshift", chroma_v[1])
+        prog.draw(self.pool.fbo(out))
+        return luma.replaced(tex=out, comps=comps)
 
     def _align(self, plane: Plane, ref: Plane) -> Plane:
         return plane if plane.placed_like(ref) else self.scaler.resample(plane, ref)
@@ -533,6 +577,12 @@ class Renderer:
         if self.profile:
             self.stage_times = {}
         t = time.perf_counter()
+        geometry = (ow, oh, fmt.width, fmt.height)
+        if geometry != self._last_out_size:
+            # New sizes (a resized window, another clip): free the textures of the old ones.
+            self.pool.begin_frame()
+            self.pool.trim()
+            self._last_out_size = geometry
         row_samples = tuple(int(a.shape[1]) for a in frame.planes)
         if self._unpacker is None or not self._unpacker.matches(fmt, row_samples):
             if self._unpacker is not None:
@@ -581,11 +631,23 @@ class Renderer:
             alpha = self._run_hooks("ALPHA", alpha, st)
             st.live["ALPHA"] = alpha
         t = self._mark("planes", t)
+        native_hooked = self._hooked("NATIVE", enabled)
+        chroma_v = None
         if chroma is not None:
-            chroma = self._align(chroma, luma)
-            st.live["CHROMA"] = chroma
-            chroma = self._align(self._run_hooks("CHROMA_SCALED", chroma, st), luma)
-            st.live["CHROMA"] = chroma
+            # Nothing looks at CHROMA_SCALED or NATIVE: resample chroma horizontally
+            # here and let the merge pass do the vertical taps (one full-size pass less).
+            ry, shy = axis_mapping(chroma.sy, chroma.ty, luma.sy, luma.ty)
+            if not (native_hooked or self._hooked("CHROMA_SCALED", enabled)) and ry <= 1.0:
+                chroma = self.scaler.resample(chroma, luma, axes="x")
+                if not (chroma.h == luma.h and abs(ry - 1.0) < 1e-9 and abs(shy) < 1e-6):
+                    chroma_v = (ry, shy)
+                st.sizes["CHROMA_SCALED"] = (luma.w, luma.h)
+                st.live["CHROMA"] = chroma
+            else:
+                chroma = self._align(chroma, luma)
+                st.live["CHROMA"] = chroma
+                chroma = self._align(self._run_hooks("CHROMA_SCALED", chroma, st), luma)
+                st.live["CHROMA"] = chroma
         if alpha is not None:
             alpha = self._align(alpha, luma)
             st.live["ALPHA"] = alpha
@@ -594,7 +656,7 @@ class Renderer:
         m, off = ycbcr_to_rgb(*repr_)
         to_rgb = _affine(m, off, [0, 1, 2], 3 if has_alpha else None)
         neutral = neutral_chroma(repr_[1], repr_[2])
-        if (enabled and "NATIVE" in self._by_stage) or "NATIVE" in self._needed:
+        if native_hooked:
             native = self._merge_native(luma, chroma, alpha, neutral)
             st.live.clear()
             native = self._run_hooks("NATIVE", native, st)
@@ -602,11 +664,25 @@ class Renderer:
         else:
             # Nothing sees NATIVE: merge and convert in one pass.
             st.sizes["NATIVE"] = (luma.w, luma.h)
-            main = self._merge_native(luma, chroma, alpha, neutral, to_rgb).replaced(comps=4 if has_alpha else 3)
+            # Nothing after this pass either (no MAIN..OUTPUT hooks, no scaling): it writes the output.
+            last = not any(self._hooked(s, enabled) for s in _MAIN_STAGES + _FIXED_SIZE_STAGES) \
+                and self.scaler.is_identity(luma, self._output_placement(st))
+            main = self._merge_native(luma, chroma, alpha, neutral, to_rgb, chroma_v=chroma_v,
+                                      dtype=self._out_dtype if last else None)
             st.live.clear()
         t = self._mark("native", t)
         main = self._after_native(main, st, t)
         return self._finish(main, st, has_alpha)
+
+    def _hooked(self, stage: str, enabled: bool) -> bool:
+        """Whether a pass runs at ``stage`` or some pass binds or sizes itself by it."""
+        return (enabled and stage in self._by_stage) or stage in self._needed
+
+    @staticmethod
+    def _output_placement(st: _FrameState) -> tuple:
+        ow, oh = st.out_size
+        iw, ih = st.input_size
+        return (ow, oh, ow / iw, oh / ih, 0.0, 0.0)
 
     def _alpha_from(self, rgb: Plane) -> Plane:
         m = np.zeros((4, 4))
@@ -615,13 +691,12 @@ class Renderer:
 
     def _after_native(self, main: Plane, st: _FrameState, t: float | None) -> Plane:
         t = time.perf_counter() if t is None else t
-        for stage in ("MAINPRESUB", "MAIN", "LINEAR", "SIGMOID", "PREKERNEL"):
+        for stage in _MAIN_STAGES:
             main = self._run_hooks(stage, main, st)
         t = self._mark("main", t)
-        ow, oh = st.out_size
-        iw, ih = st.input_size
         st.live["MAIN"] = main
-        scaled = self.scaler.resample(main, (ow, oh, ow / iw, oh / ih, 0.0, 0.0))
+        last = not any(self._hooked(s, st.enabled) for s in _FIXED_SIZE_STAGES)
+        scaled = self.scaler.resample(main, self._output_placement(st), dtype=self._out_dtype if last else None)
         st.live.clear()
         t = self._mark("scale", t)
         for stage in _FIXED_SIZE_STAGES:
@@ -631,6 +706,7 @@ class Renderer:
 
     def _finish(self, out: Plane, st: _FrameState, has_alpha: bool) -> moderngl.Texture:
         self._output_alpha = has_alpha
+        st.sizes.pop("HOOKED", None)
         self.last_sizes = dict(st.sizes)
         st.saved.clear()
         self.pool.collect([out.tex])
@@ -639,9 +715,17 @@ class Renderer:
     def read_rgb(self, tex: moderngl.Texture, dtype=np.uint8) -> np.ndarray:
         """Read an output texture back: HxWx3 (x4 if the last frame had alpha), clamped to the dtype's range."""
         w, h = tex.size
-        raw = np.frombuffer(tex.read(), dtype=np.float16 if tex.dtype == "f2" else np.float32)
-        arr = raw.reshape(h, w, tex.components)[..., : 4 if self._output_alpha else 3].astype(np.float32)
         dtype = np.dtype(dtype)
+        comps = 4 if self._output_alpha else 3
+        if tex.dtype in ("f1", "nu2"):  # an unorm output (see ``output``)
+            stored = np.uint8 if tex.dtype == "f1" else np.uint16
+            arr = np.frombuffer(tex.read(), dtype=stored).reshape(h, w, tex.components)[..., :comps]
+            if dtype == stored:
+                return arr.copy()
+            arr = arr.astype(np.float32) / float(np.iinfo(stored).max)
+        else:
+            raw = np.frombuffer(tex.read(), dtype=np.float16 if tex.dtype == "f2" else np.float32)
+            arr = raw.reshape(h, w, tex.components)[..., :comps].astype(np.float32)
         if dtype.kind == "f":
             return arr.astype(dtype)
         peak = float(np.iinfo(dtype).max)
@@ -676,7 +760,7 @@ class Renderer:
         if plane.tex is self._luma_input:
             return y.copy()
         raw = np.frombuffer(plane.tex.read(), dtype=np.float16 if plane.tex.dtype == "f2" else np.float32)
-        return raw.reshape(plane.h, plane.w, 4)[..., 0].astype(np.float32)
+        return raw.reshape(plane.h, plane.w, plane.tex.components)[..., 0].astype(np.float32)
 
     def release(self) -> None:
         """Release every GL object this renderer created (idempotent)."""
@@ -699,7 +783,7 @@ class Renderer:
             buf.release()
         self._buffers.clear()
         for obj in (getattr(self, "scaler", None), getattr(self, "_affine", None), getattr(self, "_merge", None),
-                    getattr(self, "pool", None)):
+                    getattr(self, "_merge_v", None), getattr(self, "pool", None)):
             if obj is not None:
                 obj.release()
 

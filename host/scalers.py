@@ -55,26 +55,34 @@ void main() {
 
 # Upscaling (ratio <= 1) always touches exactly 4 source texels whose Catmull-Rom
 # weights sum to 1: a fixed, unrolled kernel is much cheaper than the general loop.
+# ``upshade_cubic4(t)``: the weights of source texels floor(c)-1 .. floor(c)+2
+# for a destination at source coordinate c, t = fract(c). The merge pass of the
+# pipeline uses it too, to fold the vertical chroma pass into the YCbCr -> RGB one.
+CUBIC4_GLSL = """
+vec4 upshade_cubic4(float t) {
+    const float a = """ + repr(CUBIC_A) + """;
+    // Keys cubic at distances 1+t, t, 1-t, 2-t
+    return vec4(
+        ((a * (1.0 + t) - 5.0 * a) * (1.0 + t) + 8.0 * a) * (1.0 + t) - 4.0 * a,
+        ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0,
+        ((a + 2.0) * (1.0 - t) - (a + 3.0)) * (1.0 - t) * (1.0 - t) + 1.0,
+        ((a * (2.0 - t) - 5.0 * a) * (2.0 - t) + 8.0 * a) * (2.0 - t) - 4.0 * a);
+}
+"""
+
 UPSAMPLE_FS = GLSL_VERSION + """
 layout(binding = 0) uniform sampler2D src;
 uniform int axis;
 uniform float ratio;
 uniform float shift;
 out vec4 color;
-
+""" + CUBIC4_GLSL + """
 void main() {
     ivec2 d = ivec2(gl_FragCoord.xy);
     int n = textureSize(src, 0)[axis];
     float c = float(d[axis]) * ratio + shift;
     float base = floor(c);
-    float t = c - base;
-    const float a = """ + repr(CUBIC_A) + """;
-    // Keys cubic at distances 1+t, t, 1-t, 2-t
-    vec4 w = vec4(
-        ((a * (1.0 + t) - 5.0 * a) * (1.0 + t) + 8.0 * a) * (1.0 + t) - 4.0 * a,
-        ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0,
-        ((a + 2.0) * (1.0 - t) - (a + 3.0)) * (1.0 - t) * (1.0 - t) + 1.0,
-        ((a * (2.0 - t) - 5.0 * a) * (2.0 - t) + 8.0 * a) * (2.0 - t) - 4.0 * a);
+    vec4 w = upshade_cubic4(c - base);
     int i0 = int(base) - 1;
     ivec2 p0 = d, p1 = d, p2 = d, p3 = d;
     p0[axis] = clamp(i0, 0, n - 1);
@@ -101,8 +109,9 @@ class Scaler:
         self.program = FullscreenProgram(ctx, RESAMPLE_FS)
         self.upsample = FullscreenProgram(ctx, UPSAMPLE_FS)
 
-    def _pass(self, src: moderngl.Texture, w: int, h: int, axis: int, ratio: float, shift: float) -> moderngl.Texture:
-        out = self.pool.acquire(w, h)
+    def _pass(self, src: moderngl.Texture, w: int, h: int, axis: int, ratio: float, shift: float,
+              comps: int, dtype: str | None) -> moderngl.Texture:
+        out = self.pool.acquire(w, h, comps, dtype)
         p = self.upsample if ratio <= 1.0 else self.program
         p.set("axis", axis)
         p.set("ratio", ratio)
@@ -114,23 +123,39 @@ class Scaler:
         p.draw(self.pool.fbo(out))
         return out
 
-    def resample(self, plane: Plane, target: Plane | tuple) -> Plane:
-        """Resample ``plane`` onto the placement of ``target`` (a Plane, or (w, h, sx, sy, tx, ty))."""
+    @staticmethod
+    def _target(target: Plane | tuple) -> tuple:
         if isinstance(target, Plane):
-            w, h, sx, sy, tx, ty = target.w, target.h, target.sx, target.sy, target.tx, target.ty
-        else:
-            w, h, sx, sy, tx, ty = target
+            return target.w, target.h, target.sx, target.sy, target.tx, target.ty
+        return target
+
+    def is_identity(self, plane: Plane, target: Plane | tuple) -> bool:
+        """Whether resampling ``plane`` onto ``target`` would return it unchanged."""
+        w, h, sx, sy, tx, ty = self._target(target)
+        return plane.placed_like(Plane(plane.tex, w, h, plane.comps, sx, sy, tx, ty))
+
+    def resample(self, plane: Plane, target: Plane | tuple, *, axes: str = "xy", dtype: str | None = None) -> Plane:
+        """Resample ``plane`` onto the placement of ``target`` (a Plane, or (w, h, sx, sy, tx, ty)).
+
+        ``axes="x"`` resamples only horizontally: the result keeps the plane's
+        rows (height and vertical placement), for a caller that does the vertical
+        taps itself. ``dtype`` is the texture format of the last pass (default:
+        the pool's float format).
+        """
+        w, h, sx, sy, tx, ty = self._target(target)
         rx, shx = axis_mapping(plane.sx, plane.tx, sx, tx)
         ry, shy = axis_mapping(plane.sy, plane.ty, sy, ty)
         identity_x = plane.w == w and abs(rx - 1.0) < 1e-9 and abs(shx) < 1e-6
-        identity_y = plane.h == h and abs(ry - 1.0) < 1e-9 and abs(shy) < 1e-6
+        identity_y = "y" not in axes or (plane.h == h and abs(ry - 1.0) < 1e-9 and abs(shy) < 1e-6)
         tex = plane.tex
         cur_w = plane.w
         if not identity_x:
-            tex = self._pass(tex, w, plane.h, 0, rx, shx)
+            tex = self._pass(tex, w, plane.h, 0, rx, shx, plane.comps, None if not identity_y else dtype)
             cur_w = w
+        if "y" not in axes:
+            return Plane(tex, w, plane.h, plane.comps, sx, plane.sy, tx, plane.ty)
         if not identity_y:
-            tex = self._pass(tex, cur_w, h, 1, ry, shy)
+            tex = self._pass(tex, cur_w, h, 1, ry, shy, plane.comps, dtype)
         return Plane(tex, w, h, plane.comps, sx, sy, tx, ty)
 
     def release(self) -> None:

@@ -163,7 +163,7 @@ class FrameUnpacker:
             tex.use(i)
         out = {}
         for name, prog, comps, (w, h, sx, sy, tx, ty) in self._outputs:
-            tex = pool.acquire(w, h)
+            tex = pool.acquire(w, h, comps)
             prog.draw(pool.fbo(tex))
             out[name] = Plane(tex, w, h, comps, sx, sy, tx, ty)
         return out

@@ -701,3 +701,95 @@ def test_colorspace_limited_range_anchors(matrix, bits):
     mi, oi = rgb_to_ycbcr(matrix, "full", bits)
     rgb = np.array([0.2, 0.5, 0.9])
     np.testing.assert_allclose(mf @ (mi @ rgb + oi) + of, rgb, atol=1e-12)
+
+
+# -- fast paths -------------------------------------------------------------------
+
+# Hooking CHROMA_SCALED (with a pass that changes nothing) forces the general
+# path: chroma resampled onto the luma grid in two passes, then merged.
+CHROMA_SCALED_NOOP = """//!HOOK CHROMA_SCALED
+//!BIND HOOKED
+vec4 hook() { return HOOKED_tex(HOOKED_pos); }
+"""
+
+LUMA_X2 = """//!HOOK LUMA
+//!BIND HOOKED
+//!WIDTH HOOKED.w 2 *
+//!HEIGHT HOOKED.h 2 *
+//!COMPONENTS 1
+vec4 hook() { return HOOKED_tex(HOOKED_pos) * 0.9 + 0.05; }
+"""
+
+
+@pytest.mark.parametrize("case", ["420-center", "420-left", "422", "444", "odd", "prescaled", "prescaled-odd"])
+def test_fused_chroma_merge_equals_general_path(gl_ctx, tmp_path, case):
+    """With nothing hooking CHROMA_SCALED/NATIVE, the vertical chroma taps run inside the
+    merge pass: same placement and kernel as the two-pass scaler, so the same output."""
+    rng = np.random.default_rng(7)
+    h, w = (17, 33) if "odd" in case else (16, 32)
+    sub = {"422": (2, 1), "444": (1, 1)}.get(case, (2, 2))
+    y = rng.integers(16, 236, (h, w), dtype=np.uint8)
+    ch, cw = -(-h // sub[1]), -(-w // sub[0])
+    u = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
+    v = rng.integers(16, 241, (ch, cw), dtype=np.uint8)
+    frame = yuv_frame(y, u, v, loc="left" if case == "420-left" else "center")
+    luma = [shader(tmp_path, LUMA_X2, "x2.glsl")] if "prescaled" in case else []
+    noop = shader(tmp_path, CHROMA_SCALED_NOOP, "noop.glsl")
+    size = (2 * w, 2 * h) if "prescaled" in case else (w + 7, h + 5)
+    fast, sizes = render(gl_ctx, luma, frame, size)
+    general, _ = render(gl_ctx, luma + [noop], frame, size)
+    assert np.abs(fast - general).max() < 1e-5
+    assert sizes["CHROMA_SCALED"] == sizes["LUMA"]
+
+
+@pytest.mark.parametrize("output, dtype", [("unorm8", np.uint8), ("unorm16", np.uint16)])
+def test_unorm_output_matches_float_output(gl_ctx, tmp_path, image, output, dtype):
+    frame = rgb_frame(image)
+    with Renderer(gl_ctx) as r:
+        want = r.read_rgb(r.render(frame, (50, 37)), dtype)
+    with Renderer(gl_ctx, output=output) as r:
+        tex = r.render(frame, (50, 37))
+        assert tex.dtype == {"unorm8": "f1", "unorm16": "nu2"}[output]
+        got = r.read_rgb(tex, dtype)
+        as_float = r.read_rgb(tex, np.float32)
+    assert np.abs(got.astype(np.int64) - want).max() <= 1
+    assert np.abs(as_float - got / np.iinfo(dtype).max).max() < 1e-6
+    # An OUTPUT hook needs float input and writes the output itself: the format stays float.
+    with Renderer(gl_ctx, [shader(tmp_path, "//!HOOK OUTPUT\n//!BIND HOOKED\nvec4 hook() { return HOOKED_tex(HOOKED_pos); }\n")],
+                  output=output) as r:
+        assert r.render(frame, (50, 37)).dtype in ("f2", "f4")
+    with pytest.raises(UpshadeError, match="unknown renderer output"):
+        Renderer(gl_ctx, output="rgb565")
+
+
+def test_targets_hold_only_the_components_a_pass_produces(gl_ctx, tmp_path, image):
+    """A COMPONENTS 1 pass gets a one-channel target; reading its other channels gives
+    (0, 0, 1) exactly as mpv's rule for unproduced components says."""
+    probe = """//!HOOK LUMA
+//!BIND HOOKED
+//!SAVE ONE
+//!COMPONENTS 1
+vec4 hook() { return vec4(0.25, 0.5, 0.75, 0.125); }
+
+//!HOOK LUMA
+//!BIND ONE
+//!COMPONENTS 1
+vec4 hook() { vec4 v = ONE_tex(ONE_pos); return vec4(v.x + v.y + v.z + 10.0 * (v.w - 1.0)); }
+"""
+    with Renderer(gl_ctx, [shader(tmp_path, probe)]) as r:
+        y = r.render_luma(np.zeros((6, 8), np.float32))
+        channels = {key[:3] for key in r.pool._keys.values()}
+    assert (8, 6, 1) in channels and (8, 6, 4) not in channels
+    assert np.allclose(y, 0.25)
+
+
+def test_texture_pool_is_trimmed_when_sizes_change(gl_ctx, tmp_path, image):
+    """A resizing window must not keep the textures of every size it went through."""
+    frame = rgb_frame(image)
+    with Renderer(gl_ctx, [shader(tmp_path, PRESCALER)]) as r:
+        lives = []
+        for i in range(20):
+            r.render(frame, (40 + 3 * i, 30 + 2 * i), frame_index=i)
+            lives.append(r.pool.live)
+        assert r.pool.allocations >= 3 * 20  # every size needed textures of its own...
+        assert max(lives) <= min(lives) + 2  # ...and the old ones were freed
