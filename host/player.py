@@ -180,7 +180,9 @@ class Player:
             from .pipeline import Renderer
 
             for label, files in entries or [("bicubic", [])]:
-                self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format)))
+                # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
+                self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
+                                                          output="unorm8")))
             self._blit = self.ctx.program(vertex_shader=_BLIT_VS, fragment_shader=_BLIT_FS)
             self._blit_vao = self.ctx.vertex_array(self._blit, [])
             from .overlay import TextOverlay
