@@ -548,8 +548,9 @@ def train(
                 total += float(loss.detach())
                 count += 1
                 bar.update(1)
+                best_psnr = best.get(cfg.select_on + "_psnr")
                 bar.set_postfix_str(
-                    f"loss {total / count:.3g} val {best.get(cfg.select_on + '_psnr', float('nan')):.2f}dB "
+                    f"loss {total / count:.3g} val {'-' if best_psnr is None else f'{best_psnr:.2f}'}dB "
                     f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
                 )
             epoch += 1
