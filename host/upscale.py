@@ -45,61 +45,85 @@ void main() {
 }
 """
 
-# Integer render targets (r8ui / r16ui) take the rounded codes exactly, for any
-# depth, where a unorm target would leave the rounding to the driver.
-_YCBCR_COMMON = """#version 450
-layout(binding = 0) uniform sampler2D src;   // any float or unorm RGBA texture
-uniform float peak;                          // largest code: 2^bits - 1
-
-vec3 px(int x, int y) {
-    ivec2 hi = textureSize(src, 0) - 1;
-    return clamp(texelFetch(src, clamp(ivec2(x, y), ivec2(0), hi), 0).rgb, 0.0, 1.0);
-}
-
-uint code(vec3 rgb, vec4 row) {
-    return uint(clamp(floor(dot(vec4(rgb, 1.0), row) + 0.5), 0.0, peak));
-}
-"""
-
-LUMA_FS = _YCBCR_COMMON + """
-uniform vec4 y_row;
-layout(location = 0) out uint y;
-void main() {
-    ivec2 p = ivec2(gl_FragCoord.xy);
-    y = code(px(p.x, p.y), y_row);
-}
-"""
-
+# One compute dispatch converts, subsamples and packs a frame straight into the
+# pixel buffer, laid out as FFmpeg's planes (row strides included), so the CPU
+# side is one memcpy per plane. Each invocation produces one 32-bit word of
+# each chroma plane (P = 4 / BYTES samples) and the luma words above it (a
+# block of P*SUB_X x SUB_Y luma pixels), fetching every texel it needs once.
+# Codes are rounded and packed here, exactly, for any depth (8..16 bits).
+#
 # Chroma siting and filter (SUB_X/SUB_Y: 2 where subsampled). Horizontally the
 # chroma sample sits on the even luma column (MPEG-2 / H.264 / HEVC "left",
 # what decoders assume for untagged 4:2:0 and what 4:2:2 always is): taps
 # [1 2 1]/4 around it. Vertically (4:2:0) it sits midway between rows 2j and
-# 2j+1: taps [1 3 3 1]/8 over rows 2j-1..2j+2, the same bilinear 2:1 filter
-# swscale uses. Edges repeat the border pixel (odd sizes included). The
-# filter runs on clamped R'G'B' before the matrix, which is linear.
-CHROMA_FS = _YCBCR_COMMON + """
+# 2j+1: taps [1 3 3 1]/8 over rows 2j-1..2j+2, the bilinear 2:1 filter swscale
+# uses there (swscale itself averages column pairs, i.e. centre-sites
+# horizontally, half a pixel off what the stream says). Edges repeat the border
+# pixel (odd sizes included). The filter runs on clamped R'G'B' before the
+# matrix: the matrix is affine, so this equals filtering Cb/Cr.
+YCBCR_CS = """#version 450
+layout(local_size_x = 8, local_size_y = 8) in;
+layout(binding = 0) uniform sampler2D src;   // any float or unorm RGBA texture
+layout(std430, binding = 0) writeonly buffer Planes { uint words[]; };
+uniform ivec2 size;                          // luma size
+uniform ivec3 stride;                        // words per row of Y, Cb, Cr
+uniform ivec3 base;                          // first word of Y, Cb, Cr
+uniform vec4 y_row;                          // code = dot(vec4(rgb, 1), row): encode.ycbcr_matrix
 uniform vec4 cb_row;
 uniform vec4 cr_row;
-layout(location = 0) out uint cb;
-layout(location = 1) out uint cr;
+uniform float peak;                          // largest code, 2^bits - 1
 
-vec3 hrow(int x, int y) {
+const int P = 4 / BYTES;                     // samples per word
+const int BX = P * SUB_X;                    // luma columns per invocation
+const int C0 = SUB_X - 1;                    // fetched columns: x0 - C0 .. x0 + BX - 1
+const int NC = BX + C0;
+const int R0 = SUB_Y - 1;                    // fetched rows: y0 - R0 .. y0 + 2 * R0
+const int NR = 1 + 3 * R0;
+
+uint code(vec3 rgb, vec4 row) {
+    return uint(clamp(floor(dot(vec4(rgb, 1.0), row) + 0.5), 0.0, peak));
+}
+
+vec3 hfilter(vec3 l, vec3 c, vec3 r) {
 #if SUB_X == 2
-    return 0.25 * (px(x - 1, y) + px(x + 1, y)) + 0.5 * px(x, y);
+    return 0.25 * (l + r) + 0.5 * c;
 #else
-    return px(x, y);
+    return c;
 #endif
 }
 
 void main() {
-    ivec2 p = ivec2(gl_FragCoord.xy) * ivec2(SUB_X, SUB_Y);
+    ivec2 g = ivec2(gl_GlobalInvocationID.xy);
+    ivec2 o = g * ivec2(BX, SUB_Y);
+    if (o.x >= size.x || o.y >= size.y) return;
+    ivec2 hi = size - 1;
+    vec3 t[NR][NC];
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < NC; c++)
+            t[r][c] = clamp(texelFetch(src, clamp(o + ivec2(c - C0, r - R0), ivec2(0), hi), 0).rgb, 0.0, 1.0);
+
+    for (int r = 0; r < SUB_Y && o.y + r <= hi.y; r++)
+        for (int w = 0; w < SUB_X; w++) {
+            uint word = 0u;
+            for (int k = 0; k < P; k++)
+                word |= code(t[R0 + r][C0 + w * P + k], y_row) << (8 * BYTES * k);
+            words[base.x + (o.y + r) * stride.x + g.x * SUB_X + w] = word;
+        }
+
+    uint cb = 0u, cr = 0u;
+    for (int k = 0; k < P; k++) {
+        int c = C0 + k * SUB_X;
 #if SUB_Y == 2
-    vec3 rgb = 0.125 * (hrow(p.x, p.y - 1) + hrow(p.x, p.y + 2)) + 0.375 * (hrow(p.x, p.y) + hrow(p.x, p.y + 1));
+        vec3 rgb = 0.125 * (hfilter(t[0][c - 1], t[0][c], t[0][c + 1]) + hfilter(t[3][c - 1], t[3][c], t[3][c + 1]))
+                 + 0.375 * (hfilter(t[1][c - 1], t[1][c], t[1][c + 1]) + hfilter(t[2][c - 1], t[2][c], t[2][c + 1]));
 #else
-    vec3 rgb = hrow(p.x, p.y);
+        vec3 rgb = hfilter(t[0][max(c - 1, 0)], t[0][c], t[0][min(c + 1, NC - 1)]);
 #endif
-    cb = code(rgb, cb_row);
-    cr = code(rgb, cr_row);
+        cb |= code(rgb, cb_row) << (8 * BYTES * k);
+        cr |= code(rgb, cr_row) << (8 * BYTES * k);
+    }
+    words[base.y + g.y * stride.y + g.x] = cb;
+    words[base.z + g.y * stride.z + g.x] = cr;
 }
 """
 
@@ -189,87 +213,89 @@ class Readback(_LaggedReadback):
         self._tex.release()
 
 
+def ffmpeg_strides(width: int, height: int, pix_fmt: str) -> list[int]:
+    """Bytes per row of each plane in the frames PyAV allocates (rows are padded for SIMD)."""
+    import av
+
+    return [p.line_size for p in av.VideoFrame(width, height, pix_fmt).planes]
+
+
 class PlaneReadback(_LaggedReadback):
     """GPU RGBA texture -> ``av.VideoFrame`` in a planar YCbCr format (one of ``GPU_PIX_FMTS``).
 
-    Matrix, range and chroma subsampling happen on the GPU (see ``CHROMA_FS``),
+    Matrix, range and chroma subsampling happen on the GPU (``YCBCR_CS``),
     with exactly the limited-range conversion ``Encoder`` tags its output with
     (``encode.ycbcr_matrix``), so the encoder thread only encodes and the
-    readback moves 1.5 (8-bit 4:2:0) instead of 3 bytes per pixel. The planes
-    lie tightly packed in each pixel buffer and are copied into the frame's
-    planes, row by row where FFmpeg pads its rows.
+    readback moves 1.5 (8-bit 4:2:0) instead of 3 bytes per pixel. Each pixel
+    buffer holds the planes with the row strides of FFmpeg's frames, so a frame
+    is filled with one copy per plane (row by row should the strides differ).
     """
+
+    LOCAL_SIZE = (8, 8)
 
     def __init__(self, ctx, size: tuple[int, int], pix_fmt: str, matrix: str, *, lag: int = LAG):
         import av
 
         from .encode import ycbcr_matrix
-        from .gltex import FullscreenProgram
 
         if pix_fmt not in GPU_PIX_FMTS:
             raise UpshadeError(f"{pix_fmt}: not converted on the GPU (takes {', '.join(GPU_PIX_FMTS)})")
         fmt = av.VideoFormat(pix_fmt)
         w, h = int(size[0]), int(size[1])
-        self.pix_fmt = pix_fmt
-        self.matrix = matrix
+        self.pix_fmt, self.matrix = pix_fmt, matrix
         self.bits = fmt.components[0].bits
-        word = 1 if self.bits <= 8 else 2
-        gl_dtype = "u1" if word == 1 else "u2"
+        nbytes = 1 if self.bits <= 8 else 2
         sub_x = 2 if fmt.chroma_width(2) == 1 else 1
         sub_y = 2 if fmt.chroma_height(2) == 1 else 1
-        cw, ch = fmt.chroma_width(w), fmt.chroma_height(h)   # rounded up: odd sizes keep their last column/row
-        # (offset in the pixel buffer, rows, bytes per row) of Y, Cb, Cr
-        self._layout = [(0, h, w * word), (w * h * word, ch, cw * word), (w * h * word + cw * ch * word, ch, cw * word)]
-        super().__init__(ctx, (w, h), (w * h + 2 * cw * ch) * word, lag)
-        self._gl_dtype = gl_dtype
-        self._staging = np.empty(w * h * word, np.uint8)   # for planes whose rows FFmpeg pads
+        per_word = 4 // nbytes
+        # Invocations: one per chroma word across, one per chroma row down.
+        self._groups = (-(-w // (per_word * sub_x)), -(-h // sub_y))
+        # What the shader writes per row (it rounds rows up to whole words) and FFmpeg's strides.
+        written = [self._groups[0] * sub_x * 4, self._groups[0] * 4, self._groups[0] * 4]
+        rows = [h, fmt.chroma_height(h), fmt.chroma_height(h)]
+        row_bytes = [w * nbytes, fmt.chroma_width(w) * nbytes, fmt.chroma_width(w) * nbytes]
+        strides = [max(s, n) + (-max(s, n)) % 4 for s, n in zip(ffmpeg_strides(w, h, pix_fmt), written)]
+        offsets = [0, strides[0] * rows[0], strides[0] * rows[0] + strides[1] * rows[1]]
+        # (offset, rows, stride, row bytes) of Y, Cb, Cr in a pixel buffer
+        self._layout = list(zip(offsets, rows, strides, row_bytes))
+        super().__init__(ctx, (w, h), offsets[2] + strides[2] * rows[2], lag)
         self._frame_size = (w, h)
-        self._y_tex = ctx.texture((w, h), 1, dtype=gl_dtype)
-        self._c_tex = [ctx.texture((cw, ch), 1, dtype=gl_dtype) for _ in range(2)]
-        self._y_fbo = ctx.framebuffer(color_attachments=[self._y_tex])
-        self._c_fbo = ctx.framebuffer(color_attachments=self._c_tex)
-        rows = ycbcr_matrix(matrix, self.bits)
-        peak = float((1 << self.bits) - 1)
-        self._y_prog = FullscreenProgram(ctx, LUMA_FS)
-        self._c_prog = FullscreenProgram(ctx, CHROMA_FS.replace(
-            "#version 450\n", f"#version 450\n#define SUB_X {sub_x}\n#define SUB_Y {sub_y}\n", 1))
-        for prog in (self._y_prog, self._c_prog):
-            prog.set("src", 0)
-            prog.set("peak", peak)
-        self._y_prog.set("y_row", tuple(rows[0]))
-        self._c_prog.set("cb_row", tuple(rows[1]))
-        self._c_prog.set("cr_row", tuple(rows[2]))
+        self._staging = np.empty(strides[0] * h, np.uint8)  # for frames whose strides differ from the probe's
+        defines = f"#define SUB_X {sub_x}\n#define SUB_Y {sub_y}\n#define BYTES {nbytes}\n"
+        self._cs = ctx.compute_shader(YCBCR_CS.replace("#version 450\n", "#version 450\n" + defines, 1))
+        coef = ycbcr_matrix(matrix, self.bits)
+        for name, value in (("src", 0), ("size", (w, h)), ("stride", tuple(s // 4 for s in strides)),
+                            ("base", tuple(o // 4 for o in offsets)), ("y_row", tuple(coef[0])),
+                            ("cb_row", tuple(coef[1])), ("cr_row", tuple(coef[2])),
+                            ("peak", float((1 << self.bits) - 1))):
+            self._cs[name].value = value
 
     def _start(self, tex, buf) -> None:
         tex.use(0)
-        self._y_prog.draw(self._y_fbo)
-        self._c_prog.draw(self._c_fbo)
-        (y_off, *_), (cb_off, *_), (cr_off, *_) = self._layout
-        self._y_fbo.read_into(buf, components=1, alignment=1, dtype=self._gl_dtype, write_offset=y_off)
-        self._c_fbo.read_into(buf, components=1, attachment=0, alignment=1, dtype=self._gl_dtype,
-                              write_offset=cb_off)
-        self._c_fbo.read_into(buf, components=1, attachment=1, alignment=1, dtype=self._gl_dtype,
-                              write_offset=cr_off)
+        buf.bind_to_storage_buffer(0)
+        lx, ly = self.LOCAL_SIZE
+        self._cs.run(-(-self._groups[0] // lx), -(-self._groups[1] // ly))
+        # Shader stores are incoherent: make them visible to the buffer mapping in _finish.
+        self.ctx.memory_barrier()
 
     def _finish(self, buf):
         import av
 
         # A new frame each time: the codec may still hold a reference to an earlier one.
         frame = av.VideoFrame(*self._frame_size, self.pix_fmt)
-        for plane, (offset, rows, row_bytes) in zip(frame.planes, self._layout):
-            n = rows * row_bytes
-            if plane.line_size == row_bytes:
-                buf.read_into(plane, size=n, offset=offset)
+        for plane, (offset, rows, stride, row_bytes) in zip(frame.planes, self._layout):
+            if plane.line_size == stride:
+                buf.read_into(plane, size=(rows - 1) * stride + row_bytes, offset=offset)
             else:
-                stage = self._staging[:n]
-                buf.read_into(stage, size=n, offset=offset)
+                n = rows * stride
+                buf.read_into(self._staging, size=n, offset=offset)
+                src = self._staging[:n].reshape(rows, stride)[:, :row_bytes]
                 dst = np.frombuffer(plane, np.uint8)[: rows * plane.line_size].reshape(rows, plane.line_size)
-                dst[:, :row_bytes] = stage.reshape(rows, row_bytes)
+                dst[:, :row_bytes] = src
         return frame
 
     def _release_gl(self) -> None:
-        for obj in (self._y_prog, self._c_prog, self._y_fbo, self._c_fbo, self._y_tex, *self._c_tex):
-            obj.release()
+        self._cs.release()
 
 
 def encoder_readback(ctx, encoder, *, lag: int = LAG) -> _LaggedReadback:
@@ -278,7 +304,7 @@ def encoder_readback(ctx, encoder, *, lag: int = LAG) -> _LaggedReadback:
     import av
 
     size = (encoder.width, encoder.height)
-    if encoder.pix_fmt in GPU_PIX_FMTS:
+    if encoder.pix_fmt in GPU_PIX_FMTS and ctx.version_code >= 430:   # compute shaders
         return PlaneReadback(ctx, size, encoder.pix_fmt, encoder.matrix, lag=lag)
     return Readback(ctx, size, deep=av.VideoFormat(encoder.pix_fmt).components[0].bits > 8, lag=lag)
 
