@@ -151,18 +151,22 @@ def test_bicubic_taps_are_torch_a_minus_075(exp, torch):
 @pytest.mark.parametrize(
     "cfg, passes",
     [
-        (dict(blocks=4, width=4), 4 + 1 + 1),
-        (dict(blocks=7, width=8, upscale="nearest_conv", residual="bicubic"), 14 + 1 + 1),
-        # 9 blocks x 2 textures = 18 feature textures: 16 + (1 partial + 2) binds
-        (dict(blocks=9, width=8), 18 + 2 + 1),
-        (dict(blocks=15, width=8, residual="bicubic"), 30 + 2 + 1),
+        # (compute, fragment): convs + final passes (+ the fragment depth-to-space pass)
+        (dict(blocks=4, width=4), (4 + 1, 4 + 1 + 1)),
+        (dict(blocks=7, width=8, upscale="nearest_conv", residual="bicubic"), (14 + 1, 14 + 1 + 1)),
+        # 9 blocks x 2 textures = 18 feature textures: 16 + (1 partial + 2 + HOOKED) binds
+        (dict(blocks=9, width=8), (18 + 2, 18 + 2 + 1)),
+        (dict(blocks=15, width=8, residual="bicubic"), (30 + 2, 30 + 2 + 1)),
+        (dict(blocks=15, width=1, final_kernel=1), (15 + 1, 15 + 1 + 1)),
+        (dict(blocks=16, width=4), (16 + 2, 16 + 1 + 1)),  # compute's last pass binds HOOKED as well
     ],
 )
-def test_shader_structure(exp, mdl, torch, cfg, passes):
+@pytest.mark.parametrize("compute", [True, False], ids=["compute", "fragment"])
+def test_shader_structure(exp, mdl, torch, cfg, passes, compute):
     m = make_model(mdl, torch, **cfg)
-    text = exp.export_shader(m, name="T")
+    text = exp.export_shader(m, name="T", compute=compute)
     sf = parse_shader(text, "t.glsl")
-    assert len(sf.passes) == passes
+    assert len(sf.passes) == passes[0 if compute else 1]
     saved = set()
     for p in sf.passes:
         assert p.hooks == ("LUMA",)
@@ -174,8 +178,19 @@ def test_shader_structure(exp, mdl, torch, cfg, passes):
         if p is not sf.passes[-1]:
             assert p.save and p.components == 4 and p.width is None
             saved.add(p.save)
+        if compute:
+            # Every invocation computes a BLOCK of source pixels: the block covers the work group's
+            # threads times that (twice that in the last pass, which writes the x2 output).
+            bw, bh, tw, th = p.compute
+            k = 2 if p is sf.passes[-1] else 1
+            assert (bw, bh) == (k * exp.BLOCK[0] * tw, k * exp.BLOCK[1] * th)
+            assert tw * th <= 128  # within every GPU's guaranteed work group size
+            assert p.body.lstrip().startswith("void hook() {") and "imageStore(out_image, " in p.body
+        else:
+            assert p.compute is None and p.body.lstrip().startswith("vec4 hook() {")
     last = sf.passes[-1]
     assert last.save is None and last.width.source == "LUMA.w 2 *" and last.height.source == "LUMA.h 2 *"
+    assert "HOOKED" in last.binds or (not compute and cfg.get("residual") == "bicubic")
     # The final conv (and its partial sums) binds every block's saved textures exactly once.
     blocks_tex = {p.save for p in sf.passes if " conv" in p.desc}
     final_binds = [b for p in sf.passes if " final " in p.desc for b in p.binds if b in blocks_tex]
@@ -195,11 +210,12 @@ def test_when_gate_only_when_enlarged(exp, mdl, torch):
     assert not on(640, 360) and not on(700, 400) and not on(1280, 360)
 
 
-def test_literals_round_trip_float32(exp, mdl, torch):
+@pytest.mark.parametrize("compute", [True, False], ids=["compute", "fragment"])
+def test_literals_round_trip_float32(exp, mdl, torch, compute):
     m = make_model(mdl, torch, blocks=2)
-    text = exp.export_shader(m, name="T")
-    first = text.split("vec4 hook() {")[1]
-    bias = re.search(r"vec4 r = vec4\(([^)]*)\);", first).group(1)
+    text = exp.export_shader(m, name="T", compute=compute)
+    first = text.split("hook() {")[1]
+    bias = re.search(r"vec4 r(?:0_0)? = vec4\(([^)]*)\);", first).group(1)
     got = np.array([float(v) for v in bias.split(",")], dtype=np.float32)
     assert np.array_equal(got, m.convs[0].bias.detach().numpy())
     weights = re.findall(r"(?:vec4|mat4)\(([-\d.e+, ]+)\)", text)
@@ -219,7 +235,7 @@ def test_export_is_deterministic_and_path_free(exp, mdl, torch, tmp_path):
     head = ta.split("//!")[0]
     assert hashlib.sha256(a.read_bytes()).hexdigest()[:16] in head
     assert "upshade_X.pt" in head and "blocks=2" in head and "residual=bicubic" in head
-    assert f"parameters: {sum(p.numel() for p in m.parameters())}, passes: 4" in head
+    assert f"parameters: {sum(p.numel() for p in m.parameters())}, passes: 3" in head
     assert "set5_psnr_y=34.5" in head and "curve" not in head
     assert "//!DESC upshade X conv1 (1->4)" in ta
     assert exp.export_shader(a, name="Q").count("UPSHADE_Q_C1") > 0
@@ -233,8 +249,23 @@ def test_cli_export_writes_shader(exp, mdl, torch, tmp_path, capsys):
     out = tmp_path / "out.glsl"
     assert cli.main(["export", str(ckpt), "-o", str(out), "--name", "tiny"]) == 0
     assert out.read_text() == exp.export_shader(ckpt, name="tiny")
-    assert "out.glsl" in capsys.readouterr().out
+    assert "out.glsl: 3 compute passes" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert cli.main(["export", str(ckpt), "-o", str(out), "--name", "tiny", "--compute"]) == 0
+    assert out.read_text() == exp.export_shader(ckpt, name="tiny", compute=True)
+    assert cli.main(["export", str(ckpt), "-o", str(out), "--name", "tiny", "--fragment"]) == 0
+    assert out.read_text() == exp.export_shader(ckpt, name="tiny", compute=False)
+    assert "//!COMPUTE" not in out.read_text()
+    assert "out.glsl: 4 fragment passes" in capsys.readouterr().out
+
+
+def test_cli_compute_and_fragment_exclude_each_other(mdl, torch, tmp_path, capsys):
+    ckpt = save_ckpt(torch, make_model(mdl, torch, blocks=1), tmp_path / "m.pt")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", str(ckpt), "-o", str(tmp_path / "o.glsl"), "--compute", "--fragment"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "o.glsl").exists()
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
@@ -296,7 +327,7 @@ def test_shipped_shader_is_the_export_of_its_weights(exp, mdl, size):
         f"{shader} is stale: re-export it from {weights}"
     )
     cfg = mdl.load_checkpoint(weights)[0].cfg
-    assert len(load_shader(shader).passes) == cfg.blocks * -(-cfg.width // 4) + 2
+    assert len(load_shader(shader).passes) == cfg.blocks * -(-cfg.width // 4) + 1
 
 
 def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
@@ -310,21 +341,21 @@ def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
 def test_shaders_readme_describes_shipped_models(mdl, size):
     m, _ = mdl.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
     c = m.cfg
-    passes = c.blocks * -(-c.width // 4) + 2
+    passes = c.blocks * -(-c.width // 4) + 1
     row = (f"| `upshade_{size}.glsl` | {c.blocks} x {c.width} | {c.upscale}, {c.residual} | "
            f"{mdl.param_count(c):,} | {passes} | {mdl.flops_per_output_pixel(c):,.0f} |")
     assert row in (SHADERS_DIR / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
-    "n, bicubic, sizes",
+    "n, hooked, sizes",
     [(1, False, [1]), (16, False, [16]), (16, True, [15, 1]), (15, True, [15]),
      (17, False, [16, 1]), (31, False, [16, 15]), (32, False, [16, 15, 1]), (30, True, [16, 14])],
 )
-def test_final_chunks_respect_bind_limit(exp, n, bicubic, sizes):
+def test_final_chunks_respect_bind_limit(exp, n, hooked, sizes):
     feats = [f"T{i}" for i in range(n)]
-    chunks = exp._final_chunks(feats, bicubic)
+    chunks = exp._final_chunks(feats, hooked)
     assert [len(c) for c in chunks] == sizes
     assert [t for c in chunks for t in c] == feats
-    for i, c in enumerate(chunks):  # + the previous partial sum, + HOOKED in the last pass for bicubic
-        assert len(c) + (i > 0) + (bicubic and i == len(chunks) - 1) <= 16
+    for i, c in enumerate(chunks):  # + the previous partial sum, + HOOKED in the last pass if it adds a residual
+        assert len(c) + (i > 0) + (hooked and i == len(chunks) - 1) <= 16

@@ -1,7 +1,8 @@
 """Exported shaders through the GL host versus the PyTorch forward pass.
 
 The shader is run by ``Renderer.render_luma`` (LUMA hooks only) on llvmpipe;
-the reference is ``UpshadeNet.forward`` in float32. Bounds: 2e-3 with rgba32f
+the reference is ``UpshadeNet.forward`` in float32. Both export modes are
+checked (compute passes, the default, and ``--fragment``). Bounds: 2e-3 with rgba32f
 intermediate textures (float rounding only), 1e-2 with rgba16f (every stored
 pre-activation is rounded to 11 bits).
 """
@@ -84,6 +85,16 @@ def test_shipped_shader_matches_torch(gl_ctx, torch, nets, images, size, fmt):
         check(gl_ctx, torch, m, shader, images[name], fmt)
 
 
+def test_shipped_weights_as_fragment_shader_match_torch(gl_ctx, torch, nets, images):
+    """`upshade export --fragment` of a shipped checkpoint (the shipped files are compute shaders)."""
+    model_mod, export = nets
+    m, _ = model_mod.load_checkpoint(WEIGHTS_DIR / "upshade_S.pt")
+    shader = parse_shader(export.export_shader(m, name="S", compute=False), "upshade_S.glsl")
+    assert all(p.compute is None for p in shader.passes)
+    for fmt in TOL:
+        check(gl_ctx, torch, m, shader, images["baby"], fmt)
+
+
 CONFIGS = [
     dict(upscale="pixel_shuffle", final_kernel=3, residual="bilinear"),
     dict(upscale="pixel_shuffle", final_kernel=1, residual="bicubic"),
@@ -94,22 +105,45 @@ CONFIGS = [
 ]
 
 
+MODES = {"compute": True, "fragment": False}
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_random_model_matches_torch(gl_ctx, torch, nets, images, cfg):
+def test_random_model_matches_torch(gl_ctx, torch, nets, images, cfg, mode):
     model_mod, export = nets
     m = random_model(model_mod, torch, 3, blocks=3, **cfg)
-    shader = parse_shader(export.export_shader(m, name="T"), "upshade_T.glsl")
-    assert len(shader.passes) == 3 * -(-m.cfg.width // 4) + 2
+    shader = parse_shader(export.export_shader(m, name="T", compute=MODES[mode]), "upshade_T.glsl")
+    # compute: the final conv also writes the x2 output; fragment: a separate depth-to-space pass does
+    assert len(shader.passes) == 3 * -(-m.cfg.width // 4) + (1 if MODES[mode] else 2)
+    assert all((p.compute is not None) == MODES[mode] for p in shader.passes)
     check(gl_ctx, torch, m, shader, images["random"], "rgba32f")
     check(gl_ctx, torch, m, shader, images["bird"], "rgba16f")
 
 
-def test_final_layer_split_over_bind_limit(gl_ctx, torch, nets, images):
-    """16 blocks = 16 binds + HOOKED for the bicubic residual: the final conv runs as two partial-sum passes."""
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cfg", CONFIGS[:3], ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_tiny_and_odd_sizes(gl_ctx, torch, nets, images, cfg, mode):
+    """Images smaller than one compute block, one pixel wide or tall, and odd sizes: edges clamp like torch."""
     model_mod, export = nets
-    m = random_model(model_mod, torch, 4, blocks=16, width=4, residual="bicubic")
-    shader = parse_shader(export.export_shader(m, name="T"), "upshade_T.glsl")
-    assert sum(" final " in p.desc for p in shader.passes) == 2
+    m = random_model(model_mod, torch, 6, blocks=2, **cfg)
+    shader = parse_shader(export.export_shader(m, name="T", compute=MODES[mode]), "upshade_T.glsl")
+    y = images["bird"]
+    for h, w in ((1, 1), (1, 5), (4, 1), (2, 3), (3, 2), (7, 9)):
+        check(gl_ctx, torch, m, shader, np.ascontiguousarray(y[:h, :w]), "rgba32f")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("residual", ["bicubic", "bilinear"])
+def test_final_layer_split_over_bind_limit(gl_ctx, torch, nets, images, residual, mode):
+    """16 blocks = 16 feature textures: with HOOKED in the last final pass (the bicubic residual, or the
+    compute pass that adds either residual) they exceed 16 binds, so the final conv runs as two
+    partial-sum passes."""
+    model_mod, export = nets
+    m = random_model(model_mod, torch, 4, blocks=16, width=4, residual=residual)
+    shader = parse_shader(export.export_shader(m, name="T", compute=MODES[mode]), "upshade_T.glsl")
+    split = residual == "bicubic" or MODES[mode]
+    assert sum(" final " in p.desc for p in shader.passes) == (2 if split else 1)
     assert max(len(p.binds) for p in shader.passes) <= 16
     check(gl_ctx, torch, m, shader, images["bird"][:13, :11], "rgba32f")
 
