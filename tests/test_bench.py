@@ -80,6 +80,7 @@ def test_bench_with_a_model_fills_every_row_and_ratio(tiny_model, shared_ctx, ca
         assert 1000.0 / (ms + h) - 0.05 <= fps <= 1000.0 / max(ms - h, 1e-3) + 0.05
     assert "3 frames" in t["rows"]["playback (no display)"][2]
     assert "3 frames" in t["rows"]["encode"][2]
+    assert "yuv420p on the GPU" in t["rows"]["encode"][2]   # the encoder's planes come from the GPU
     net, torch_ms = t["rows"]["network (GL)"][0], t["rows"]["network (PyTorch CPU)"][0]
     gl = t["rows"]["GL only (whole frame)"][0]
     play, enc = t["rows"]["playback (no display)"][0], t["rows"]["encode"][0]

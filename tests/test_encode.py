@@ -288,3 +288,39 @@ def test_chapters_and_attachments_are_kept(tmp_path):
         chapters = [(round(float(ch["start"] * ch["time_base"]), 3), round(float(ch["end"] * ch["time_base"]), 3),
                      ch["metadata"].get("title")) for ch in c.chapters()]
     assert chapters == [(0.0, 0.2, "Two"), (0.2, 0.4, "Three")]
+
+
+def test_ycbcr_matrix_is_the_textbook_one():
+    from upshade.host.encode import ycbcr_matrix
+
+    # BT.601 in 8 bits: Y = 16 + 65.481 R + 128.553 G + 24.966 B, etc. (R, G, B in 0..1)
+    want = [[65.481, 128.553, 24.966, 16], [-37.797, -74.203, 112.0, 128], [112.0, -93.786, -18.214, 128]]
+    assert np.allclose(ycbcr_matrix("bt601", 8), want, atol=1e-3)
+    m = ycbcr_matrix("bt709", 10)
+    assert np.allclose(m @ [1, 1, 1, 1], [940, 512, 512]) and np.allclose(m @ [0, 0, 0, 1], [64, 512, 512])
+    assert np.allclose(m[0, :3] / m[0, :3].sum(), [0.2126, 0.7152, 0.0722])
+    assert np.allclose(ycbcr_matrix("bt2020nc", 8)[0, :3] / 219, [0.2627, 0.678, 0.0593])
+    with pytest.raises(UpshadeError, match="unknown colour matrix"):
+        ycbcr_matrix("bt470m", 8)
+
+
+def test_ready_yuv_frames_are_encoded_as_they_are(tmp_path):
+    """Frames already in the output pixel format skip the conversion (what the GPU readback hands in)."""
+    src = make_clip(tmp_path / "src.mkv", frames=3)
+    out = tmp_path / "out.mkv"
+    with Encoder(out, source_path=src, width=64, height=48, pix_fmt="yuv420p10le", crf=4, preset="ultrafast") as enc:
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(pattern_rgb(64, 48, i), format="rgb24").reformat(
+                format="yuv420p10le", dst_colorspace="ITU601", dst_color_range="MPEG")
+            enc.write(frame, i / 25)
+        with pytest.raises(ValueError, match="yuv420p frame of 64x48; expected yuv420p10le of 64x48"):
+            enc.write(av.VideoFrame(64, 48, "yuv420p"), 1.0)
+        with pytest.raises(ValueError, match="expected yuv420p10le of 64x48"):
+            enc.write(av.VideoFrame(32, 48, "yuv420p10le"), 1.0)
+        with pytest.raises(ValueError, match="expected"):
+            enc.write(np.zeros((48, 64), np.uint8), 1.0)
+    info = probe(out)
+    assert info.pix_fmt == "yuv420p10le" and (info.format.matrix, info.format.range) == ("bt601", "limited")
+    with Decoder(out) as d:
+        for i, f in enumerate(d):
+            assert_patches(f, i, 6)

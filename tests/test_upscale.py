@@ -12,7 +12,7 @@ from upshade.host import cli
 from upshade.host import upscale as upscale_mod
 from upshade.host.errors import UpshadeError
 from upshade.host.pipeline import Renderer
-from upshade.host.upscale import Readback, upscale_video
+from upshade.host.upscale import PlaneReadback, Readback, upscale_video
 from upshade.host.video import Decoder, probe
 
 pytestmark = pytest.mark.gl
@@ -194,3 +194,233 @@ def test_source_colours_survive_the_gpu_round_trip(gl_ctx, tmp_path, kw):
                 # grey in, grey out: chroma neutral
                 assert np.abs(f.planes[1][:48, :64].astype(int) - 128).max() <= 2
             assert_patches(f, i, 8, gray=kw["pix_fmt"] == "gray")
+
+
+# --------------------------------------------------------------- YCbCr on the GPU (PlaneReadback)
+
+SWS_MATRIX = {"bt601": "ITU601", "bt709": "ITU709", "bt2020nc": "BT2020"}
+
+
+def rgb_texture(ctx, rgb: np.ndarray):
+    """An RGBA texture holding exactly ``rgb`` (uint8 -> rgba8, uint16 -> rgba16 unorm)."""
+    h, w, _ = rgb.shape
+    alpha = np.full((h, w, 1), np.iinfo(rgb.dtype).max, rgb.dtype)
+    return ctx.texture((w, h), 4, np.concatenate([rgb, alpha], -1).tobytes(),
+                       dtype="f1" if rgb.dtype == np.uint8 else "nu2")
+
+
+def gpu_frame(ctx, rgb: np.ndarray, pix_fmt: str, matrix: str):
+    tex = rgb_texture(ctx, rgb)
+    try:
+        with PlaneReadback(ctx, (rgb.shape[1], rgb.shape[0]), pix_fmt, matrix) as rb:
+            out = rb.submit(tex, None) + rb.drain()
+    finally:
+        tex.release()
+    assert len(out) == 1
+    return out[0][0]
+
+
+def swscale_frame(rgb: np.ndarray, pix_fmt: str, matrix: str):
+    import av
+
+    layout = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+    return av.VideoFrame.from_ndarray(rgb, format=layout).reformat(
+        format=pix_fmt, dst_colorspace=SWS_MATRIX[matrix], dst_color_range="MPEG")
+
+
+def planes_of(frame) -> list[np.ndarray]:
+    """Y, Cb, Cr codes of an av.VideoFrame as int arrays (row padding stripped)."""
+    dtype = np.dtype("<u2") if frame.format.components[0].bits > 8 else np.dtype(np.uint8)
+    out = []
+    for p in frame.planes:
+        rows = np.frombuffer(p, np.uint8)[: p.height * p.line_size].reshape(p.height, p.line_size)
+        out.append(rows[:, : p.width * dtype.itemsize].copy().view(dtype).astype(np.int64))
+    return out
+
+
+def reference_planes(rgb: np.ndarray, pix_fmt: str, matrix: str) -> list[np.ndarray]:
+    """The documented conversion in float64: matrix of encode.ycbcr_matrix; chroma on even columns with
+    [1 2 1]/4, midway between row pairs with [1 3 3 1]/8 (4:2:0), border pixels repeated."""
+    import av
+
+    from upshade.host.encode import ycbcr_matrix
+
+    fmt = av.VideoFormat(pix_fmt)
+    bits = fmt.components[0].bits
+    m = ycbcr_matrix(matrix, bits)
+    x = rgb.astype(np.float64) / np.iinfo(rgb.dtype).max
+    h, w, _ = x.shape
+    sx, sy = (2 if fmt.chroma_width(2) == 1 else 1), (2 if fmt.chroma_height(2) == 1 else 1)
+    cols = np.arange(fmt.chroma_width(w)) * sx
+    rows = np.arange(fmt.chroma_height(h)) * sy
+
+    def at(ys, xs):
+        return x[np.clip(ys, 0, h - 1)][:, np.clip(xs, 0, w - 1)]
+
+    def hfilt(ys):
+        return 0.25 * (at(ys, cols - 1) + at(ys, cols + 1)) + 0.5 * at(ys, cols) if sx == 2 else at(ys, cols)
+
+    c = 0.125 * (hfilt(rows - 1) + hfilt(rows + 2)) + 0.375 * (hfilt(rows) + hfilt(rows + 1)) if sy == 2 else hfilt(rows)
+
+    def code(v, r):
+        return np.clip(np.floor(v @ m[r, :3] + m[r, 3] + 0.5), 0, (1 << bits) - 1).astype(np.int64)
+
+    return [code(x, 0), code(c, 1), code(c, 2)]
+
+
+def gentle_gradient(w: int, h: int, deep: bool) -> np.ndarray:
+    """Smooth ramps in every channel (at most ~3 codes per pixel), where chroma siting moves codes < 1."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rgb = np.stack([40 + 150 * xx / max(w - 1, 1), 220 - 170 * yy / max(h - 1, 1),
+                    60 + 70 * (xx / max(w - 1, 1) + yy / max(h - 1, 1))], -1)
+    if deep:
+        return np.rint(rgb * 257).astype(np.uint16)
+    return np.rint(rgb).astype(np.uint8)
+
+
+# Odd heights are left out of 4:2:0 here: swscale scales 2k+1 rows to k+1 chroma rows with the ratio
+# (2k+1)/(k+1), which drifts (by 3/4 of a row at the bottom of 21 rows) from the rows 2j, 2j+1 that
+# chroma row j stands for. The documented filter is checked on odd sizes below.
+@pytest.mark.parametrize("pix_fmt,size,matrix", [
+    ("yuv420p", (64, 48), "bt601"),
+    ("yuv420p", (37, 22), "bt709"),       # odd width: 19 chroma columns, padded rows
+    ("yuv422p", (37, 19), "bt709"),
+    ("yuv444p", (33, 17), "bt2020nc"),
+    ("yuv420p10le", (64, 48), "bt709"),
+    ("yuv420p10le", (35, 20), "bt2020nc"),
+])
+def test_gpu_planes_match_swscale(gl_ctx, pix_fmt, size, matrix):
+    w, h = size
+    deep = "10" in pix_fmt
+    tol = 4 if deep else 1
+    patch = np.empty((h, w, 3), np.uint16 if deep else np.uint8)
+    patch[:] = (200 * 257, 100 * 257, 50 * 257) if deep else (200, 100, 50)
+    for rgb in (patch, gentle_gradient(w, h, deep)):
+        got = gpu_frame(gl_ctx, rgb, pix_fmt, matrix)
+        want = swscale_frame(rgb, pix_fmt, matrix)
+        assert got.format.name == pix_fmt and (got.width, got.height) == (w, h)
+        for name, a, b in zip("Y Cb Cr".split(), planes_of(got), planes_of(want)):
+            assert a.shape == b.shape, name
+            assert np.abs(a - b).max() <= tol, (name, np.abs(a - b).max())
+
+
+def test_gpu_planes_exact_codes(gl_ctx):
+    # Flat colours: codes from the BT.709 / BT.601 definitions, written out by hand.
+    cases = [
+        ("yuv420p", "bt709", (255, 255, 255), (235, 128, 128)),
+        ("yuv420p", "bt709", (0, 0, 0), (16, 128, 128)),
+        ("yuv420p", "bt709", (255, 0, 0), (63, 102, 240)),
+        ("yuv420p", "bt601", (0, 255, 0), (145, 54, 34)),
+        ("yuv420p10le", "bt709", (65535, 65535, 65535), (940, 512, 512)),
+        ("yuv420p10le", "bt709", (0, 0, 0), (64, 512, 512)),
+        ("yuv420p10le", "bt709", (65535, 0, 0), (250, 409, 960)),
+        ("yuv420p10le", "bt601", (0, 0, 65535), (164, 960, 439)),
+    ]
+    for pix_fmt, matrix, colour, codes in cases:
+        rgb = np.empty((6, 10, 3), np.uint16 if max(colour) > 255 else np.uint8)
+        rgb[:] = colour
+        for plane, want in zip(planes_of(gpu_frame(gl_ctx, rgb, pix_fmt, matrix)), codes):
+            assert (plane == want).all(), (pix_fmt, matrix, colour, np.unique(plane), want)
+
+
+@pytest.mark.parametrize("pix_fmt,size", [("yuv420p", (37, 21)), ("yuv420p", (40, 24)), ("yuv422p", (21, 9)),
+                                          ("yuv444p", (13, 7)), ("yuv420p10le", (35, 19)),
+                                          ("yuv422p10le", (18, 11)), ("yuv444p12le", (9, 5))])
+def test_gpu_planes_follow_the_documented_filter(gl_ctx, pix_fmt, size):
+    """Random 16-bit RGB: every code equals the float64 reference (siting, taps, edges, rounding)."""
+    w, h = size
+    rgb = np.random.default_rng(w * h).integers(0, 65536, (h, w, 3), dtype=np.uint16)
+    got = planes_of(gpu_frame(gl_ctx, rgb, pix_fmt, "bt709"))
+    for a, b in zip(got, reference_planes(rgb, pix_fmt, "bt709")):
+        assert a.shape == b.shape
+        assert np.abs(a - b).max() <= 1          # a float32 rounding tie, at most
+        assert (a != b).mean() < 0.01
+
+
+def test_gpu_siting_is_left_for_420(gl_ctx):
+    """One bright blue pixel: on an even column it lands on one chroma column (weight 1/2), on an odd
+    column it is shared by two (1/4 each); vertically rows 2j and 2j+1 weigh 3/8, 2j-1 and 2j+2 1/8."""
+    for x0, y0, want_cols, want_rows in ((6, 4, {3: 2}, {2: 3, 1: 1}), (7, 4, {3: 1, 4: 1}, {2: 3, 1: 1}),
+                                         (6, 5, {3: 2}, {2: 3, 3: 1})):
+        rgb = np.zeros((12, 16, 3), np.uint16)
+        rgb[y0, x0, 2] = 65535
+        cb = planes_of(gpu_frame(gl_ctx, rgb, "yuv420p10le", "bt709"))[1] - 512
+        assert set(zip(*np.nonzero(cb))) == {(r, c) for r in want_rows for c in want_cols}
+        full = 896 * 0.5                                   # Cb of pure blue minus neutral, in 10-bit codes
+        for r, wr in want_rows.items():
+            for c, wc in want_cols.items():
+                assert cb[r, c] == pytest.approx(full * wc / 4 * wr / 8, abs=0.5)
+
+
+def test_plane_readback_lags_and_copies_into_any_row_stride(gl_ctx, monkeypatch):
+    w, h = 37, 21
+    rgb = [np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8) for k in range(5)]
+    texs = [rgb_texture(gl_ctx, a) for a in rgb]
+    wrong = gl_ctx.texture((36, 21), 4)
+    want = [reference_planes(a, "yuv420p", "bt601") for a in rgb]
+    try:
+        for pad in (0, 64):
+            real = upscale_mod.ffmpeg_strides
+            # pad > 0: the pixel buffer's rows are longer than the frame's, which are copied row by row
+            monkeypatch.setattr(upscale_mod, "ffmpeg_strides", lambda *a: [s + pad for s in real(*a)])
+            with PlaneReadback(gl_ctx, (w, h), "yuv420p", "bt601", lag=2) as rb:
+                got = []
+                for k, tex in enumerate(texs):
+                    ready = rb.submit(tex, k)
+                    assert len(ready) == (1 if k >= 2 else 0)
+                    got += ready
+                got += rb.drain()
+                with pytest.raises(UpshadeError, match="expected 37x21"):
+                    rb.submit(wrong, 9)
+            monkeypatch.undo()
+            assert [k for _, k in got] == list(range(5))
+            for frame, k in got:
+                assert frame.planes[0].line_size > w and frame.planes[1].line_size > 19   # FFmpeg pads rows
+                for a, b in zip(planes_of(frame), want[k]):
+                    assert np.abs(a - b).max() <= 1
+    finally:
+        for t in (*texs, wrong):
+            t.release()
+
+
+def test_encoder_readback_picks_gpu_or_swscale(gl_ctx, tmp_path):
+    from upshade.host.encode import Encoder
+
+    for pix_fmt, kind in (("yuv420p", PlaneReadback), ("yuv420p10le", PlaneReadback), ("yuv444p", PlaneReadback),
+                          ("nv12", Readback), ("gray", Readback), ("yuvj420p", Readback)):
+        out = tmp_path / f"{pix_fmt}.mkv"
+        enc = Encoder(out, width=64, height=48, pix_fmt=pix_fmt, preset="ultrafast")
+        try:
+            with upscale_mod.encoder_readback(gl_ctx, enc) as rb:
+                assert type(rb) is kind, pix_fmt
+        finally:
+            enc.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv444p", "nv12"])   # GPU 4:4:4, and the RGB + swscale fallback
+def test_other_pixel_formats_end_to_end(gl_ctx, tmp_path, pix_fmt):
+    src = make_clip(tmp_path / "s.mkv", frames=3)
+    out = tmp_path / "o.mkv"
+    assert upscale_video(gl_ctx, src, out, pix_fmt=pix_fmt, crf=8, preset="ultrafast", progress=False) == 3
+    assert probe(out).pix_fmt == {"nv12": "yuv420p"}.get(pix_fmt, pix_fmt)   # H.264 decodes nv12 as planar
+    with Decoder(out) as d:
+        for i, f in enumerate(d):
+            assert_patches(f, i, 8)
+
+
+def test_interrupt_in_the_gpu_readback_leaves_nothing(gl_ctx, tmp_path, monkeypatch):
+    src = make_clip(tmp_path / "s.mkv", frames=12)
+    out = tmp_path / "o.mkv"
+    real = PlaneReadback._finish
+    calls = []
+
+    def finish(self, buf):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, buf)
+
+    monkeypatch.setattr(PlaneReadback, "_finish", finish)
+    assert run_cli(src, "-o", out, "--preset", "ultrafast") == 130
+    assert len(calls) == 4 and not out.exists() and leftovers(tmp_path) == []
