@@ -864,39 +864,39 @@ void hook() {
     float l0_3 = HOOKED_mul * texelFetch(HOOKED_raw, ivec2(x0, y3), 0).x, l1_3 = HOOKED_mul * texelFetch(HOOKED_raw, ivec2(x1, y3), 0).x, l2_3 = HOOKED_mul * texelFetch(HOOKED_raw, ivec2(x2, y3), 0).x, l3_3 = HOOKED_mul * texelFetch(HOOKED_raw, ivec2(x3, y3), 0).x;
     const vec2 up = vec2(0.25, 0.75), down = vec2(0.75, 0.25);
     vec3 he0_0 = 0.25 * vec3(l0_0, l0_1, l0_2) + 0.75 * vec3(l1_0, l1_1, l1_2), ho0_0 = 0.75 * vec3(l1_0, l1_1, l1_2) + 0.25 * vec3(l2_0, l2_1, l2_2);
-    vec4 y0_0 = r0_0 + vec4(dot(he0_0.xy, up), dot(ho0_0.xy, up), dot(he0_0.yz, down), dot(ho0_0.yz, down));
+    vec4 s0_0 = r0_0 + vec4(dot(he0_0.xy, up), dot(ho0_0.xy, up), dot(he0_0.yz, down), dot(ho0_0.yz, down));
     if (all(lessThanEqual(o + ivec2(0, 0), lim))) {
         ivec2 q = 2 * (o + ivec2(0, 0));
-        imageStore(out_image, q + ivec2(0, 0), vec4(y0_0.x, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 0), vec4(y0_0.y, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(0, 1), vec4(y0_0.z, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 1), vec4(y0_0.w, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 0), vec4(s0_0.x, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 0), vec4(s0_0.y, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 1), vec4(s0_0.z, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 1), vec4(s0_0.w, 0.0, 0.0, 1.0));
     }
     vec3 he1_0 = 0.25 * vec3(l1_0, l1_1, l1_2) + 0.75 * vec3(l2_0, l2_1, l2_2), ho1_0 = 0.75 * vec3(l2_0, l2_1, l2_2) + 0.25 * vec3(l3_0, l3_1, l3_2);
-    vec4 y1_0 = r1_0 + vec4(dot(he1_0.xy, up), dot(ho1_0.xy, up), dot(he1_0.yz, down), dot(ho1_0.yz, down));
+    vec4 s1_0 = r1_0 + vec4(dot(he1_0.xy, up), dot(ho1_0.xy, up), dot(he1_0.yz, down), dot(ho1_0.yz, down));
     if (all(lessThanEqual(o + ivec2(1, 0), lim))) {
         ivec2 q = 2 * (o + ivec2(1, 0));
-        imageStore(out_image, q + ivec2(0, 0), vec4(y1_0.x, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 0), vec4(y1_0.y, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(0, 1), vec4(y1_0.z, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 1), vec4(y1_0.w, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 0), vec4(s1_0.x, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 0), vec4(s1_0.y, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 1), vec4(s1_0.z, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 1), vec4(s1_0.w, 0.0, 0.0, 1.0));
     }
     vec3 he0_1 = 0.25 * vec3(l0_1, l0_2, l0_3) + 0.75 * vec3(l1_1, l1_2, l1_3), ho0_1 = 0.75 * vec3(l1_1, l1_2, l1_3) + 0.25 * vec3(l2_1, l2_2, l2_3);
-    vec4 y0_1 = r0_1 + vec4(dot(he0_1.xy, up), dot(ho0_1.xy, up), dot(he0_1.yz, down), dot(ho0_1.yz, down));
+    vec4 s0_1 = r0_1 + vec4(dot(he0_1.xy, up), dot(ho0_1.xy, up), dot(he0_1.yz, down), dot(ho0_1.yz, down));
     if (all(lessThanEqual(o + ivec2(0, 1), lim))) {
         ivec2 q = 2 * (o + ivec2(0, 1));
-        imageStore(out_image, q + ivec2(0, 0), vec4(y0_1.x, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 0), vec4(y0_1.y, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(0, 1), vec4(y0_1.z, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 1), vec4(y0_1.w, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 0), vec4(s0_1.x, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 0), vec4(s0_1.y, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 1), vec4(s0_1.z, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 1), vec4(s0_1.w, 0.0, 0.0, 1.0));
     }
     vec3 he1_1 = 0.25 * vec3(l1_1, l1_2, l1_3) + 0.75 * vec3(l2_1, l2_2, l2_3), ho1_1 = 0.75 * vec3(l2_1, l2_2, l2_3) + 0.25 * vec3(l3_1, l3_2, l3_3);
-    vec4 y1_1 = r1_1 + vec4(dot(he1_1.xy, up), dot(ho1_1.xy, up), dot(he1_1.yz, down), dot(ho1_1.yz, down));
+    vec4 s1_1 = r1_1 + vec4(dot(he1_1.xy, up), dot(ho1_1.xy, up), dot(he1_1.yz, down), dot(ho1_1.yz, down));
     if (all(lessThanEqual(o + ivec2(1, 1), lim))) {
         ivec2 q = 2 * (o + ivec2(1, 1));
-        imageStore(out_image, q + ivec2(0, 0), vec4(y1_1.x, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 0), vec4(y1_1.y, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(0, 1), vec4(y1_1.z, 0.0, 0.0, 1.0));
-        imageStore(out_image, q + ivec2(1, 1), vec4(y1_1.w, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 0), vec4(s1_1.x, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 0), vec4(s1_1.y, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(0, 1), vec4(s1_1.z, 0.0, 0.0, 1.0));
+        imageStore(out_image, q + ivec2(1, 1), vec4(s1_1.w, 0.0, 0.0, 1.0));
     }
 }

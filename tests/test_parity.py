@@ -133,6 +133,19 @@ def test_tiny_and_odd_sizes(gl_ctx, torch, nets, images, cfg, mode):
         check(gl_ctx, torch, m, shader, np.ascontiguousarray(y[:h, :w]), "rgba32f")
 
 
+@pytest.mark.parametrize("block", [(1, 1), (3, 2)])
+def test_other_compute_block_shapes_match_torch(gl_ctx, torch, nets, images, monkeypatch, block):
+    """The compute lowering is generic in the block each invocation computes (the shipped one is 2x2)."""
+    model_mod, export = nets
+    monkeypatch.setattr(export, "BLOCK", block)
+    for seed, cfg in enumerate(CONFIGS[1:3]):
+        m = random_model(model_mod, torch, 7 + seed, blocks=2, **cfg)
+        shader = parse_shader(export.export_shader(m, name="T"), "upshade_T.glsl")
+        assert all(p.compute[0] == p.compute[2] * block[0] * (1 + (p is shader.passes[-1])) for p in shader.passes)
+        check(gl_ctx, torch, m, shader, images["random"][:13, :17], "rgba32f")
+        check(gl_ctx, torch, m, shader, images["random"][:2, :1], "rgba32f")
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("residual", ["bicubic", "bilinear"])
 def test_final_layer_split_over_bind_limit(gl_ctx, torch, nets, images, residual, mode):
