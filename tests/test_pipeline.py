@@ -793,3 +793,25 @@ def test_texture_pool_is_trimmed_when_sizes_change(gl_ctx, tmp_path, image):
             lives.append(r.pool.live)
         assert r.pool.allocations >= 3 * 20  # every size needed textures of its own...
         assert max(lives) <= min(lives) + 2  # ...and the old ones were freed
+
+
+def test_compute_pass_out_image_has_the_declared_components(gl_ctx, tmp_path):
+    """COMPONENTS 1 on a compute pass: out_image is declared r32f/r16f and its target has one channel."""
+    src = """//!HOOK LUMA
+//!BIND HOOKED
+//!WIDTH HOOKED.w 2 *
+//!HEIGHT HOOKED.h 2 *
+//!COMPONENTS 1
+//!COMPUTE 8 8
+void hook() {
+    ivec2 p = ivec2(gl_GlobalInvocationID.xy);
+    imageStore(out_image, p, vec4(HOOKED_tex((vec2(p / 2) + 0.5) * HOOKED_pt).x + 0.125, 9.0, 9.0, 9.0));
+}
+"""
+    y = np.arange(35, dtype=np.float32).reshape(5, 7) / 64.0
+    for fmt in ("rgba32f", "rgba16f"):
+        with Renderer(gl_ctx, [shader(tmp_path, src)], fbo_format=fmt) as r:
+            out = r.render_luma(y)
+            channels = {key[:3] for key in r.pool._keys.values()}
+        assert (14, 10, 1) in channels and (14, 10, 4) not in channels, fmt
+        np.testing.assert_allclose(out, np.repeat(np.repeat(y, 2, 0), 2, 1) + 0.125, atol=1e-3)

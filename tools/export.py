@@ -742,6 +742,10 @@ def _render(passes: list[_Pass], header: list[str]) -> str:
         if p.save:
             out.append(f"//!SAVE {p.save}")
             out.append("//!COMPONENTS 4")
+        else:
+            # The new LUMA: one component, so hosts that size targets by it (ours,
+            # for compute passes too) write one float per pixel instead of four.
+            out.append("//!COMPONENTS 1")
         if p.upscale:
             out.append("//!WIDTH LUMA.w 2 *")
             out.append("//!HEIGHT LUMA.h 2 *")
