@@ -74,20 +74,22 @@ void main() {
 """
 
 # Merges luma, chroma and alpha (all on the luma grid) into one texture and,
-# when nothing hooks NATIVE, converts to RGB in the same pass. The CHROMA_V
-# variant also does the vertical half of the chroma upscale (4 Catmull-Rom
-# taps, the scaler's own kernel and placement): when nothing hooks
-# CHROMA_SCALED, that saves writing and re-reading a full-size chroma texture.
-def _merge_source(chroma_v: bool) -> str:
-    return GLSL_VERSION + f"#define CHROMA_V {int(chroma_v)}\n" + """
+# when nothing hooks NATIVE, converts to RGB in the same pass. With ``chroma_v``
+# it also does the vertical half of the chroma upscale (4 Catmull-Rom taps, the
+# scaler's own kernel and placement): when nothing hooks CHROMA_SCALED, that
+# saves writing and re-reading a full-size chroma texture. The matrix and the
+# plane layout are compiled in, not uniforms: on llvmpipe a uniform mat4 and
+# uniform-guarded fetches made this full-size pass ~1.6x slower.
+def _merge_source(chroma_v: bool, has_chroma: bool, has_alpha: bool, m_off, neutral: float) -> str:
+    m, off = m_off
+    consts = (f"const mat4 M = mat4({', '.join(repr(float(v)) for v in m)});\n"
+              f"const vec4 OFF = vec4({', '.join(repr(float(v)) for v in off)});\n"
+              f"const vec2 NEUTRAL = vec2({float(neutral)!r});\n")
+    return GLSL_VERSION + f"#define CHROMA_V {int(chroma_v)}\n#define HAS_CHROMA {int(has_chroma)}\n" \
+        f"#define HAS_ALPHA {int(has_alpha)}\n" + consts + """
 layout(binding = 0) uniform sampler2D luma;
 layout(binding = 1) uniform sampler2D chroma;
 layout(binding = 2) uniform sampler2D alpha;
-uniform bool has_chroma;
-uniform bool has_alpha;
-uniform vec2 neutral;
-uniform mat4 m;   // identity for NATIVE; the YCbCr -> RGB conversion when NATIVE is not hooked
-uniform vec4 off;
 uniform float vratio;   // CHROMA_V: chroma rows per output row
 uniform float vshift;   // CHROMA_V: chroma row coordinate (texel-centre units) of output row 0
 out vec4 color;
@@ -96,7 +98,9 @@ void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
     vec4 ycc;
     ycc.x = texelFetch(luma, p, 0).x;
-#if CHROMA_V
+#if !HAS_CHROMA
+    ycc.yz = NEUTRAL;
+#elif CHROMA_V
     float c = float(p.y) * vratio + vshift;
     float base = floor(c);
     vec4 w = upshade_cubic4(c - base);
@@ -106,12 +110,17 @@ void main() {
            + w.z * texelFetch(chroma, ivec2(p.x, clamp(i0 + 2, 0, last)), 0).xy
            + w.w * texelFetch(chroma, ivec2(p.x, clamp(i0 + 3, 0, last)), 0).xy;
 #else
-    ycc.yz = has_chroma ? texelFetch(chroma, p, 0).xy : neutral;
+    ycc.yz = texelFetch(chroma, p, 0).xy;
 #endif
-    ycc.w = has_alpha ? texelFetch(alpha, p, 0).x : 1.0;
-    color = m * ycc + off;
+#if HAS_ALPHA
+    ycc.w = texelFetch(alpha, p, 0).x;
+#else
+    ycc.w = 1.0;
+#endif
+    color = M * ycc + OFF;
 }
 """
+
 
 _IDENTITY4 = (tuple(float(v) for v in np.eye(4).reshape(-1)), (0.0, 0.0, 0.0, 0.0))
 
@@ -229,8 +238,7 @@ class Renderer:
         self.pool = TexturePool(ctx, self.fbo_format)
         self.scaler = Scaler(ctx, self.pool)
         self._affine = FullscreenProgram(ctx, AFFINE_FS)
-        self._merge = FullscreenProgram(ctx, _merge_source(False))
-        self._merge_v = FullscreenProgram(ctx, _merge_source(True))
+        self._merges: dict[tuple, FullscreenProgram] = {}   # merge variants, see _merge_source
         self._last_out_size: tuple[int, int] | None = None
         self._unpacker: FrameUnpacker | None = None
         self._luma_input: moderngl.Texture | None = None
@@ -519,17 +527,15 @@ class Renderer:
         """
         comps = 4 if alpha is not None else 3
         out = self.pool.acquire(luma.w, luma.h, comps, dtype)
-        prog = self._merge if chroma_v is None else self._merge_v
-        prog.set("m", m_off[0])
-        prog.set("off", m_off[1])
+        key = (chroma_v is not None, chroma is not None, alpha is not None, m_off, neutral)
+        prog = self._merges.get(key)
+        if prog is None:
+            prog = self._merges[key] = FullscreenProgram(self.ctx, _merge_source(*key))
         luma.tex.use(0)
         if chroma is not None:
             chroma.tex.use(1)
         if alpha is not None:
             alpha.tex.use(2)
-        prog.set("has_chroma", chroma is not None)
-        prog.set("has_alpha", alpha is not None)
-        prog.set("neutral", (neutral, neutral))
         if chroma_v is not None:
             prog.set("vratio", chroma_v[0])
             prog.set("vshift", chroma_v[1])
@@ -786,8 +792,9 @@ class Renderer:
         for _, buf in self._buffers.values():
             buf.release()
         self._buffers.clear()
-        for obj in (getattr(self, "scaler", None), getattr(self, "_affine", None), getattr(self, "_merge", None),
-                    getattr(self, "_merge_v", None), getattr(self, "pool", None)):
+        for prog in getattr(self, "_merges", {}).values():
+            prog.release()
+        for obj in (getattr(self, "scaler", None), getattr(self, "_affine", None), getattr(self, "pool", None)):
             if obj is not None:
                 obj.release()
 
