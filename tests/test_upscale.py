@@ -269,10 +269,11 @@ def reference_planes(rgb: np.ndarray, pix_fmt: str, matrix: str) -> list[np.ndar
 
 
 def gentle_gradient(w: int, h: int, deep: bool) -> np.ndarray:
-    """Smooth ramps in every channel (at most ~3 codes per pixel), where chroma siting moves codes < 1."""
+    """Smooth ramps in every channel (2-2.5 codes per pixel), where the half-pixel difference between
+    our chroma siting and swscale's moves chroma by less than a code."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    rgb = np.stack([40 + 150 * xx / max(w - 1, 1), 220 - 170 * yy / max(h - 1, 1),
-                    60 + 70 * (xx / max(w - 1, 1) + yy / max(h - 1, 1))], -1)
+    rgb = np.stack([40 + 2.0 * xx, 220 - 2.5 * yy, 60 + 1.2 * (xx + yy)], -1)
+    assert rgb.min() >= 0 and rgb.max() <= 255
     if deep:
         return np.rint(rgb * 257).astype(np.uint16)
     return np.rint(rgb).astype(np.uint8)
@@ -287,7 +288,9 @@ def gentle_gradient(w: int, h: int, deep: bool) -> np.ndarray:
     ("yuv422p", (37, 19), "bt709"),
     ("yuv444p", (33, 17), "bt2020nc"),
     ("yuv420p10le", (64, 48), "bt709"),
-    ("yuv420p10le", (35, 20), "bt2020nc"),
+    # 10 bits at a width divisible by 16: at 35..40, swscale (FFmpeg 8) now and then writes eight wrong
+    # luma codes at the start of a row (rgb48le -> yuv420p10le; 11 of 300 conversions at 36x20)
+    ("yuv420p10le", (48, 20), "bt2020nc"),
 ])
 def test_gpu_planes_match_swscale(gl_ctx, pix_fmt, size, matrix):
     w, h = size
