@@ -56,11 +56,12 @@ void main() {
 # chroma sample sits on the even luma column (MPEG-2 / H.264 / HEVC "left",
 # what decoders assume for untagged 4:2:0 and what 4:2:2 always is): taps
 # [1 2 1]/4 around it. Vertically (4:2:0) it sits midway between rows 2j and
-# 2j+1: taps [1 3 3 1]/8 over rows 2j-1..2j+2, the bilinear 2:1 filter swscale
-# uses there (swscale itself averages column pairs, i.e. centre-sites
-# horizontally, half a pixel off what the stream says). Edges repeat the border
-# pixel (odd sizes included). The filter runs on clamped R'G'B' before the
-# matrix: the matrix is affine, so this equals filtering Cb/Cr.
+# 2j+1: their average. (swscale averages column pairs, i.e. centre-sites
+# horizontally, half a pixel off what the stream says, and takes [1 3 3 1]/8
+# vertically: measured on llvmpipe, those two extra rows cost 40% more.)
+# Edges repeat the border pixel (odd sizes included). The filter runs on
+# clamped R'G'B' before the matrix: the matrix is affine, so this equals
+# filtering Cb/Cr.
 YCBCR_CS = """#version 450
 layout(local_size_x = LOCAL_X, local_size_y = LOCAL_Y) in;
 layout(binding = 0) uniform sampler2D src;   // any float or unorm RGBA texture
@@ -76,9 +77,7 @@ uniform float peak;                          // largest code, 2^bits - 1
 const int P = 4 / BYTES;                     // samples per word
 const int BX = P * SUB_X;                    // luma columns per invocation
 const int C0 = SUB_X - 1;                    // fetched columns: x0 - C0 .. x0 + BX - 1
-const int NC = BX + C0;
-const int R0 = SUB_Y - 1;                    // fetched rows: y0 - R0 .. y0 + 2 * R0
-const int NR = 1 + 3 * R0;
+const int NC = BX + C0;                      // fetched rows: y0 .. y0 + SUB_Y - 1
 
 uint code(vec3 rgb, vec4 row) {
     return uint(clamp(floor(dot(vec4(rgb, 1.0), row) + 0.5), 0.0, peak));
@@ -97,16 +96,16 @@ void main() {
     ivec2 o = g * ivec2(BX, SUB_Y);
     if (o.x >= size.x || o.y >= size.y) return;
     ivec2 hi = size - 1;
-    vec3 t[NR][NC];
-    for (int r = 0; r < NR; r++)
+    vec3 t[SUB_Y][NC];
+    for (int r = 0; r < SUB_Y; r++)
         for (int c = 0; c < NC; c++)
-            t[r][c] = clamp(texelFetch(src, clamp(o + ivec2(c - C0, r - R0), ivec2(0), hi), 0).rgb, 0.0, 1.0);
+            t[r][c] = clamp(texelFetch(src, clamp(o + ivec2(c - C0, r), ivec2(0), hi), 0).rgb, 0.0, 1.0);
 
     for (int r = 0; r < SUB_Y && o.y + r <= hi.y; r++)
         for (int w = 0; w < SUB_X; w++) {
             uint word = 0u;
             for (int k = 0; k < P; k++)
-                word |= code(t[R0 + r][C0 + w * P + k], y_row) << (8 * BYTES * k);
+                word |= code(t[r][C0 + w * P + k], y_row) << (8 * BYTES * k);
             words[base.x + (o.y + r) * stride.x + g.x * SUB_X + w] = word;
         }
 
@@ -114,8 +113,7 @@ void main() {
     for (int k = 0; k < P; k++) {
         int c = C0 + k * SUB_X;
 #if SUB_Y == 2
-        vec3 rgb = 0.125 * (hfilter(t[0][c - 1], t[0][c], t[0][c + 1]) + hfilter(t[3][c - 1], t[3][c], t[3][c + 1]))
-                 + 0.375 * (hfilter(t[1][c - 1], t[1][c], t[1][c + 1]) + hfilter(t[2][c - 1], t[2][c], t[2][c + 1]));
+        vec3 rgb = 0.5 * (hfilter(t[0][c - 1], t[0][c], t[0][c + 1]) + hfilter(t[1][c - 1], t[1][c], t[1][c + 1]));
 #else
         vec3 rgb = hfilter(t[0][max(c - 1, 0)], t[0][c], t[0][min(c + 1, NC - 1)]);
 #endif
