@@ -16,6 +16,7 @@ included) and its colour matrix (see host/encode.py).
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import deque
 from pathlib import Path
@@ -229,7 +230,7 @@ class PlaneReadback(_LaggedReadback):
     is filled with one copy per plane (row by row should the strides differ).
     """
 
-    LOCAL_SIZE = (32, 2)   # invocations per work group: measured best of 4x4..16x16 on llvmpipe
+    LOCAL_SIZE = (32, 2)   # invocations per work group: the fastest of 4x4 .. 64x1 on llvmpipe
 
     def __init__(self, ctx, size: tuple[int, int], pix_fmt: str, matrix: str, *, lag: int = LAG):
         import av
@@ -256,13 +257,14 @@ class PlaneReadback(_LaggedReadback):
         offsets = [0, strides[0] * rows[0], strides[0] * rows[0] + strides[1] * rows[1]]
         # (offset, rows, stride, row bytes) of Y, Cb, Cr in a pixel buffer
         self._layout = list(zip(offsets, rows, strides, row_bytes))
-        super().__init__(ctx, (w, h), offsets[2] + strides[2] * rows[2], lag)
-        self._frame_size = (w, h)
-        self._staging = np.empty(strides[0] * h, np.uint8)  # for frames whose strides differ from the probe's
         lx, ly = self.LOCAL_SIZE
+        self._dispatch = (-(-self._groups[0] // lx), -(-self._groups[1] // ly))
         defines = (f"#define SUB_X {sub_x}\n#define SUB_Y {sub_y}\n#define BYTES {nbytes}\n"
                    f"#define LOCAL_X {lx}\n#define LOCAL_Y {ly}\n")
         self._cs = ctx.compute_shader(YCBCR_CS.replace("#version 450\n", "#version 450\n" + defines, 1))
+        super().__init__(ctx, (w, h), offsets[2] + strides[2] * rows[2], lag)
+        self._new_frame = functools.partial(av.VideoFrame, w, h, pix_fmt)
+        self._staging = np.empty(strides[0] * h, np.uint8)  # for frames whose strides differ from ffmpeg_strides'
         coef = ycbcr_matrix(matrix, self.bits)
         for name, value in (("src", 0), ("size", (w, h)), ("stride", tuple(s // 4 for s in strides)),
                             ("base", tuple(o // 4 for o in offsets)), ("y_row", tuple(coef[0])),
@@ -273,16 +275,13 @@ class PlaneReadback(_LaggedReadback):
     def _start(self, tex, buf) -> None:
         tex.use(0)
         buf.bind_to_storage_buffer(0)
-        lx, ly = self.LOCAL_SIZE
-        self._cs.run(-(-self._groups[0] // lx), -(-self._groups[1] // ly))
+        self._cs.run(*self._dispatch)
         # Shader stores are incoherent: make them visible to the buffer mapping in _finish.
         self.ctx.memory_barrier()
 
     def _finish(self, buf):
-        import av
-
         # A new frame each time: the codec may still hold a reference to an earlier one.
-        frame = av.VideoFrame(*self._frame_size, self.pix_fmt)
+        frame = self._new_frame()
         for plane, (offset, rows, stride, row_bytes) in zip(frame.planes, self._layout):
             if plane.line_size == stride:
                 buf.read_into(plane, size=(rows - 1) * stride + row_bytes, offset=offset)
