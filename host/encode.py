@@ -151,8 +151,9 @@ class Encoder:
                 enc.write(rgb, t)
 
     ``write`` takes ownership of the array or frame (it is converted and
-    encoded later, in the encoder thread): do not modify it afterwards. ``pts`` are source times in
-    seconds; with ``start`` the output starts at 0 (as ``ffmpeg -ss``).
+    encoded later, in the encoder thread): do not modify it afterwards.
+    ``pts`` are source times in seconds; with ``start`` the output starts at 0
+    (as ``ffmpeg -ss``).
     """
 
     def __init__(
