@@ -213,7 +213,8 @@ class Bench:
         self.in_size = (self.info.width, self.info.height)
         self.out_size = out_size or (self.info.width * SCALE, self.info.height * SCALE)
         self.frames = int(frames)
-        self.renderer = Renderer(ctx, shaders)
+        # As `upshade play` and `upshade upscale` (8-bit clip) render: to an 8-bit output.
+        self.renderer = Renderer(ctx, shaders, output="unorm8")
         self.target = RGBA8Target(ctx, self.out_size)
         self.tick = lambda: None   # called once per measured frame (a progress bar's update)
         self.encode_conversion = ""  # where measure_encode's YCbCr conversion ran

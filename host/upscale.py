@@ -396,7 +396,10 @@ def upscale_video(
     except ValueError:
         raise UpshadeError(f"--pix-fmt {pix_fmt}: unknown pixel format") from None
 
-    with Renderer(ctx, shaders, params=params, fbo_format=fbo_format) as renderer, \
+    # The renderer's last pass writes unorm texels as deep as the output: as exact as
+    # float for the encoder and cheaper to write and convert.
+    output = "unorm16" if av.VideoFormat(pix_fmt).components[0].bits > 8 else "unorm8"
+    with Renderer(ctx, shaders, params=params, fbo_format=fbo_format, output=output) as renderer, \
             Decoder(src, start=start, info=info) as decoder, \
             Encoder(out, source_path=src, source_info=info, width=ow, height=oh, codec=codec, crf=crf,
                     preset=preset, pix_fmt=pix_fmt, start=start, duration=duration) as encoder, \
