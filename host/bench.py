@@ -46,6 +46,7 @@ from .paths import MODEL_SIZES
 
 DEFAULT_SIZE = (640, 360)
 DEFAULT_FRAMES = 60
+DEFAULT_ROUNDS = 3
 SCALE = 2
 # Renderer.stage_times entries that time hook passes only (the rest is upload, colour and scaling).
 HOOK_STAGES = ("planes", "main", "output")
@@ -383,6 +384,11 @@ def _export_checkpoint(ckpt: Path, out: Path) -> Path:
 # ---------------------------------------------------------------- CLI
 
 
+def _median(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -408,6 +414,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", default="h264", choices=tuple(CODECS),
                         help="codec of the encode pipeline (default h264)")
     parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="R",
+                        help=f"interleaved rounds of the GL, playback and encode measurements; each row is "
+                             f"the median over rounds, so a slow spell of the machine hits all rows alike "
+                             f"(default {DEFAULT_ROUNDS})")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the table and ratios as JSON")
     parser.add_argument("--preset", default=None,
                         help="encoder preset for the encode pipeline (default: the encoder's, as `upshade upscale`)")
@@ -423,6 +433,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 2:
         raise UpshadeError(f"--frames must be at least 2, got {args.frames}")
+    if args.rounds < 1:
+        raise UpshadeError(f"--rounds must be at least 1, got {args.rounds}")
     if args.file is not None and args.size:
         raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
     size = _parse_size(args.size) if args.size else DEFAULT_SIZE
@@ -470,36 +482,47 @@ def run(args: argparse.Namespace) -> int:
             torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
             n_threads = len({1, max(1, os.cpu_count() or 1)})
             bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
-            with tqdm(total=4 * args.frames + torch_runs * n_threads, unit="frame", desc="bench",
+            with tqdm(total=4 * args.frames * args.rounds + torch_runs * n_threads, unit="frame", desc="bench",
                       dynamic_ncols=True, file=sys.stderr) as bar:
                 bench.tick = lambda: bar.update(1)
-                bar.set_postfix_str("GL")
-                net_ms, frame_ms = bench.measure_gl()
-                if model is not None:
-                    bar.set_postfix_str("PyTorch")
-                    torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick,
-                                                           shader_paths[0])
-                else:
-                    torch_ms, torch_note = None, "only for our models (--model)"
-                bar.set_postfix_str("playback")
-                play_ms, play_n = bench.measure_playback()
-                bar.set_postfix_str("encode")
-                enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
+                torch_ms, torch_note = None, "only for our models (--model)"
+                nets, frames, plays, encs = [], [], [], []
+                # Rounds interleave the measurements: the machine's speed drifts (shared
+                # hosts), and the ratios are only fair if every row saw the same drift.
+                for r in range(args.rounds):
+                    tag = f" {r + 1}/{args.rounds}" if args.rounds > 1 else ""
+                    bar.set_postfix_str("GL" + tag)
+                    net_ms, frame_ms = bench.measure_gl()
+                    nets.append(net_ms)
+                    frames.append(frame_ms)
+                    if model is not None and r == 0:
+                        bar.set_postfix_str("PyTorch")
+                        torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick,
+                                                               shader_paths[0])
+                    bar.set_postfix_str("playback" + tag)
+                    play_ms, play_n = bench.measure_playback()
+                    plays.append(play_ms)
+                    bar.set_postfix_str("encode" + tag)
+                    enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
+                    encs.append(enc_ms)
+                net_ms, frame_ms, play_ms, enc_ms = (_median(v) for v in (nets, frames, plays, encs))
+                rounds_note = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
             renderer = ctx.info.get("GL_RENDERER", "?")
             result = BenchResult(
                 title=title,
                 in_size=bench.in_size,
                 out_size=bench.out_size,
                 frames=args.frames,
-                network_gl=Row("network (GL)", net_ms, "shader passes alone, glFinish per stage"),
+                network_gl=Row("network (GL)", net_ms, "shader passes alone, glFinish per stage" + rounds_note),
                 network_torch=Row("network (PyTorch CPU)", torch_ms, torch_note),
                 gl_frame=Row("GL only (whole frame)", frame_ms,
-                             "upload + shaders + colour + output scaling, glFinish"),
+                             "upload + shaders + colour + output scaling, glFinish" + rounds_note),
                 playback=Row("playback (no display)", play_ms,
-                             f"decode thread + GL + present, {play_n} frames"),
+                             f"decode thread + GL + present, {play_n} frames" + rounds_note),
                 encode=Row("encode", enc_ms, f"decode + GL + {bench.encode_conversion} + PBO readback + "
                                              f"{args.codec} thread "
-                                             f"(preset {args.preset or 'default'}), {enc_n} frames"),
+                                             f"(preset {args.preset or 'default'}), {enc_n} frames"
+                                             + rounds_note),
                 device=f"{renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run",
             )
         finally:

@@ -72,6 +72,7 @@ def test_bench_with_a_model_fills_every_row_and_ratio(tiny_model, shared_ctx, ca
     assert all(v > 0 for v in data["ratios"].values())
     assert data["input"] == [64, 48] and data["output"] == [128, 96]
     assert "64x48 -> 128x96, 3 frames" in out
+    assert out.count("median of 3 rounds") == 4  # GL network, GL frame, playback, encode: interleaved
     t = parse_table(out)
     h = 0.005  # the table prints ms with 2 decimals: every check allows for that rounding
     for name in ROWS:
@@ -206,6 +207,7 @@ def _err(capsys, argv) -> str:
 
 def test_errors(tmp_path, capsys):
     assert "--frames" in _err(capsys, ["bench", "--shader", "x.glsl", "--frames", "1"])
+    assert "--rounds" in _err(capsys, ["bench", "--shader", "x.glsl", "--rounds", "0"])
     assert "WIDTHxHEIGHT" in _err(capsys, ["bench", "--shader", "x.glsl", "--size", "big"])
     assert "even" in _err(capsys, ["bench", "--shader", "x.glsl", "--size", "63x48"])
     assert "--preset" in _err(capsys, ["bench", "--shader", "x.glsl", "--preset", "warp9"])
