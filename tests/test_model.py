@@ -152,6 +152,6 @@ def test_model_info_cli(torch, M, tmp_path, capsys):
     torch.save({"config": cfg.to_dict(), "model": M.UpshadeNet(cfg).state_dict()}, path)
     assert cli.main(["model-info", "--size", "s", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "nearest_conv" in out and f"{M.param_count(cfg):,}" in out and "2,072" in out
+    assert "nearest_conv" in out and f"{M.param_count(cfg):,}" in out and "1,492" in out
     assert cli.main(["model-info", str(tmp_path / "missing.pt")]) == 1
     assert "missing.pt: checkpoint not found" in capsys.readouterr().err

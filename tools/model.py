@@ -77,10 +77,11 @@ class ModelConfig:
         return cls(**d)
 
 
-# The shipped sizes. M is the seed paper's 7 blocks x 4 channels; S halves its
-# depth for slow GPUs; L doubles the width (~11K weights, FSRCNN-sized).
+# The shipped sizes. M is the seed paper's 7 blocks x 4 channels; S keeps 3 of
+# its blocks, sized so 640x360 -> 720p runs at 30+ fps even on a 2-core CPU
+# rasteriser (llvmpipe); L doubles the width (~11K weights, FSRCNN-sized).
 SIZES: dict[str, ModelConfig] = {
-    "S": ModelConfig(blocks=4, width=4),
+    "S": ModelConfig(blocks=3, width=4),
     "M": ModelConfig(blocks=7, width=4),
     "L": ModelConfig(blocks=7, width=8),
 }
