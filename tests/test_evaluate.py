@@ -260,3 +260,18 @@ def test_shaders_are_scored_without_torch(tiny_set, random_model, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert [m["label"] for m in json.loads(out.read_text())["methods"]] == ["bicubic", "rand"]
+
+
+def test_sets_by_name_are_the_training_data_sources(data_dir, monkeypatch):
+    """`--set synla:val` scores exactly the validation split training uses; `set5` the shared folder."""
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # names resolve under ../shared/data
+    by_name = ev.load_set("set5")
+    by_path = ev.load_set(data_dir / "set5")
+    assert by_name.name == "set5" and [i.name for i in by_name.images] == [i.name for i in by_path.images]
+    assert all(np.array_equal(a.hr, b.hr) for a, b in zip(by_name.images, by_path.images))
+    from upshade.tools.data import resolve_source
+
+    val = resolve_source("synla:val")
+    assert len(val) == 128
+    with pytest.raises(ev.UpshadeError, match="nosuchset: test set folder does not exist"):
+        ev.load_set("nosuchset")

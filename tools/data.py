@@ -37,6 +37,8 @@ IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm",
 SYNLA_VAL_COUNT = 128
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
 _FOLDERS = {"synla": "synla1024", "t91": "t91", "set5": "set5", "set14": "set14"}
+# Names resolve_source() understands besides folders.
+NAMED_SOURCES = frozenset(_FOLDERS) | {"skimage"}
 # scikit-image's bundled samples that are lossless natural photographs. Left
 # out: JPEGs (their block artefacts would be learnt as detail), the
 # motion-blurred clock, the stereo twin of motorcycle_left, and the synthetic
@@ -116,7 +118,7 @@ def skimage_photos() -> list[Path]:
 def source_label(spec: str) -> str:
     """Short key for metrics: 'set5', 'synla_val', or a folder's name."""
     name, _, split = spec.partition(":")
-    if name.lower() in _FOLDERS or name.lower() == "skimage":
+    if name.lower() in NAMED_SOURCES:
         return name.lower() + (f"_{split}" if split else "")
     return Path(spec).name or spec
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..host.errors import MediaError, UpshadeError
 from ..host.fileio import atomic_output, check_output_path
-from .data import list_images
+from .data import NAMED_SOURCES, list_images, resolve_source, source_label
 from .metrics import as_rgb, crop_to_multiple, imresize_down, psnr_y, ssim_y
 
 SCALE = 2
@@ -86,11 +86,23 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def load_set(path: str | os.PathLike) -> TestSet:
-    """Read every image of a test-set folder (sorted by name) and build its LR inputs."""
+    """Read every image of a test set (sorted by name) and build its LR inputs.
+
+    ``path`` is a folder, or one of the data sources the training uses by name
+    (``set5``, ``set14``, ``synla:val``, ...; see tools/data.py) when no such folder exists.
+    """
+    spec = str(path)
     path = Path(path)
     if not path.exists():
-        raise UpshadeError(f"{path}: test set folder does not exist")
+        if spec.partition(":")[0].lower() not in NAMED_SOURCES:
+            raise UpshadeError(f"{path}: test set folder does not exist")
+        files = resolve_source(spec)
+        return _build_set(files, source_label(spec), files[0].parent)
     files = list_images(path)  # the same folder rules (extensions, sorting, errors) as the training data
+    return _build_set(files, path.name or str(path), path)
+
+
+def _build_set(files, name: str, path: Path) -> TestSet:
     images = []
     for f in files:
         hr = crop_to_multiple(_read_rgb(f), SCALE)
@@ -99,7 +111,7 @@ def load_set(path: str | os.PathLike) -> TestSet:
                              f"(needs at least {MIN_HR_SIDE}x{MIN_HR_SIDE})")
         hr = np.ascontiguousarray(hr)
         images.append(TestImage(f.stem, hr, imresize_down(hr, SCALE)))
-    return TestSet(path.name or str(path), path, images)
+    return TestSet(name, path, images)
 
 
 def _unique_set_names(sets: list[TestSet]) -> None:
@@ -573,8 +585,9 @@ def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], devic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="sets", action="append", required=True, metavar="DIR",
-                        help="folder of HR test images (repeatable), e.g. ../shared/data/set5")
+    parser.add_argument("--set", dest="sets", action="append", required=True, metavar="DIR|NAME",
+                        help="folder of HR test images, or a named source of the shared data "
+                             "(set5, set14, synla:val); repeatable")
     parser.add_argument("--shader", action="append", default=[], metavar="FILE",
                         help="hook shader to score through the GL host (repeatable)")
     parser.add_argument("--model", action="append", default=[], metavar="CKPT|S|M|L",
