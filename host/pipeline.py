@@ -239,7 +239,7 @@ class Renderer:
         self.scaler = Scaler(ctx, self.pool)
         self._affine = FullscreenProgram(ctx, AFFINE_FS)
         self._merges: dict[tuple, FullscreenProgram] = {}   # merge variants, see _merge_source
-        self._last_out_size: tuple[int, int] | None = None
+        self._geometry: tuple[int, int] | None = None
         self._unpacker: FrameUnpacker | None = None
         self._luma_input: moderngl.Texture | None = None
         self._compiled: dict[tuple[int, str], _Compiled] = {}
@@ -588,11 +588,11 @@ class Renderer:
             self.stage_times = {}
         t = time.perf_counter()
         geometry = (ow, oh, fmt.width, fmt.height)
-        if geometry != self._last_out_size:
+        if geometry != self._geometry:
             # New sizes (a resized window, another clip): free the textures of the old ones.
             self.pool.begin_frame()
             self.pool.trim()
-            self._last_out_size = geometry
+            self._geometry = geometry
         row_samples = tuple(int(a.shape[1]) for a in frame.planes)
         if self._unpacker is None or not self._unpacker.matches(fmt, row_samples):
             if self._unpacker is not None:
