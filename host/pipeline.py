@@ -239,7 +239,7 @@ class Renderer:
         self.scaler = Scaler(ctx, self.pool)
         self._affine = FullscreenProgram(ctx, AFFINE_FS)
         self._merges: dict[tuple, FullscreenProgram] = {}   # merge variants, see _merge_source
-        self._geometry: tuple[int, int] | None = None
+        self._geometry: tuple[int, int, int, int] | None = None  # (out w, out h, frame w, frame h) the pool holds
         self._unpacker: FrameUnpacker | None = None
         self._luma_input: moderngl.Texture | None = None
         self._compiled: dict[tuple[int, str], _Compiled] = {}
