@@ -78,9 +78,6 @@ class RGBA8Target:
         self.fbo = ctx.framebuffer(color_attachments=[self.tex])
         self._prog = FullscreenProgram(ctx, _TO_RGBA8_FS)
         self._prog.set("src", 0)
-        from .pipeline import Surface
-
-        self.surface = Surface(self.fbo)
 
     def draw(self, tex) -> None:
         if tex.size != self.size:
@@ -288,10 +285,7 @@ class Bench:
             for i, frame in enumerate(dec):
                 if i >= self.frames:
                     break
-                # As the player presents: the last pass draws into the "window" when it can.
-                tex = self.renderer.render(frame, self.out_size, frame_index=i, into=self.target.surface)
-                if tex is not None:
-                    self.target.draw(tex)
+                self.target.draw(self.renderer.render(frame, self.out_size, frame_index=i))
                 # A buffer swap waits for the frame like this; without it llvmpipe would just queue work.
                 self.ctx.finish()
                 if t0 is None:

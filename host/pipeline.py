@@ -80,29 +80,22 @@ void main() {
 # saves writing and re-reading a full-size chroma texture. The matrix and the
 # plane layout are compiled in, not uniforms: on llvmpipe a uniform mat4 and
 # uniform-guarded fetches made this full-size pass ~1.6x slower.
-def _merge_source(chroma_v: bool, has_chroma: bool, has_alpha: bool, m_off, neutral: float,
-                  surface: bool = False) -> str:
+def _merge_source(chroma_v: bool, has_chroma: bool, has_alpha: bool, m_off, neutral: float) -> str:
     m, off = m_off
     consts = (f"const mat4 M = mat4({', '.join(repr(float(v)) for v in m)});\n"
               f"const vec4 OFF = vec4({', '.join(repr(float(v)) for v in off)});\n"
               f"const vec2 NEUTRAL = vec2({float(neutral)!r});\n")
     return GLSL_VERSION + f"#define CHROMA_V {int(chroma_v)}\n#define HAS_CHROMA {int(has_chroma)}\n" \
-        f"#define HAS_ALPHA {int(has_alpha)}\n#define SURFACE {int(surface)}\n" + consts + """
+        f"#define HAS_ALPHA {int(has_alpha)}\n" + consts + """
 layout(binding = 0) uniform sampler2D luma;
 layout(binding = 1) uniform sampler2D chroma;
 layout(binding = 2) uniform sampler2D alpha;
 uniform float vratio;   // CHROMA_V: chroma rows per output row
 uniform float vshift;   // CHROMA_V: chroma row coordinate (texel-centre units) of output row 0
-uniform ivec3 surface;  // SURFACE: lower-left corner of the output in the framebuffer, and its height
 out vec4 color;
 """ + CUBIC4_GLSL + """
 void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
-#if SURFACE
-    // A window's rows run bottom-up; frames are stored top-down.
-    p -= surface.xy;
-    p.y = surface.z - 1 - p.y;
-#endif
     vec4 ycc;
     ycc.x = texelFetch(luma, p, 0).x;
 #if !HAS_CHROMA
@@ -162,20 +155,6 @@ def _affine(m3: np.ndarray, off3: np.ndarray, rows: Sequence[int], alpha_from: i
 
 def _round_size(v: float) -> int:
     return int(math.floor(v + 0.5))
-
-
-@dataclass(frozen=True)
-class Surface:
-    """A framebuffer region ``render`` may draw its output into directly (a window's back buffer).
-
-    ``x``, ``y``: lower-left corner of the output rectangle in framebuffer pixels;
-    rows run bottom-up there, as in a window. Saves the copy a caller would
-    otherwise make of the returned texture: one full-size pass per frame.
-    """
-
-    fbo: moderngl.Framebuffer
-    x: int = 0
-    y: int = 0
 
 
 @dataclass
@@ -540,14 +519,15 @@ class Renderer:
 
     def _merge_native(self, luma: Plane, chroma: Plane | None, alpha: Plane | None, neutral: float,
                       m_off=_IDENTITY4, *, chroma_v: tuple[float, float] | None = None,
-                      dtype: str | None = None, into: Surface | None = None) -> Plane | None:
-        """One texture of luma + chroma (+ alpha), through ``m_off``; or, with ``into``, that surface.
+                      dtype: str | None = None) -> Plane:
+        """One texture of luma + chroma (+ alpha), through ``m_off``.
 
         ``chroma_v`` = (ratio, shift): ``chroma`` is still on its own rows and
         is resampled vertically here (see ``_merge_source``).
         """
         comps = 4 if alpha is not None else 3
-        key = (chroma_v is not None, chroma is not None, alpha is not None, m_off, neutral, into is not None)
+        out = self.pool.acquire(luma.w, luma.h, comps, dtype)
+        key = (chroma_v is not None, chroma is not None, alpha is not None, m_off, neutral)
         prog = self._merges.get(key)
         if prog is None:
             prog = self._merges[key] = FullscreenProgram(self.ctx, _merge_source(*key))
@@ -559,13 +539,6 @@ class Renderer:
         if chroma_v is not None:
             prog.set("vratio", chroma_v[0])
             prog.set("vshift", chroma_v[1])
-        if into is not None:
-            prog.set("surface", (into.x, into.y, luma.h))
-            into.fbo.use()
-            self.ctx.viewport = (into.x, into.y, luma.w, luma.h)
-            prog.vao.render(moderngl.TRIANGLES, vertices=3)
-            return None
-        out = self.pool.acquire(luma.w, luma.h, comps, dtype)
         prog.draw(self.pool.fbo(out))
         return luma.replaced(tex=out, comps=comps)
 
@@ -598,13 +571,8 @@ class Renderer:
                     self._compiled[key] = self._compile(info, stage)
 
     def render(self, frame: Frame, out_size: tuple[int, int], *, frame_index: int = 0,
-               enabled: bool = True, into: Surface | None = None) -> moderngl.Texture | None:
-        """Run all stages on ``frame``; the returned RGBA texture (``out_size``) stays valid until the next call.
-
-        With ``into``, when the frame's last pass is the built-in colour conversion
-        (no hooks after NATIVE, no scaling, no alpha), it draws straight into that
-        surface and ``render`` returns None; otherwise the texture, for the caller to draw.
-        """
+               enabled: bool = True) -> moderngl.Texture:
+        """Run all stages on ``frame``; the returned RGBA texture (``out_size``) stays valid until the next call."""
         if self._released:
             raise UpshadeError("Renderer used after release()")
         ow, oh = int(out_size[0]), int(out_size[1])
@@ -709,20 +677,9 @@ class Renderer:
             # Nothing after this pass either (no MAIN..OUTPUT hooks, no scaling): it writes the output.
             last = not any(self._hooked(s, enabled) for s in _MAIN_STAGES + _FIXED_SIZE_STAGES) \
                 and self.scaler.is_identity(luma, self._output_placement(st))
-            direct = into if (last and not has_alpha) else None
             main = self._merge_native(luma, chroma, alpha, neutral, to_rgb, chroma_v=chroma_v,
-                                      dtype=self._out_dtype if last else None, into=direct)
+                                      dtype=self._out_dtype if last else None)
             st.live.clear()
-            if main is None:  # drawn into the surface: nothing runs after it
-                for stage in _MAIN_STAGES + _FIXED_SIZE_STAGES:
-                    st.sizes[stage] = (luma.w, luma.h)
-                self._mark("native", t)
-                self._output_alpha = False
-                st.sizes.pop("HOOKED", None)
-                self.last_sizes = dict(st.sizes)
-                st.saved.clear()
-                self.pool.collect(())
-                return None
         t = self._mark("native", t)
         main = self._after_native(main, st, t)
         return self._finish(main, st, has_alpha)

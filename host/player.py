@@ -408,8 +408,8 @@ class Player:
                 break
 
     # --- drawing ----------------------------------------------------------------------------
-    def _render(self, frame, size, enabled: bool, into=None) -> moderngl.Texture | None:
-        return self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled, into=into)
+    def _render(self, frame, size, enabled: bool) -> moderngl.Texture:
+        return self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
 
     def _draw(self, tex: moderngl.Texture, rect: Rect, scissor: tuple[int, int, int, int] | None) -> None:
         screen = self.ctx.screen
@@ -450,15 +450,9 @@ class Player:
                 line = (max(rect.x, split - 1), rect.y, 2, rect.h)
                 ctx.screen.clear(1.0, 1.0, 1.0, 1.0, viewport=line)
             else:
-                from .pipeline import Surface
-
-                # Unrotated, the renderer's last pass can draw into the window itself
-                # (one full-size copy less per frame); otherwise it hands back a texture.
-                into = Surface(ctx.screen, rect.x, rect.y) if self.rotation == 0 else None
-                tex = self._render(frame, size, enabled=self.network, into=into)
+                tex = self._render(frame, size, enabled=self.network)
                 t_rendered = time.perf_counter()
-                if tex is not None:
-                    self._draw(tex, rect, None)
+                self._draw(tex, rect, None)
             if self.show_info:
                 st = renderer.stage_times
                 upload = st.get("upload", 0.0) + st.get("unpack", 0.0)

@@ -815,36 +815,3 @@ void hook() {
             channels = {key[:3] for key in r.pool._keys.values()}
         assert (14, 10, 1) in channels and (14, 10, 4) not in channels, fmt
         np.testing.assert_allclose(out, np.repeat(np.repeat(y, 2, 0), 2, 1) + 0.125, atol=1e-3)
-
-
-def test_render_into_a_surface_draws_what_the_texture_holds(gl_ctx, tmp_path):
-    """A window-like surface (rows bottom-up, output at an offset) gets exactly the output
-    texture's pixels; when a later pass exists, render falls back to returning the texture."""
-    from upshade.host.pipeline import Surface
-
-    rng = np.random.default_rng(11)
-    y = rng.integers(16, 236, (12, 20), dtype=np.uint8)
-    u = rng.integers(16, 241, (6, 10), dtype=np.uint8)
-    v = rng.integers(16, 241, (6, 10), dtype=np.uint8)
-    frame = yuv_frame(y, u, v)
-    luma = [shader(tmp_path, LUMA_X2, "x2.glsl")]
-    target = gl_ctx.texture((50, 31), 4, dtype="f1")
-    fbo = gl_ctx.framebuffer(color_attachments=[target])
-    try:
-        with Renderer(gl_ctx, luma, output="unorm8") as r:
-            want = r.read_rgb(r.render(frame, (40, 24)), np.uint8)
-            fbo.clear(0.0, 0.0, 0.0, 1.0)
-            assert r.render(frame, (40, 24), into=Surface(fbo, 7, 4)) is None
-            assert r.last_sizes["OUTPUT"] == (40, 24)
-        got = np.frombuffer(target.read(), np.uint8).reshape(31, 50, 4)
-        region = got[4:4 + 24, 7:7 + 40, :3][::-1]  # framebuffer rows run bottom-up
-        assert np.array_equal(region, want)
-        outside = np.ones(got.shape[:2], bool)
-        outside[4:28, 7:47] = False
-        assert not got[outside][:, :3].any()
-        # Scaling after the merge (not exactly 2x): the texture comes back for the caller to draw.
-        with Renderer(gl_ctx, luma, output="unorm8") as r:
-            assert r.render(frame, (44, 26), into=Surface(fbo)) is not None
-    finally:
-        fbo.release()
-        target.release()

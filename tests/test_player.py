@@ -33,8 +33,6 @@ vec4 hook() {
 """
 # A second, different chain for shader switching: luma halved.
 DARKEN_LUMA = INVERT_LUMA.replace("c.x = 1.0 - c.x;", "c.x = 0.5 * c.x;").replace("invert", "halve")
-# A x2 luma prescaler, like our models: at a 2x window the renderer draws into the window itself.
-DOUBLE_LUMA = INVERT_LUMA.replace("//!BIND HOOKED\n", "//!BIND HOOKED\n//!WIDTH HOOKED.w 2 *\n//!HEIGHT HOOKED.h 2 *\n")
 
 
 # --- pure geometry ---------------------------------------------------------------------------
@@ -293,7 +291,6 @@ def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("play")
     (d / "invert.glsl").write_text(INVERT_LUMA)
     (d / "darken.glsl").write_text(DARKEN_LUMA)
-    (d / "double.glsl").write_text(DOUBLE_LUMA)
     return {
         "dir": d,
         # 8 s at 10 fps: long enough for 5 s seeks, small enough to decode at once.
@@ -301,7 +298,6 @@ def media(tmp_path_factory):
         "short": make_clip(d / "short.mp4", width=64, height=48, frames=8, fps=25),
         "invert": d / "invert.glsl",
         "darken": d / "darken.glsl",
-        "double": d / "double.glsl",
     }
 
 
@@ -358,27 +354,6 @@ def test_player_presents_frames_matching_the_offscreen_render(make_player):
     assert np.abs(shown - ref).max() <= 1
     # The network visibly ran: bicubic differs by far more than rounding.
     assert np.abs(shown - offscreen(p, enabled=False).astype(int)).mean() > 20
-
-
-def test_x2_window_is_drawn_by_the_renderer_directly(make_player):
-    """At exactly 2x with a luma prescaler, the colour pass draws into the window (no copy):
-    the window must still show exactly the offscreen render, right side up."""
-    p = make_player(shaders=("double",), window_size=(64, 48))
-    assert p.video_rect == Rect(0, 0, 64, 48)
-    for _ in range(3):
-        assert p.step()
-    img = p.present(capture=True)
-    assert p.renderer.render(p.current, (64, 48), into=_screen_surface(p)) is None  # the direct path
-    shown = window_video(p, img).astype(int)
-    ref = offscreen(p).astype(int)
-    assert np.abs(shown - ref).max() <= 1
-    assert np.abs(shown - offscreen(p, enabled=False).astype(int)).mean() > 20
-
-
-def _screen_surface(p):
-    from upshade.host.pipeline import Surface
-
-    return Surface(p.ctx.screen)
 
 
 def test_network_toggle_shader_switch_and_pause(make_player):
