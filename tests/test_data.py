@@ -136,3 +136,59 @@ def test_skimage_source_is_the_bundled_photos():
     ts = D.load_train_set("skimage", patch=128)
     assert len(ts.images) == len(D.SKIMAGE_PHOTOS)
     assert all(im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8 for im in ts.images)
+
+
+def test_image_pairs_are_aligned_crops_of_the_whole_image_protocol_lr(tmp_path, torch):
+    folder = _folder(tmp_path, [(41, 50), (36, 36)])  # odd height: cropped to a multiple of 2 first
+    ts = D.load_train_set(str(folder), patch=16)
+    sampler = D.ImagePairSampler([ts], [1.0], patch=16, augment=False)
+    lr, hr = sampler.batch(12, np.random.default_rng(3))
+    assert tuple(lr.shape) == (12, 1, 8, 8) and tuple(hr.shape) == (12, 1, 16, 16)
+    assert lr.dtype == hr.dtype == torch.float32
+    whole = []
+    for img in ts.images:
+        h = Mx.crop_to_multiple(img, 2)
+        whole.append((Mx.rgb_to_luma_full(Mx.imresize_down(h, 2)), Mx.rgb_to_luma_full(h)))
+    for i in range(12):
+        hr_i, lr_i = hr[i, 0].numpy(), lr[i, 0].numpy()
+        hits = []
+        for lw, hw in whole:
+            for y in range(0, hw.shape[0] - 15, 2):
+                for x in range(0, hw.shape[1] - 15, 2):
+                    if np.array_equal(hw[y : y + 16, x : x + 16], hr_i):
+                        hits.append(np.allclose(lw[y // 2 : y // 2 + 8, x // 2 : x // 2 + 8], lr_i, atol=1e-6))
+        assert hits and all(hits), f"sample {i}: HR crop not found at an even offset, or its LR is not the image's"
+
+
+def test_image_pair_symmetries_keep_lr_and_hr_aligned(tmp_path, torch):
+    folder = _folder(tmp_path, [(48, 48)])
+    ts = D.load_train_set(str(folder), patch=48)  # the crop is the whole image: only the symmetry varies
+    plain = D.ImagePairSampler([ts], [1.0], patch=48, augment=False)
+    lr0, hr0 = (t[0, 0] for t in plain.batch(1, np.random.default_rng(0)))
+    aug = D.ImagePairSampler([ts], [1.0], patch=48)
+    lr, hr = aug.batch(64, np.random.default_rng(1))
+    seen = set()
+    for i in range(64):
+        for k in range(8):
+            t = lambda a: torch.rot90(a.flip(-1) if k & 4 else a, k & 3, (0, 1))  # noqa: E731
+            if torch.equal(t(hr0), hr[i, 0]):
+                assert torch.equal(t(lr0), lr[i, 0]), "LR got another symmetry than its HR"
+                seen.add(k)
+                break
+        else:
+            raise AssertionError(f"sample {i} is not a symmetry of the image")
+    assert len(seen) == 8
+
+
+def test_image_pairs_follow_set_weights(tmp_path, torch):
+    a = D.load_train_set(str(_folder(tmp_path, [(32, 32)], "a", seed=1)), patch=32)
+    b = D.load_train_set(str(_folder(tmp_path, [(32, 32)], "b", seed=2)), patch=32)
+    sampler = D.ImagePairSampler([a, b], [3.0, 1.0], patch=32, augment=False)
+    _, hr = sampler.batch(400, np.random.default_rng(0))
+    ref = torch.from_numpy(Mx.rgb_to_luma_full(a.images[0]))
+    share_a = float(np.mean([torch.equal(hr[i, 0], ref) for i in range(400)]))
+    assert 0.68 < share_a < 0.82
+    with pytest.raises(UpshadeError, match="bad training-set weights"):
+        D.ImagePairSampler([a, b], [1.0], patch=32)
+    with pytest.raises(UpshadeError, match="not a multiple of the scale"):
+        D.ImagePairSampler([a], [1.0], patch=31)

@@ -155,3 +155,42 @@ def test_model_info_cli(torch, M, tmp_path, capsys):
     assert "nearest_conv" in out and f"{M.param_count(cfg):,}" in out and "1,492" in out
     assert cli.main(["model-info", str(tmp_path / "missing.pt")]) == 1
     assert "missing.pt: checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("upscale", ["pixel_shuffle", "nearest_conv"])
+def test_expanded_training_form_collapses_exactly(torch, M, upscale):
+    cfg = M.ModelConfig(blocks=3, width=3, upscale=upscale)
+    torch.manual_seed(0)
+    wide = M.UpshadeNet(cfg, expand=16).double()
+    assert isinstance(wide.convs[0], M.LinearBlock) and wide.convs[0].wide.out_channels == 16
+    assert sum(p.numel() for p in wide.parameters()) > 3 * M.param_count(cfg)
+    plain = wide.collapsed()
+    assert not plain.expand and sum(p.numel() for p in plain.parameters()) == M.param_count(cfg)
+    # Same function, borders included (replicate padding commutes with the 1x1 projection).
+    x = torch.rand(2, 1, 11, 7, dtype=torch.float64)
+    torch.testing.assert_close(plain(x), wide(x), atol=1e-12, rtol=0)
+    # The plain form is an ordinary checkpointable UpshadeNet; the wide one's keys do not load into it.
+    M.UpshadeNet(cfg).double().load_state_dict(plain.state_dict())
+    with pytest.raises(RuntimeError):
+        M.UpshadeNet(cfg).load_state_dict(wide.state_dict())
+
+
+def test_expanded_form_starts_exactly_from_a_plain_net(torch, M):
+    cfg = M.ModelConfig(blocks=2, width=4)
+    torch.manual_seed(1)
+    plain = M.UpshadeNet(cfg)
+    wide = M.UpshadeNet(cfg, expand=8)
+    x = torch.rand(1, 1, 9, 10)
+    assert not torch.allclose(plain(x), wide(x), atol=1e-3)
+    wide.load_plain(plain)
+    torch.testing.assert_close(wide(x), plain(x), atol=1e-6, rtol=0)
+    for a, b in zip(wide.collapsed().parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=0)
+    # The spare wide channels keep their random weights behind a zero projection (they can be recruited).
+    assert wide.convs[1].wide.weight[4:].abs().sum() > 0 and wide.convs[1].project.weight[:, 4:].abs().sum() == 0
+    with pytest.raises(UpshadeError, match="expand 2 is narrower than the 4 channels"):
+        M.UpshadeNet(cfg, expand=2).load_plain(plain)
+    with pytest.raises(UpshadeError, match="differs from"):
+        wide.load_plain(M.UpshadeNet(M.ModelConfig(blocks=3, width=4)))
+    with pytest.raises(UpshadeError, match="expand must be an integer >= 0"):
+        M.UpshadeNet(cfg, expand=-1)

@@ -270,3 +270,45 @@ def test_a_run_with_the_content_loss(torch, T, folders, vgg_file, tmp_path):
     assert ckpt["epoch"] == 1 and np.isfinite(ckpt["history"][0]["train_loss"])
     # The frozen VGG is a loss, never part of the model's checkpoint.
     assert not any(k.startswith("features") or "content" in k for k in ckpt["model"])
+
+
+def test_expanded_run_on_image_pairs_checkpoints_the_collapsed_net_and_resumes_exactly(torch, T, folders, tmp_path):
+    from upshade.tools.model import load_checkpoint
+
+    cfg = _cfg(T, folders, pairs="image", expand=8, schedule="cosine")
+    full = T.train(cfg, tmp_path / "full", threads=1, progress=False)
+    part = tmp_path / "part"
+    T.train(cfg, part, threads=1, stop_after=1, progress=False)
+    resumed = T.train(cfg, part, resume=True, threads=1, progress=False)
+    for k in full["train_model"]:
+        assert torch.equal(full["train_model"][k], resumed["train_model"][k]), k
+    # best.pt holds the plain net (export and eval read it) and it scores what training validated.
+    model, best = load_checkpoint(tmp_path / "full" / "best.pt")
+    assert not model.expand and "train_model" not in best
+    val = {"val": T.D.load_val_set(str(folders / "val"))}
+    _, vm = T.validate(model, val, T.Loss("l1"), torch.device("cpu"))
+    assert abs(vm["val_psnr"] - best["metrics"]["val_psnr"]) < 1e-6
+    assert full["history"][0]["device"].startswith("cpu")
+    info = T.ship_run(tmp_path / "full", tmp_path / "w" / "upshade_Z", test_sets=(str(folders / "val"),))
+    card = (tmp_path / "w" / "upshade_Z.md").read_text()
+    assert "k x k conv to 8 channels then a 1x1 back" in card and "whole image" in card
+    assert "training wall time" in card and info["wall_seconds"] > 0
+    # Fine-tuning a plain net from it, or an expanded one from a plain checkpoint, starts where it left off.
+    tuned = T.train(_cfg(T, folders, epochs=1, lr=1e-9, expand=8, init=str(tmp_path / "full" / "best.pt")),
+                    tmp_path / "ft", threads=1, progress=False)
+    for k, v in best["model"].items():
+        assert torch.allclose(tuned["model"][k], v, atol=1e-5), k
+
+
+def test_new_config_fields_are_checked_and_old_runs_still_resume(torch, T, folders, tmp_path):
+    with pytest.raises(UpshadeError, match="pairs must be crop or image"):
+        _cfg(T, folders, pairs="tiles")
+    with pytest.raises(UpshadeError, match="expand 2 is narrower"):
+        _cfg(T, folders, expand=2)
+    out = tmp_path / "old"
+    T.train(_cfg(T, folders, epochs=1), out, threads=1, progress=False)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    for key in ("pairs", "expand"):  # a run from before these fields existed
+        del ckpt["train_config"][key]
+    torch.save(ckpt, out / "last.pt")
+    assert T.train(_cfg(T, folders, epochs=2), out, resume=True, threads=1, progress=False)["epoch"] == 2

@@ -225,6 +225,78 @@ class PairSampler:
         return np.ascontiguousarray(lr), np.ascontiguousarray(hr)
 
 
+class ImagePairSampler:
+    """Random aligned (LR luma, HR luma) crops of whole images downscaled once, held on the training device.
+
+    ``pairs="image"`` in the training config. Every image (cropped to a
+    multiple of the scale) gets its LR once, by the protocol's downscale, as
+    evaluation makes it: a crop's border pixels then see their real neighbours
+    (a per-crop LR replicates the crop's edge instead). A batch is one gather
+    from flat buffers plus flips/transposes, all on the device, so a GPU is
+    not left waiting for numpy resampling (the per-crop sampler's cost).
+    HR crops start on even pixels so that LR crop = LR of the HR crop exactly,
+    and the 8 symmetries commute with the (symmetric) downscale kernel.
+    """
+
+    def __init__(self, sets: list[TrainSet], weights: list[float], patch: int = 128, scale: int = 2, augment: bool = True,
+                 device="cpu"):
+        import torch
+
+        if not sets:
+            raise UpshadeError("no training images")
+        if patch % scale:
+            raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
+        w = np.asarray(weights, dtype=np.float64)
+        if len(w) != len(sets) or np.any(w < 0) or w.sum() <= 0:
+            raise UpshadeError(f"bad training-set weights {list(weights)}")
+        w = w / w.sum()
+        self.patch, self.scale, self.augment = patch, scale, augment
+        hr_parts, lr_parts, shapes, probs = [], [], [], []
+        for ts, share in zip(sets, w):
+            for img, p_img in zip(ts.images, ts.probs):
+                hr = crop_to_multiple(img, scale)
+                lr = imresize_down(hr, scale)  # once per image: the exact float64 protocol
+                hr_parts.append(rgb_to_luma_full(hr).ravel())
+                lr_parts.append(rgb_to_luma_full(lr).ravel())
+                shapes.append(hr.shape[:2])
+                probs.append(share * p_img)
+        self.hr_hw = np.asarray(shapes, dtype=np.int64)
+        self.probs = np.asarray(probs) / np.sum(probs)
+        sizes = self.hr_hw[:, 0] * self.hr_hw[:, 1]
+        self.hr_off = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.lr_off = self.hr_off // (scale * scale)  # each LR image has exactly size / scale^2 pixels
+        self.device = torch.device(device)
+        self.hr = torch.from_numpy(np.concatenate(hr_parts)).to(self.device)
+        self.lr = torch.from_numpy(np.concatenate(lr_parts)).to(self.device)
+        self._grid = {p: torch.arange(p, device=self.device) for p in (patch, patch // scale)}
+
+    def _gather(self, flat, off, y, x, width, p):
+        g = self._grid[p]
+        idx = off[:, None, None] + (y[:, None, None] + g[None, :, None]) * width[:, None, None] + x[:, None, None] + g[None, None, :]
+        return flat[idx][:, None]
+
+    def batch(self, n: int, rng: np.random.Generator):
+        """``(lr (n,1,p/s,p/s), hr (n,1,p,p))`` float32 tensors on the device, full-range luma in 0..1."""
+        import torch
+
+        s, p = self.scale, self.patch
+        img = rng.choice(len(self.probs), size=n, p=self.probs)
+        h, w = self.hr_hw[img, 0], self.hr_hw[img, 1]
+        y = rng.integers(0, (h - p) // s + 1) * s
+        x = rng.integers(0, (w - p) // s + 1) * s
+        sym = rng.integers(0, 8, size=n) if self.augment else np.zeros(n, dtype=np.int64)
+        host = np.stack([self.hr_off[img], self.lr_off[img], y, x, w, sym])
+        off_hr, off_lr, y, x, w, sym = torch.from_numpy(host).to(self.device, non_blocking=True)
+        hr = self._gather(self.hr, off_hr, y, x, w, p)
+        lr = self._gather(self.lr, off_lr, y // s, x // s, w // s, p // s)
+        # Three independent binary choices (flip x, flip y, transpose) make the 8 symmetries of the square.
+        for bit, op in ((1, lambda t: t.flip(-1)), (2, lambda t: t.flip(-2)), (4, lambda t: t.transpose(-1, -2))):
+            m = ((sym & bit) != 0)[:, None, None, None]
+            hr = torch.where(m, op(hr), hr)
+            lr = torch.where(m, op(lr), lr)
+        return lr.contiguous(), hr.contiguous()
+
+
 # ---------------------------------------------------------------- validation
 
 

@@ -99,18 +99,100 @@ def crelu(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((F.relu(x), F.relu(-x)), 1)
 
 
+def _conv(cin: int, cout: int, k: int, expand: int) -> nn.Module:
+    if expand:
+        return LinearBlock(cin, cout, k, expand)
+    return nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode="replicate")
+
+
+class LinearBlock(nn.Module):
+    """A k x k conv (cin -> expand) then a 1x1 conv (expand -> cout), nothing between.
+
+    Training-time over-parameterisation (SESR, Bhardwaj et al. 2022; RepVGG's
+    idea for plain nets): two linear maps compose into one, so the block
+    collapses exactly into a single k x k conv (cin -> cout) for export, while
+    the wide factorisation trains to a better optimum than that conv would on
+    its own. Replicate padding commutes with the pointwise 1x1, so borders
+    collapse exactly too.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int, expand: int):
+        super().__init__()
+        self.wide = nn.Conv2d(cin, expand, k, padding=k // 2, padding_mode="replicate")
+        self.project = nn.Conv2d(expand, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.wide(x))
+
+    @torch.no_grad()
+    def collapsed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight (cout, cin, k, k), bias (cout,))`` of the equivalent single conv."""
+        p = self.project.weight[:, :, 0, 0].double()
+        weight = torch.einsum("oe,eikl->oikl", p, self.wide.weight.double())
+        bias = p @ self.wide.bias.double() + self.project.bias.double()
+        return weight.to(self.wide.weight.dtype), bias.to(self.wide.bias.dtype)
+
+    @torch.no_grad()
+    def embed(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Set this block to compute exactly the conv ``(weight, bias)`` (needs expand >= cout).
+
+        The first cout wide channels carry the conv; the others keep their
+        random init behind a zero projection, so training can recruit them.
+        """
+        cout = weight.shape[0]
+        if self.wide.out_channels < cout:
+            raise UpshadeError(f"expand {self.wide.out_channels} is narrower than the {cout} channels it must carry")
+        self.wide.weight[:cout] = weight
+        self.wide.bias[:cout] = bias
+        self.project.weight.zero_()
+        self.project.weight[:, :cout, 0, 0] = torch.eye(cout, dtype=weight.dtype, device=weight.device)
+        self.project.bias.zero_()
+
+
 class UpshadeNet(nn.Module):
-    def __init__(self, cfg: ModelConfig | None = None):
+    """The network; ``expand > 0`` gives its training form (every conv a :class:`LinearBlock`).
+
+    The training form computes the same function class with more weights;
+    :meth:`collapsed` turns it into the plain net that checkpoints, the exporter
+    and the evaluator use.
+    """
+
+    def __init__(self, cfg: ModelConfig | None = None, expand: int = 0):
         super().__init__()
         self.cfg = (cfg or ModelConfig()).validate()
+        if not isinstance(expand, int) or expand < 0:
+            raise UpshadeError(f"expand must be an integer >= 0, got {expand!r}")
+        self.expand = expand
         w = self.cfg.width
-        self.convs = nn.ModuleList(
-            nn.Conv2d(1 if i == 0 else 2 * w, w, 3, padding=1, padding_mode="replicate")
-            for i in range(self.cfg.blocks)
-        )
+        self.convs = nn.ModuleList(_conv(1 if i == 0 else 2 * w, w, 3, expand) for i in range(self.cfg.blocks))
         out_ch = self.cfg.scale * self.cfg.scale if self.cfg.upscale == "pixel_shuffle" else 1
-        k = self.cfg.final_kernel
-        self.final = nn.Conv2d(self.cfg.blocks * 2 * w, out_ch, k, padding=k // 2, padding_mode="replicate")
+        self.final = _conv(self.cfg.blocks * 2 * w, out_ch, self.cfg.final_kernel, expand)
+
+    def _pairs(self):
+        return [*self.convs, self.final]
+
+    def collapsed(self) -> "UpshadeNet":
+        """The plain (export) form of this net: the same function, one conv per layer."""
+        if not self.expand:
+            return self
+        plain = UpshadeNet(self.cfg).to(self.final.wide.weight)  # same device and dtype
+        with torch.no_grad():
+            for src, dst in zip(self._pairs(), plain._pairs()):
+                dst.weight.copy_(src.collapsed()[0])
+                dst.bias.copy_(src.collapsed()[1])
+        plain.train(self.training)
+        return plain
+
+    @torch.no_grad()
+    def load_plain(self, plain: "UpshadeNet") -> None:
+        """Start from a plain net's weights: afterwards ``self`` computes exactly what ``plain`` does."""
+        if plain.cfg != self.cfg:
+            raise UpshadeError(f"model {plain.cfg} differs from {self.cfg}")
+        if not self.expand:
+            self.load_state_dict(plain.state_dict())
+            return
+        for src, dst in zip(plain._pairs(), self._pairs()):
+            dst.embed(src.weight.to(dst.wide.weight), src.bias.to(dst.wide.bias))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         h = y

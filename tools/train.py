@@ -68,6 +68,12 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     seed: int = 0
     init: str = ""  # start from this checkpoint's weights (same model config), e.g. to fine-tune with another loss
+    # "crop": LR made per HR crop on the CPU (numpy); "image": LR made once per whole image (as evaluation
+    # does) and crops gathered on the training device: what keeps a GPU busy.
+    pairs: str = "crop"
+    # > 0: train every conv as a k x k conv to `expand` channels then a 1x1 back (model.LinearBlock),
+    # collapsed exactly into the plain net for checkpoints and export. 0: train the plain net.
+    expand: int = 0
 
     def validate(self) -> "TrainConfig":
         size_config(self.size)
@@ -88,6 +94,12 @@ class TrainConfig:
         if self.select_on not in [D.source_label(s) for s in self.val_sets]:
             labels = ", ".join(D.source_label(s) for s in self.val_sets)
             raise UpshadeError(f"train config: select_on {self.select_on!r} is not one of the validation sets ({labels})")
+        if self.pairs not in ("crop", "image"):
+            raise UpshadeError(f"train config: pairs must be crop or image, got {self.pairs!r}")
+        if self.expand < 0:
+            raise UpshadeError(f"train config: expand must be >= 0, got {self.expand}")
+        if self.expand and self.expand < max(self.model_config().width, 4):
+            raise UpshadeError(f"train config: expand {self.expand} is narrower than the layers it widens")
         if len(self.betas) != 2:
             raise UpshadeError(f"train config: betas must be two numbers, got {self.betas}")
         parse_loss(self.loss)
@@ -364,7 +376,7 @@ def plot_history(history: list[dict], path: Path, title: str, select_on: str, st
 
 def shipped_checkpoint(ckpt: dict) -> dict:
     """The checkpoint minus what only resuming needs (what weights/ ships)."""
-    return {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "rng")}
+    return {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "rng", "train_model")}
 
 
 # ---------------------------------------------------------------- main loop
@@ -438,6 +450,8 @@ def read_checkpoint(path: Path, map_location="cpu") -> dict:
 
 def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
     now = cfg.to_dict()
+    # Fields added after a run started keep their defaults, which reproduce what it did.
+    saved = {**{k: v for k, v in TrainConfig().to_dict().items() if k not in saved}, **saved}
     diffs = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES]
     if "epochs" in saved and saved["epochs"] != now["epochs"] and cfg.schedule == "cosine":
         diffs.append("epochs (a cosine schedule is fixed by its length)")
@@ -481,21 +495,27 @@ def train(
 
     t0 = time.monotonic()
     sets = [D.load_train_set(s, cfg.patch, cfg.data_root, tuple(cfg.train_scales)) for s in cfg.train_sets]
-    sampler = D.PairSampler(sets, [float(w) for w in cfg.train_sets.values()], cfg.patch, 2)
+    weights = [float(w) for w in cfg.train_sets.values()]
+    if cfg.pairs == "image":
+        sampler = D.ImagePairSampler(sets, weights, cfg.patch, 2, device=dev)
+    else:
+        sampler = D.PairSampler(sets, weights, cfg.patch, 2)
     val = {D.source_label(s): D.load_val_set(s, cfg.data_root) for s in cfg.val_sets}
     steps = cfg.steps_per_epoch or D.steps_for(sum(len(s.paths) for s in sets), cfg.batch)
     load_s = time.monotonic() - t0
 
     torch.manual_seed(cfg.seed)
     mcfg = cfg.model_config()
-    model = UpshadeNet(mcfg).to(dev)
+    model = UpshadeNet(mcfg, expand=cfg.expand).to(dev)
     if cfg.init and not resume:
         from .model import load_checkpoint
 
         init_model, _ = load_checkpoint(cfg.init)
         if init_model.cfg != mcfg:
             raise UpshadeError(f"{cfg.init}: its model {init_model.cfg} differs from this run's {mcfg}")
-        model.load_state_dict(init_model.state_dict())
+        model.load_plain(init_model.to(dev))  # exact, also into the expanded training form
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest conv kernels once
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = make_scheduler(cfg, opt, steps)
     rng = np.random.default_rng(cfg.seed)
@@ -505,7 +525,7 @@ def train(
 
     if saved is not None:
         ckpt = saved
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["train_model"] if cfg.expand else ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["metrics"]
@@ -514,6 +534,7 @@ def train(
         if dev.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu())
 
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     title = f"upshade {cfg.size} ({mcfg.blocks}x{mcfg.width}, {param_count(mcfg):,} params), loss {cfg.loss}"
     print(
         f"{title}: {sum(len(s.images) for s in sets)} train images ({', '.join(cfg.train_sets)}), "
@@ -532,11 +553,16 @@ def train(
     try:
         while epoch < cfg.epochs:
             epoch_t = time.monotonic()
-            total, count = 0.0, 0
+            # The loss is summed on the device and read back only every few steps: a read per
+            # step would make a GPU wait for the CPU each time.
+            total_t, total, count = torch.zeros((), device=dev), 0.0, 0
             for _ in range(steps):
-                lr_np, hr_np = sampler.batch(cfg.batch, rng)
-                lr_t = torch.from_numpy(lr_np).to(dev)
-                hr_t = torch.from_numpy(hr_np).to(dev)
+                if cfg.pairs == "image":
+                    lr_t, hr_t = sampler.batch(cfg.batch, rng)
+                else:
+                    lr_np, hr_np = sampler.batch(cfg.batch, rng)
+                    lr_t = torch.from_numpy(lr_np).to(dev)
+                    hr_t = torch.from_numpy(hr_np).to(dev)
                 loss = loss_fn(model(lr_t), hr_t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -545,20 +571,24 @@ def train(
                 opt.step()
                 if cfg.schedule != "plateau":
                     sched.step()
-                total += float(loss.detach())
+                total_t += loss.detach()
                 count += 1
                 bar.update(1)
-                best_psnr = best.get(cfg.select_on + "_psnr")
-                bar.set_postfix_str(
-                    f"loss {total / count:.3g} val {'-' if best_psnr is None else f'{best_psnr:.2f}'}dB "
-                    f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
-                )
+                if count % 25 == 0 or count == steps or dev.type == "cpu":
+                    total = float(total_t)
+                    best_psnr = best.get(cfg.select_on + "_psnr")
+                    bar.set_postfix_str(
+                        f"loss {total / count:.3g} val {'-' if best_psnr is None else f'{best_psnr:.2f}'}dB "
+                        f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
+                    )
+            total = float(total_t)
             epoch += 1
-            val_loss, vm = validate(model, val, loss_fn, dev)
+            plain = model.collapsed()  # validate exactly what the checkpoint will hold
+            val_loss, vm = validate(plain, val, loss_fn, dev)
             if cfg.schedule == "plateau":
                 sched.step(val_loss)
             rec = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss,
-                   "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_t, **vm}
+                   "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_t, "device": device_name, **vm}
             history.append(rec)
             key = f"{cfg.select_on}_psnr"
             improved = not best or vm[key] > best[key]
@@ -570,7 +600,7 @@ def train(
             ckpt = {
                 "config": mcfg.to_dict(),
                 "train_config": cfg.to_dict(),
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "model": {k: v.detach().cpu() for k, v in plain.state_dict().items()},
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "epoch": epoch,
@@ -578,6 +608,8 @@ def train(
                 "metrics": best,
                 "rng": rng_state,
             }
+            if cfg.expand:
+                ckpt["train_model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             _atomic_torch_save(ckpt, last_path)
             if improved:
                 _atomic_torch_save(shipped_checkpoint(ckpt), best_path)
@@ -651,6 +683,10 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         init = tc.get("init", "")
     if lineage:
         info["init"] = lineage
+    # Wall time of every epoch that led to the shipped weights (earlier runs up to the epoch taken from them).
+    chain = [*earlier, [h for h in last.get("history") or [] if h["epoch"] <= best["metrics"]["epoch"]]]
+    info["wall_seconds"] = float(sum(h.get("seconds", 0.0) for hist in chain for h in hist))
+    info["devices"] = sorted({h.get("device", "cpu") for hist in chain for h in hist})
     shipped = shipped_checkpoint(best)
     shipped["metrics"] = {**best["metrics"], **{f"test_{k}": v for k, v in test.items()}}
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -668,6 +704,11 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         plot_history(history, stem.with_suffix(".png"), title, cfg.select_on, tuple(stages))
     _atomic_text(model_card(info, stem.name), stem.with_suffix(".md"))
     return info
+
+
+def _hours(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
 
 
 def model_card(info: dict, name: str) -> str:
@@ -690,6 +731,14 @@ def model_card(info: dict, name: str) -> str:
             f"loss {it.get('loss')}, lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs "
             f"of {it.get('steps_per_epoch')} steps\n"
         )
+    lr_how = (
+        "LR cut from the protocol's downscale of the whole image"
+        if t.get("pairs") == "image" else "LR made per crop by the protocol's downscale"
+    )
+    expand = (
+        f"- trained over-parameterised: every conv as a k x k conv to {t['expand']} channels then a 1x1 back, "
+        "collapsed exactly into the shipped single convs\n" if t.get("expand") else ""
+    )
     if init:
         init += f"- every config of that chain: `init[].train_config` in `{name}.json`\n"
     return f"""# {name}: upshade {info['size']} x2 luma model
@@ -702,6 +751,7 @@ def model_card(info: dict, name: str) -> str:
 | input / output | full-range BT.601 luma in 0..1 (what the host's LUMA hook sees), x2 |
 | status | {status} |
 | checkpoint chosen on | {info['select_on']} Y-PSNR, epoch {b['epoch']} |
+| training wall time | {_hours(info.get('wall_seconds', 0.0))} to the chosen epoch, all runs of the chain (on {', '.join(info.get('devices') or ['cpu'])}) |
 
 ## Scores (x2 protocol of shared/data/README.md: MATLAB-bicubic LR, Y of BT.601, 2 px shaved; PyTorch model)
 
@@ -713,12 +763,12 @@ Bicubic under the same protocol: Set5 33.68 dB, Set14 30.33 dB. The exported sha
 ## Training
 
 - data: {sets}; extra downscaled copies at scales {t['train_scales']}; random {t['patch']}x{t['patch']} HR crops with
-  flips/rotations, LR made per crop by the protocol's downscale (uint8-rounded); SYNLA-1024's last 128 files by name are validation only
-- loss {t['loss']}; Adam lr {t['lr']:g}, betas {tuple(t['betas'])}; schedule {t['schedule']}
+  flips/rotations, {lr_how} (uint8-rounded); SYNLA-1024's last 128 files by name are validation only
+{expand}- loss {t['loss']}; Adam lr {t['lr']:g}, betas {tuple(t['betas'])}; schedule {t['schedule']}
   (warmup {t['warmup_epochs']} epochs, floor {t['min_lr']:g}); batch {t['batch']}; {t['steps_per_epoch'] or 'one crop per image'} steps per epoch; seed {t['seed']}
 {init}- full training config: `{name}.json` (train_config); loss curves: `{name}.png`
 
-Reproduce (2 CPU cores; one thread per run):
+Reproduce (a CUDA GPU is used when present; on 2 CPU cores use one thread per run):
 
 ```sh
 upshade train --config CONFIG.json --out runs/{info['size']} --threads 1      # CONFIG.json = train_config above
