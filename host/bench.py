@@ -368,7 +368,7 @@ def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None,
     return ms, note
 
 
-def _export_checkpoint(ckpt: Path, out: Path) -> Path:
+def _export_checkpoint(ckpt: Path, out: Path, compute: bool = False) -> Path:
     """Export a checkpoint's shader for the GL side (needs torch, like any checkpoint)."""
     try:
         import importlib
@@ -377,7 +377,7 @@ def _export_checkpoint(ckpt: Path, out: Path) -> Path:
     except ImportError:
         raise UpshadeError(f"{ckpt}: benchmarking a checkpoint needs PyTorch to export it: "
                            "pip install 'upshade[train]' (or give --model S|M|L or --shader)") from None
-    out.write_text(export.export_shader(ckpt))
+    out.write_text(export.export_shader(ckpt, compute=compute))
     return out
 
 
@@ -427,7 +427,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .encode import available_encoder, encoder_options
-    from .gpu import create_headless_context
+    from .gpu import create_headless_context, shader_form
     from .hookparse import load_shader
     from .paths import shipped_shader
 
@@ -443,39 +443,37 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])
 
+    if model is not None and model.upper() not in MODEL_SIZES and not Path(model).is_file():
+        raise UpshadeError(f"{model}: checkpoint file does not exist (or give S, M or L)")
+    for p in args.shader or ():
+        if not Path(p).is_file():
+            raise UpshadeError(f"{p}: shader file does not exist")
+        load_shader(p)  # a broken shader fails before any GL or video work
+    if args.file is not None:
+        from .video import probe
+
+        probe(args.file)  # a bad file fails here, with its own one-line error
+
     with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
         tmp = Path(tmp)
-        if args.shader:
-            shader_paths = [Path(p) for p in args.shader]
-            title = "+".join(p.stem for p in shader_paths)
-        elif model.upper() in MODEL_SIZES and not Path(model).is_file():
-            shader_paths = [shipped_shader(model)]
-            title = f"{model.upper()} model ({shader_paths[0].name})"
-        else:
-            ckpt = Path(model)
-            if not ckpt.is_file():
-                raise UpshadeError(f"{ckpt}: checkpoint file does not exist (or give S, M or L)")
-            shader_paths = [_export_checkpoint(ckpt, tmp / f"{ckpt.stem}.glsl")]
-            title = f"model {ckpt.name}"
-        shaders = []
-        for p in shader_paths:
-            if not p.is_file():
-                raise UpshadeError(f"{p}: shader file does not exist")
-            shaders.append(load_shader(p))
-
-        if args.file is not None:
-            clip = args.file
-            from .video import probe
-
-            probe(clip)  # a bad file fails here, with its own one-line error
-        else:
-            clip = make_test_clip(tmp / "synthetic.mp4", size, args.frames)
-
         # Other processes' load skews every number here: say how busy the machine was.
         load_before = os.getloadavg()[0]
         ctx = create_headless_context()
         bench = None
         try:
+            form = shader_form(ctx)[0]  # our models in the export that suits this renderer
+            if args.shader:
+                shader_paths = [Path(p) for p in args.shader]
+                title = "+".join(p.stem for p in shader_paths)
+            elif model.upper() in MODEL_SIZES and not Path(model).is_file():
+                shader_paths = [shipped_shader(model, form)]
+                title = f"{model.upper()} model ({shader_paths[0].name})"
+            else:
+                ckpt = Path(model)
+                shader_paths = [_export_checkpoint(ckpt, tmp / f"{ckpt.stem}.glsl", compute=form == "compute")]
+                title = f"model {ckpt.name} ({form} passes)"
+            shaders = [load_shader(p) for p in shader_paths]
+            clip = args.file if args.file is not None else make_test_clip(tmp / "synthetic.mp4", size, args.frames)
             bench = Bench(ctx, shaders, clip, args.frames)
             print(f"benchmarking {title} on {bench.in_size[0]}x{bench.in_size[1]} -> "
                   f"{bench.out_size[0]}x{bench.out_size[1]} ...", flush=True)

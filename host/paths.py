@@ -16,14 +16,33 @@ WEIGHTS_DIR = PACKAGE_ROOT / "weights"
 MODEL_SIZES = ("S", "M", "L")
 
 
-def shipped_shader(size: str) -> Path:
-    """Path of the exported hook shader for a shipped model size (S, M or L)."""
+# The two exports of every shipped model (same weights, same output):
+#   upshade_M.glsl          fragment passes, one pixel per invocation: what GPUs run fastest
+#                           (2-3.3x faster than the compute form on an NVIDIA H100) and what
+#                           every mpv backend accepts; the file to give mpv.
+#   upshade_M_compute.glsl  compute passes, 2x2 pixels per invocation sharing their texel
+#                           fetches: 28-36% faster on a CPU rasteriser (llvmpipe), where
+#                           fetches cost most; on a GPU its register pressure makes it slower.
+SHADER_FORMS = ("fragment", "compute")
+
+
+def shipped_shader(size: str, form: str = "fragment") -> Path:
+    """Path of the exported hook shader for a shipped model size (S, M or L) in ``form``."""
     from .errors import UpshadeError
 
     key = size.upper()
     if key not in MODEL_SIZES:
         raise UpshadeError(f"unknown model {size!r}: choose one of {', '.join(MODEL_SIZES)}")
-    path = SHADERS_DIR / f"upshade_{key}.glsl"
+    if form not in SHADER_FORMS:
+        raise UpshadeError(f"unknown shader form {form!r}: choose one of {', '.join(SHADER_FORMS)}")
+    path = SHADERS_DIR / (f"upshade_{key}.glsl" if form == "fragment" else f"upshade_{key}_compute.glsl")
     if not path.is_file():
         raise UpshadeError(f"{path}: shipped shader for model {key} is missing (re-export it with `upshade export`)")
     return path
+
+
+def model_shader(size: str, ctx) -> Path:
+    """The shipped shader of ``size`` in the form that runs fastest on ``ctx``'s renderer."""
+    from .gpu import shader_form
+
+    return shipped_shader(size, shader_form(ctx)[0])

@@ -111,7 +111,8 @@ class Player:
     """A playback session: window, decoder, clock, one Renderer per shader entry.
 
     ``entries`` is a list of ``(label, [ShaderFile, ...])``: each is one chain that
-    keys 1-9 switch to; an empty list means plain bicubic. ``clock="stepped"``
+    keys 1-9 switch to; an empty list means plain bicubic. The list may also be a
+    callable taking the window's GL context (our models pick their export by renderer). ``clock="stepped"``
     makes time advance only by presented frames (deterministic, never sleeps);
     ``clock`` may also be a clock object (see host/clock.py).
     """
@@ -180,6 +181,7 @@ class Player:
             from .pipeline import Renderer
 
             for label, files in entries or [("bicubic", [])]:
+                files = files(self.ctx) if callable(files) else files
                 # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
                 self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
                                                           output="unorm8")))
@@ -579,23 +581,22 @@ def add_arguments(parser) -> None:
                      "n network on/off, 1-9 shader, s screenshot, i info, q/Esc quit")
 
 
-def _entries(model: str | None, shaders: Sequence[str]) -> list[tuple[str, list]]:
+def _entries(model: str | None, shaders: Sequence[str]) -> list[tuple[str, object]]:
     from .hookparse import load_shader
-    from .paths import SHADERS_DIR, shipped_shader
+    from .paths import model_shader, shipped_shader
 
-    paths = []
+    entries: list[tuple[str, object]] = []
     if model:
-        paths.append(shipped_shader(model))
-    paths += [Path(s) for s in shaders]
-    if not paths:
-        default = SHADERS_DIR / "upshade_M.glsl"
-        if not default.is_file():
-            raise UpshadeError(f"no shader given and the default model {default} is missing: "
-                               "use --shader FILE or --model S|M|L")
-        paths.append(default)
-    if len(paths) > 9:
-        raise UpshadeError(f"{len(paths)} shaders given: keys 1-9 switch among at most 9")
-    return [(p.name, [load_shader(p)]) for p in paths]
+        shipped_shader(model)  # unknown size or missing file: fail before a window opens
+        key = model.upper()
+        entries.append((f"upshade_{key}.glsl", lambda ctx: [load_shader(model_shader(key, ctx))]))
+    entries += [(Path(s).name, [load_shader(s)]) for s in shaders]
+    if not entries:
+        shipped_shader("M")  # the default model; names the missing file if it is not there
+        entries.append(("upshade_M.glsl", lambda ctx: [load_shader(model_shader("M", ctx))]))
+    if len(entries) > 9:
+        raise UpshadeError(f"{len(entries)} shaders given: keys 1-9 switch among at most 9")
+    return entries
 
 
 def run(args) -> int:

@@ -435,7 +435,8 @@ def run(args) -> int:
     inp, out = Path(args.input), Path(args.output)
     check_output_path(out, [inp])
     params = parse_params(args.param)
-    files = [load_shader(p) for p in shader_paths(args.model, args.shader)]
+    for p in args.shader:
+        load_shader(p)  # a broken shader is reported before the video is touched
     info = probe(inp)
     size = output_size(info.width, info.height, args.scale, args.size)
     from .encode import available_encoder, encoder_options
@@ -443,6 +444,7 @@ def run(args) -> int:
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before any GL work
     ctx = create_headless_context()
     try:
+        files = [load_shader(p) for p in shader_paths(args.model, args.shader, ctx)]
         n = upscale_video(
             ctx, inp, out, shaders=files, params=params, size=size, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, start=args.start, duration=args.duration,

@@ -15,7 +15,7 @@ import pytest
 from upshade.host import cli
 from upshade.host.errors import UpshadeError
 from upshade.host.hookparse import load_shader, parse_shader, rpn_eval
-from upshade.host.paths import SHADERS_DIR, WEIGHTS_DIR
+from upshade.host.paths import SHADERS_DIR, WEIGHTS_DIR, shipped_shader
 
 pytestmark = pytest.mark.torch
 
@@ -235,7 +235,7 @@ def test_export_is_deterministic_and_path_free(exp, mdl, torch, tmp_path):
     head = ta.split("//!")[0]
     assert hashlib.sha256(a.read_bytes()).hexdigest()[:16] in head
     assert "upshade_X.pt" in head and "blocks=2" in head and "residual=bicubic" in head
-    assert f"parameters: {sum(p.numel() for p in m.parameters())}, passes: 3" in head
+    assert f"parameters: {sum(p.numel() for p in m.parameters())}, passes: 4" in head  # 2 convs, final, depth-to-space
     assert "set5_psnr_y=34.5" in head and "curve" not in head
     assert "//!DESC upshade X conv1 (1->4)" in ta
     assert exp.export_shader(a, name="Q").count("UPSHADE_Q_C1") > 0
@@ -249,7 +249,7 @@ def test_cli_export_writes_shader(exp, mdl, torch, tmp_path, capsys):
     out = tmp_path / "out.glsl"
     assert cli.main(["export", str(ckpt), "-o", str(out), "--name", "tiny"]) == 0
     assert out.read_text() == exp.export_shader(ckpt, name="tiny")
-    assert "out.glsl: 3 compute passes" in capsys.readouterr().out
+    assert "out.glsl: 4 fragment passes" in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert cli.main(["export", str(ckpt), "-o", str(out), "--name", "tiny", "--compute"]) == 0
     assert out.read_text() == exp.export_shader(ckpt, name="tiny", compute=True)
@@ -317,17 +317,22 @@ def test_export_rejects_non_finite_weights(exp, mdl, torch):
 # ----------------------------------------------------------------- shipped shaders
 
 
+@pytest.mark.parametrize("form", ["fragment", "compute"])
 @pytest.mark.parametrize("size", SIZES)
-def test_shipped_shader_is_the_export_of_its_weights(exp, mdl, size):
+def test_shipped_shader_is_the_export_of_its_weights(exp, mdl, size, form):
     weights = WEIGHTS_DIR / f"upshade_{size}.pt"
-    shader = SHADERS_DIR / f"upshade_{size}.glsl"
+    shader = shipped_shader(size, form)
+    flag = " --compute" if form == "compute" else ""
     assert weights.is_file(), f"{weights} is missing"
-    assert shader.is_file(), f"{shader} is missing: run `upshade export {weights} -o {shader}`"
-    assert shader.read_text(encoding="utf-8") == exp.export_shader(weights, name=size), (
-        f"{shader} is stale: re-export it from {weights}"
+    assert shader.read_text(encoding="utf-8") == exp.export_shader(weights, name=size, compute=form == "compute"), (
+        f"{shader} is stale: run `upshade export {weights} -o {shader} --name {size}{flag}`"
     )
     cfg = mdl.load_checkpoint(weights)[0].cfg
-    assert len(load_shader(shader).passes) == cfg.blocks * -(-cfg.width // 4) + 1
+    descs = [p.desc for p in load_shader(shader).passes]
+    convs = cfg.blocks * -(-cfg.width // 4)
+    assert all(" conv" in d for d in descs[:convs]) and all(" final" in d for d in descs[convs:-1])
+    # compute: the last final pass also writes the x2 output; fragment: a depth-to-space pass follows
+    assert (" final" in descs[-1]) == (form == "compute")
 
 
 def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
@@ -341,9 +346,9 @@ def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
 def test_shaders_readme_describes_shipped_models(mdl, size):
     m, _ = mdl.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
     c = m.cfg
-    passes = c.blocks * -(-c.width // 4) + 1
+    passes = [len(load_shader(shipped_shader(size, form)).passes) for form in ("fragment", "compute")]
     row = (f"| `upshade_{size}.glsl` | {c.blocks} x {c.width} | {c.upscale}, {c.residual} | "
-           f"{mdl.param_count(c):,} | {passes} | {mdl.flops_per_output_pixel(c):,.0f} |")
+           f"{mdl.param_count(c):,} | {passes[0]} / {passes[1]} | {mdl.flops_per_output_pixel(c):,.0f} |")
     assert row in (SHADERS_DIR / "README.md").read_text(encoding="utf-8")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from upshade.host import cli
+from upshade.host.errors import UpshadeError
 from upshade.host.imageio import read_image, write_image
 
 pytestmark = pytest.mark.gl
@@ -138,7 +139,7 @@ def test_missing_model_is_clear(gl_ctx, tmp_path, capsys, rgb8, monkeypatch):
 
     monkeypatch.setattr(paths, "SHADERS_DIR", tmp_path / "noshaders")
     msg = errors(capsys, rgb8[0], "-o", tmp_path / "o.png", "--model", "M")
-    assert "upshade_M.glsl" in msg and "missing" in msg
+    assert re.search(r"noshaders/upshade_M(_compute)?\.glsl: shipped shader for model M is missing", msg)
 
 
 def test_info(gl_ctx, capsys):
@@ -149,3 +150,26 @@ def test_info(gl_ctx, capsys):
     rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in out.splitlines() if line.strip())
     renderer, fbo = rows["GL renderer"], rows["fbo format"]
     assert fbo.startswith("rgba32f" if "llvmpipe" in renderer else "rgba16f"), (renderer, fbo)
+
+
+def test_model_shaders_follow_the_renderer(gl_ctx, capsys):
+    from upshade.host import gpu, paths
+
+    class Ctx:  # what shader_form reads of a context
+        def __init__(self, renderer, version_code, extensions=()):
+            self.info, self.version_code, self.extensions = {"GL_RENDERER": renderer}, version_code, set(extensions)
+
+    # Measured: compute passes win on CPU rasterisers, fragment passes on GPUs (see shaders/README.md).
+    assert gpu.shader_form(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)", 450))[0] == "compute"
+    assert gpu.shader_form(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2", 460))[0] == "fragment"
+    assert gpu.shader_form(Ctx("AMD Radeon RX 7900 (radeonsi)", 460))[0] == "fragment"
+    assert gpu.shader_form(Ctx("llvmpipe", 330))[0] == "fragment"  # no compute shaders there
+    assert gpu.shader_form(Ctx("softpipe", 330, ["GL_ARB_compute_shader"]))[0] == "compute"
+    assert paths.model_shader("L", Ctx("NVIDIA", 460)) == paths.SHADERS_DIR / "upshade_L.glsl"
+    assert paths.model_shader("l", Ctx("llvmpipe", 450)) == paths.SHADERS_DIR / "upshade_L_compute.glsl"
+    with pytest.raises(UpshadeError, match="unknown shader form 'vulkan'"):
+        paths.shipped_shader("S", "vulkan")
+    # The command line uses the same choice, and `upshade info` says which one.
+    expect = gpu.shader_form(gl_ctx)[0]
+    assert cli.main(["info"]) == 0
+    assert re.search(rf"--model shaders +{expect} \(", capsys.readouterr().out)

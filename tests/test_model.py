@@ -146,7 +146,7 @@ def test_load_checkpoint_errors(torch, M, tmp_path):
 def test_model_info_cli(torch, M, tmp_path, capsys):
     assert cli.main(["model-info"]) == 0
     out = capsys.readouterr().out
-    assert "3,812" in out and "11,076" in out and "FLOPs" in out
+    assert "3,812" in out and "11,722" in out and "FLOPs" in out
     cfg = M.ModelConfig(blocks=2, width=2, upscale="nearest_conv")
     path = tmp_path / "c.pt"
     torch.save({"config": cfg.to_dict(), "model": M.UpshadeNet(cfg).state_dict()}, path)

@@ -2,7 +2,7 @@
 
 The shader is run by ``Renderer.render_luma`` (LUMA hooks only) on llvmpipe;
 the reference is ``UpshadeNet.forward`` in float32. Both export modes are
-checked (compute passes, the default, and ``--fragment``). Bounds: 2e-3 with rgba32f
+checked (fragment passes, the default, and ``--compute``). Bounds: 2e-3 with rgba32f
 intermediate textures (float rounding only), 1e-2 with rgba16f (every stored
 pre-activation is rounded to 11 bits).
 """
@@ -76,23 +76,15 @@ def check(gl_ctx, torch, m, shader, y, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["rgba32f", "rgba16f"])
+@pytest.mark.parametrize("form", ["fragment", "compute"])
 @pytest.mark.parametrize("size", ["S", "M", "L"])
-def test_shipped_shader_matches_torch(gl_ctx, torch, nets, images, size, fmt):
+def test_shipped_shader_matches_torch(gl_ctx, torch, nets, images, size, form, fmt):
     model_mod, _ = nets
     m, _ = model_mod.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
-    shader = load_shader(shipped_shader(size))
+    shader = load_shader(shipped_shader(size, form))
+    assert all((p.compute is not None) == (form == "compute") for p in shader.passes)
     for name in ("baby", "random"):
         check(gl_ctx, torch, m, shader, images[name], fmt)
-
-
-def test_shipped_weights_as_fragment_shader_match_torch(gl_ctx, torch, nets, images):
-    """`upshade export --fragment` of a shipped checkpoint (the shipped files are compute shaders)."""
-    model_mod, export = nets
-    m, _ = model_mod.load_checkpoint(WEIGHTS_DIR / "upshade_S.pt")
-    shader = parse_shader(export.export_shader(m, name="S", compute=False), "upshade_S.glsl")
-    assert all(p.compute is None for p in shader.passes)
-    for fmt in TOL:
-        check(gl_ctx, torch, m, shader, images["baby"], fmt)
 
 
 CONFIGS = [
@@ -140,7 +132,7 @@ def test_other_compute_block_shapes_match_torch(gl_ctx, torch, nets, images, mon
     monkeypatch.setattr(export, "BLOCK", block)
     for seed, cfg in enumerate(CONFIGS[1:3]):
         m = random_model(model_mod, torch, 7 + seed, blocks=2, **cfg)
-        shader = parse_shader(export.export_shader(m, name="T"), "upshade_T.glsl")
+        shader = parse_shader(export.export_shader(m, name="T", compute=True), "upshade_T.glsl")
         assert all(p.compute[0] == p.compute[2] * block[0] * (1 + (p is shader.passes[-1])) for p in shader.passes)
         check(gl_ctx, torch, m, shader, images["random"][:13, :17], "rgba32f")
         check(gl_ctx, torch, m, shader, images["random"][:2, :1], "rgba32f")

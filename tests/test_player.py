@@ -495,11 +495,9 @@ def test_shader_entries_from_the_command_line(media, tmp_path):
         _entries(None, [str(media["invert"])] * 10)
     with pytest.raises(UpshadeError, match="nope.glsl"):
         _entries(None, [str(tmp_path / "nope.glsl")])
-    if (SHADERS_DIR / "upshade_M.glsl").is_file():
-        assert [label for label, _ in _entries(None, [])] == ["upshade_M.glsl"]
-    else:
-        with pytest.raises(UpshadeError, match="--shader FILE or --model"):
-            _entries(None, [])
+    assert (SHADERS_DIR / "upshade_M.glsl").is_file()
+    [(label, files)] = _entries(None, [])  # no shader: our M model, its export chosen by the window's renderer
+    assert label == "upshade_M.glsl" and callable(files)
 
 
 def test_screenshot_writes_the_upscaled_frame(make_player, tmp_path):
@@ -702,3 +700,8 @@ def test_cli_plays_a_clip_to_the_end(xdisplay, media, tmp_path):
     assert r.returncode == 1 and "no-such-dir" in r.stderr
     r = _play(media["short"], "--shader", media["invert"], "--no-audio", "--param", "nope=1")
     assert r.returncode == 1 and "unknown parameter 'nope'" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_cli_plays_our_model_in_the_export_that_suits_the_renderer(xdisplay, media, tmp_path):
+    r = _play(media["short"], "--model", "S", "--no-audio", "--screenshot-dir", tmp_path)
+    assert r.returncode == 0, r.stderr

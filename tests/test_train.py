@@ -190,7 +190,7 @@ def test_config_loading_and_overrides(T, folders, tmp_path):
     assert (cfg.lr, cfg.patch, cfg.loss, cfg.betas, cfg.epochs, cfg.size) == (
         2e-3, 64, "l1:1,charbonnier:0.5", [0.9, 0.99], 7, "L"
     )
-    assert cfg.model_config().width == 8
+    assert (cfg.model_config().blocks, cfg.model_config().width) == (9, 7)
     bad = tmp_path / "bad.json"
     bad.write_text('{"lr": 0.1,\n "epochs": }')
     for args, msg in (

@@ -24,7 +24,7 @@ How the network maps onto hook passes (all hooked on LUMA):
   output position (depth-to-space) and adds the bilinear residual with one
   hardware-filtered LUMA sample.
 
-Compute passes (the default; ``--fragment`` keeps the form above): every
+Compute passes (``--compute``; the default is the fragment form above): every
 invocation computes a 2x2 block of source pixels, fetching the 4x4 texels its
 four 3x3 windows share once (16 fetches instead of 36 per texture), and the
 last final pass writes the 2x2 output pixels of each source pixel itself
@@ -34,8 +34,14 @@ weights. On llvmpipe (640x360 -> 1280x720) the S network took 36% less time
 (23.3 instead of 36.6 ms: conv passes -33%, final + depth-to-space -39%), L
 about 30% less. Larger blocks (2x4) gained another 7% but doubled the code and
 tripled the compile time; workgroup tiles in shared memory were slower than
-registers there (barriers are costly on llvmpipe). Compute passes need
-OpenGL 4.3, Vulkan or D3D11 in mpv; ``--fragment`` runs everywhere.
+registers there (barriers are costly on llvmpipe). On a GPU it is the other
+way round: on an NVIDIA H100 the fragment form ran 2x (M) to 3.3x (L) faster
+than the compute form (640x360 -> 720p: L 4.9 vs 16.1 ms), because the 2x2
+block's 4x4 windows over every bound texture overflow the registers. So the
+fragment form is the default and the shipped ``upshade_X.glsl`` (it also runs
+on every mpv backend); ``upshade_X_compute.glsl`` is what the host picks on a
+software rasteriser (see host/paths.py). Compute passes need OpenGL 4.3,
+Vulkan or D3D11 in mpv.
 
 Weights are GLSL literals (on llvmpipe they ran 2.4x faster than uniform
 arrays) printed with ``%.9g``, which round-trips float32 exactly. The output
@@ -775,13 +781,14 @@ def _load(path: Path):
         raise UpshadeError(str(exc)) from None
 
 
-def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = True) -> str:
+def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = False) -> str:
     """The hook shader text for a checkpoint path, a checkpoint dict or an UpshadeNet.
 
     ``name`` appears in pass descriptions and texture names (default: the
     checkpoint file name without ``upshade_``, e.g. ``M`` for ``upshade_M.pt``).
-    ``compute``: compute passes (OpenGL 4.3 / Vulkan / D3D11; faster, see
-    above), else fragment passes only (any mpv GPU backend, e.g. OpenGL 4.1 on macOS).
+    ``compute``: compute passes (OpenGL 4.3 / Vulkan / D3D11; faster on CPU
+    rasterisers, slower on GPUs, see above), else fragment passes only (any mpv
+    GPU backend, e.g. OpenGL 4.1 on macOS).
     """
     metrics = None
     if isinstance(model_or_ckpt, (str, Path)):
@@ -832,11 +839,12 @@ def add_arguments(parser) -> None:
         help="model name used in pass descriptions and texture names (default: from CKPT, e.g. M for upshade_M.pt)",
     )
     kind = parser.add_mutually_exclusive_group()
-    kind.add_argument("--compute", dest="compute", action="store_true", default=True,
-                      help="compute passes that share fetches between neighbouring pixels (default; "
-                           "needs OpenGL 4.3, Vulkan or D3D11 in mpv)")
-    kind.add_argument("--fragment", dest="compute", action="store_false",
-                      help="fragment passes only: slower, but runs on every mpv GPU backend (e.g. OpenGL 4.1 on macOS)")
+    kind.add_argument("--fragment", dest="compute", action="store_false", default=False,
+                      help="fragment passes, one pixel per invocation (default): fastest on GPUs, "
+                           "runs on every mpv GPU backend (e.g. OpenGL 4.1 on macOS)")
+    kind.add_argument("--compute", dest="compute", action="store_true",
+                      help="compute passes, 2x2 pixels per invocation sharing their fetches: faster on CPU "
+                           "rasterisers (llvmpipe), slower on GPUs; needs OpenGL 4.3, Vulkan or D3D11 in mpv")
 
 
 def run(args) -> int:

@@ -83,7 +83,7 @@ class ModelConfig:
 SIZES: dict[str, ModelConfig] = {
     "S": ModelConfig(blocks=3, width=4),
     "M": ModelConfig(blocks=7, width=4),
-    "L": ModelConfig(blocks=7, width=8),
+    "L": ModelConfig(blocks=9, width=7),
 }
 
 
