@@ -151,14 +151,15 @@ def test_bicubic_taps_are_torch_a_minus_075(exp, torch):
 @pytest.mark.parametrize(
     "cfg, passes",
     [
-        # (compute, fragment): convs + final passes (+ the fragment depth-to-space pass)
+        # (compute, fragment): convs + final passes (+ the fragment depth-to-space pass);
+        # compute passes bind up to 16 textures, fragment passes 15 (see export.FRAGMENT_MAX_BINDS)
         (dict(blocks=4, width=4), (4 + 1, 4 + 1 + 1)),
         (dict(blocks=7, width=8, upscale="nearest_conv", residual="bicubic"), (14 + 1, 14 + 1 + 1)),
         # 9 blocks x 2 textures = 18 feature textures: 16 + (1 partial + 2 + HOOKED) binds
         (dict(blocks=9, width=8), (18 + 2, 18 + 2 + 1)),
-        (dict(blocks=15, width=8, residual="bicubic"), (30 + 2, 30 + 2 + 1)),
+        (dict(blocks=15, width=8, residual="bicubic"), (30 + 2, 30 + 3 + 1)),
         (dict(blocks=15, width=1, final_kernel=1), (15 + 1, 15 + 1 + 1)),
-        (dict(blocks=16, width=4), (16 + 2, 16 + 1 + 1)),  # compute's last pass binds HOOKED as well
+        (dict(blocks=16, width=4), (16 + 2, 16 + 2 + 1)),  # compute: 16 + HOOKED; fragment: 16 > 15
     ],
 )
 @pytest.mark.parametrize("compute", [True, False], ids=["compute", "fragment"])
@@ -171,7 +172,7 @@ def test_shader_structure(exp, mdl, torch, cfg, passes, compute):
     for p in sf.passes:
         assert p.hooks == ("LUMA",)
         assert p.desc and p.desc.startswith("upshade T ")
-        assert len(p.binds) <= 16
+        assert len(p.binds) <= (16 if compute else 15)
         assert p.when is not None and p.when.source == "OUTPUT.w LUMA.w / 1.200 > OUTPUT.h LUMA.h / 1.200 > *"
         for b in p.binds:  # only earlier saves (or the hooked luma) are read
             assert b == "HOOKED" or b in saved, b
@@ -362,5 +363,9 @@ def test_final_chunks_respect_bind_limit(exp, n, hooked, sizes):
     chunks = exp._final_chunks(feats, hooked)
     assert [len(c) for c in chunks] == sizes
     assert [t for c in chunks for t in c] == feats
-    for i, c in enumerate(chunks):  # + the previous partial sum, + HOOKED in the last pass if it adds a residual
-        assert len(c) + (i > 0) + (hooked and i == len(chunks) - 1) <= 16
+    for limit in (16, 15, 4):
+        chunks = exp._final_chunks(feats, hooked, limit)
+        assert [t for c in chunks for t in c] == feats
+        for i, c in enumerate(chunks):  # + the previous partial sum, + HOOKED in the last pass if it adds a residual
+            assert len(c) + (i > 0) + (hooked and i == len(chunks) - 1) <= limit
+    assert [len(c) for c in exp._final_chunks([f"T{i}" for i in range(18)], False, 15)] == [15, 3]

@@ -18,7 +18,7 @@ How the network maps onto hook passes (all hooked on LUMA):
   the low-resolution features with a folded kernel. So the expensive product
   runs once per source pixel instead of once per output pixel. It binds the
   saved textures of every block (the concatenation), split into partial-sum
-  passes beyond 16 binds. A bicubic residual is added there too (its 4
+  passes beyond 15 binds (16 in compute passes; see FRAGMENT_MAX_BINDS). A bicubic residual is added there too (its 4
   sub-pixel values come from one 5x5 neighbourhood).
 * The last pass runs at twice the size: it picks the sub-pixel value for its
   output position (depth-to-space) and adds the bilinear residual with one
@@ -69,6 +69,11 @@ __all__ = ["Lowered", "lower", "export_shader", "add_arguments", "run"]
 # factor in both directions (it only knows how to double).
 WHEN_MIN_SCALE = 1.2
 MAX_BINDS = 16  # the hook format's (and mpv's) limit of textures per pass
+# libplacebo (mpv's vo=gpu-next) gives every texture a fragment pass binds its own
+# vertex attribute (its coordinates) beside the position, and OpenGL guarantees
+# only 16 attributes: a fragment pass binding 16 textures fails to link there
+# (seen with mpv 0.35 on Mesa). Compute passes have no vertex stage.
+FRAGMENT_MAX_BINDS = MAX_BINDS - 1
 
 # torch's bicubic (a = -0.75, align_corners=False) at x2 samples the source
 # at offsets -0.25 (even outputs: taps -2..1) and +0.25 (odd outputs: taps
@@ -367,8 +372,8 @@ def _bicubic_lines(acc: str) -> list[str]:
     return lines
 
 
-def _final_chunks(feats: list[str], hooked_last: bool) -> list[list[str]]:
-    """Split the final conv's inputs over passes of at most MAX_BINDS textures.
+def _final_chunks(feats: list[str], hooked_last: bool, limit: int = MAX_BINDS) -> list[list[str]]:
+    """Split the final conv's inputs over passes of at most ``limit`` textures.
 
     Every pass after the first also binds the previous partial sum; the last
     one binds HOOKED too when ``hooked_last`` (for the residual it adds).
@@ -376,7 +381,7 @@ def _final_chunks(feats: list[str], hooked_last: bool) -> list[list[str]]:
     chunks: list[list[str]] = []
     rest = list(feats)
     while rest:
-        cap = MAX_BINDS - (1 if chunks else 0)  # partial sum of the previous pass
+        cap = limit - (1 if chunks else 0)  # partial sum of the previous pass
         if len(rest) <= cap - hooked_last:
             chunks.append(rest)
             break
@@ -412,7 +417,7 @@ def _final_passes(low: Lowered, tag: str, feats: list[str], prefix: str, sub_tex
     """The final conv over all block features (+ bicubic residual), saved as 4 sub-pixel values."""
     passes = []
     bicubic = low.residual == "bicubic"
-    chunks = _final_chunks(feats, bicubic)
+    chunks = _final_chunks(feats, bicubic, FRAGMENT_MAX_BINDS)
     single = low.n_out == 1
     acc_t = "float" if single else "vec4"
     k = low.final_w.shape[-1]
