@@ -173,6 +173,18 @@ def load_train_set(spec: str, patch: int, data_root=DEFAULT_DATA_ROOT, scales=(1
     return TrainSet(spec, images, kept)
 
 
+def _set_shares(sets: list[TrainSet], weights: list[float], patch: int, scale: int) -> np.ndarray:
+    """The samplers' common checks; returns the weights normalised to shares."""
+    if not sets:
+        raise UpshadeError("no training images")
+    if patch % scale:
+        raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) != len(sets) or np.any(w < 0) or w.sum() <= 0:
+        raise UpshadeError(f"bad training-set weights {list(weights)}")
+    return w / w.sum()
+
+
 class PairSampler:
     """Random (LR luma, HR luma) batches from weighted training sets.
 
@@ -182,14 +194,7 @@ class PairSampler:
     """
 
     def __init__(self, sets: list[TrainSet], weights: list[float], patch: int = 128, scale: int = 2, augment: bool = True):
-        if not sets:
-            raise UpshadeError("no training images")
-        if patch % scale:
-            raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
-        w = np.asarray(weights, dtype=np.float64)
-        if len(w) != len(sets) or np.any(w < 0) or w.sum() <= 0:
-            raise UpshadeError(f"bad training-set weights {list(weights)}")
-        self.sets, self.set_probs = sets, w / w.sum()
+        self.sets, self.set_probs = sets, _set_shares(sets, weights, patch, scale)
         self.patch, self.scale, self.augment = patch, scale, augment
 
     def crops(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -242,14 +247,7 @@ class ImagePairSampler:
                  device="cpu"):
         import torch
 
-        if not sets:
-            raise UpshadeError("no training images")
-        if patch % scale:
-            raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
-        w = np.asarray(weights, dtype=np.float64)
-        if len(w) != len(sets) or np.any(w < 0) or w.sum() <= 0:
-            raise UpshadeError(f"bad training-set weights {list(weights)}")
-        w = w / w.sum()
+        w = _set_shares(sets, weights, patch, scale)
         self.patch, self.scale, self.augment = patch, scale, augment
         hr_parts, lr_parts, shapes, probs = [], [], [], []
         for ts, share in zip(sets, w):
