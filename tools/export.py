@@ -36,7 +36,7 @@ about 30% less. Larger blocks (2x4) gained another 7% but doubled the code and
 tripled the compile time; workgroup tiles in shared memory were slower than
 registers there (barriers are costly on llvmpipe). On a GPU it is the other
 way round: on an NVIDIA H100 the fragment form ran 2x (M) to 3.3x (L) faster
-than the compute form (640x360 -> 720p: L 4.9 vs 16.1 ms), because the 2x2
+than the compute form (640x360 -> 720p: L 6.2 vs 16.5 ms), because the 2x2
 block's 4x4 windows over every bound texture overflow the registers. So the
 fragment form is the default and the shipped ``upshade_X.glsl`` (it also runs
 on every mpv backend); ``upshade_X_compute.glsl`` is what the host picks on a
