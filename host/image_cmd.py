@@ -61,15 +61,19 @@ def output_size(w: int, h: int, scale: float | None, size: str | None) -> tuple[
     return ow, oh
 
 
-def shader_paths(model: str | None, shaders, ctx) -> list[Path]:
-    """``--model`` (in the export that suits ``ctx``'s renderer, see paths.SHADER_FORMS), then ``--shader`` files."""
-    paths = []
-    if model:
-        from .paths import model_shader
+def shader_chain(model: str | None, shaders):
+    """Check ``--model`` and parse the ``--shader`` files now, before any GL or media work.
 
-        paths.append(model_shader(model, ctx))
-    paths += [Path(s) for s in shaders]
-    return paths
+    Returns a function of the GL context giving the chain: the model's shader in
+    the export that suits that renderer (see paths.SHADER_FORMS), then the files.
+    """
+    from .hookparse import load_shader
+    from .paths import model_shader, shipped_shader
+
+    if model:
+        shipped_shader(model)  # unknown size or missing file: one clear error, early
+    files = [load_shader(p) for p in shaders]
+    return lambda ctx: ([load_shader(model_shader(model, ctx))] if model else []) + files
 
 
 def upscale_array(ctx, arr: np.ndarray, files, size: tuple[int, int], params=None, fbo_format="auto") -> np.ndarray:
@@ -92,7 +96,6 @@ def upscale_array(ctx, arr: np.ndarray, files, size: tuple[int, int], params=Non
 
 def run(args) -> int:
     from .gpu import create_headless_context
-    from .hookparse import load_shader
     from .imageio import read_image, write_image
 
     inp = Path(args.input)
@@ -101,12 +104,12 @@ def run(args) -> int:
         raise UpshadeError(f"{out_path}: output must be a .png file (PNG keeps 16-bit and alpha)")
     check_output_path(out_path, [inp])
     params = parse_params(args.param)
+    chain = shader_chain(args.model, args.shader)
     arr = read_image(inp)
     size = output_size(arr.shape[1], arr.shape[0], args.scale, args.size)
     ctx = create_headless_context()
     try:
-        files = [load_shader(p) for p in shader_paths(args.model, args.shader, ctx)]
-        result = upscale_array(ctx, arr, files, size, params=params, fbo_format=args.fbo_format)
+        result = upscale_array(ctx, arr, chain(ctx), size, params=params, fbo_format=args.fbo_format)
     finally:
         ctx.release()
     with atomic_output(out_path, [inp]) as tmp:

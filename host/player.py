@@ -112,9 +112,10 @@ class Player:
 
     ``entries`` is a list of ``(label, [ShaderFile, ...])``: each is one chain that
     keys 1-9 switch to; an empty list means plain bicubic. The list may also be a
-    callable taking the window's GL context (our models pick their export by renderer). ``clock="stepped"``
-    makes time advance only by presented frames (deterministic, never sleeps);
-    ``clock`` may also be a clock object (see host/clock.py).
+    callable taking the window's GL context (our models pick their export by
+    renderer). ``clock="stepped"`` makes time advance only by presented frames
+    (deterministic, never sleeps); ``clock`` may also be a clock object (see
+    host/clock.py).
     """
 
     def __init__(

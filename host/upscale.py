@@ -428,15 +428,13 @@ def upscale_video(
 
 def run(args) -> int:
     from .gpu import create_headless_context
-    from .hookparse import load_shader
-    from .image_cmd import output_size, parse_params, shader_paths
+    from .image_cmd import output_size, parse_params, shader_chain
     from .video import probe
 
     inp, out = Path(args.input), Path(args.output)
     check_output_path(out, [inp])
     params = parse_params(args.param)
-    for p in args.shader:
-        load_shader(p)  # a broken shader is reported before the video is touched
+    chain = shader_chain(args.model, args.shader)  # a broken shader is reported before the video is touched
     info = probe(inp)
     size = output_size(info.width, info.height, args.scale, args.size)
     from .encode import available_encoder, encoder_options
@@ -444,9 +442,8 @@ def run(args) -> int:
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before any GL work
     ctx = create_headless_context()
     try:
-        files = [load_shader(p) for p in shader_paths(args.model, args.shader, ctx)]
         n = upscale_video(
-            ctx, inp, out, shaders=files, params=params, size=size, codec=args.codec, crf=args.crf,
+            ctx, inp, out, shaders=chain(ctx), params=params, size=size, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, start=args.start, duration=args.duration,
             fbo_format=args.fbo_format, info=info,
         )

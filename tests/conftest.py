@@ -28,7 +28,7 @@ def need(reason: str):
 
 
 @pytest.fixture(scope="session")
-def gl_ctx():
+def _gl_session_ctx():
     """One headless EGL context (Mesa llvmpipe in CI) for the whole session."""
     try:
         import moderngl
@@ -38,6 +38,18 @@ def gl_ctx():
         need(f"no headless OpenGL 4.3 context via EGL: {exc}")
     yield ctx
     ctx.release()
+
+
+@pytest.fixture
+def gl_ctx(_gl_session_ctx):
+    """The session's headless context, made current for this test.
+
+    GL calls go to the thread's current context, and a window test (GLFW) or a
+    command's own context leaves another one current: without this, a GL test
+    after those fails to create programs, depending on the order tests run in.
+    """
+    _gl_session_ctx.__enter__()
+    return _gl_session_ctx
 
 
 @pytest.fixture
