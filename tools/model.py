@@ -169,7 +169,7 @@ class UpshadeNet(nn.Module):
         out_ch = self.cfg.scale * self.cfg.scale if self.cfg.upscale == "pixel_shuffle" else 1
         self.final = _conv(self.cfg.blocks * 2 * w, out_ch, self.cfg.final_kernel, expand)
 
-    def _pairs(self):
+    def _layers(self):
         return [*self.convs, self.final]
 
     def collapsed(self) -> "UpshadeNet":
@@ -178,9 +178,10 @@ class UpshadeNet(nn.Module):
             return self
         plain = UpshadeNet(self.cfg).to(self.final.wide.weight)  # same device and dtype
         with torch.no_grad():
-            for src, dst in zip(self._pairs(), plain._pairs()):
-                dst.weight.copy_(src.collapsed()[0])
-                dst.bias.copy_(src.collapsed()[1])
+            for src, dst in zip(self._layers(), plain._layers()):
+                weight, bias = src.collapsed()
+                dst.weight.copy_(weight)
+                dst.bias.copy_(bias)
         plain.train(self.training)
         return plain
 
@@ -192,7 +193,7 @@ class UpshadeNet(nn.Module):
         if not self.expand:
             self.load_state_dict(plain.state_dict())
             return
-        for src, dst in zip(plain._pairs(), self._pairs()):
+        for src, dst in zip(plain._layers(), self._layers()):
             dst.embed(src.weight.to(dst.wide.weight), src.bias.to(dst.wide.bias))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
