@@ -409,6 +409,8 @@ class _Parser:
                 raise self._unknown(d, "pass", _PASS_DIRECTIVES)
         if not hooks:
             raise self.err(first, "pass has no //!HOOK directive, so it would never run")
+        if f.get("offset") == "ALIGN" and "HOOKED" not in binds and not all(h in binds for h in hooks):
+            raise self.err(seen["OFFSET"], "//!OFFSET ALIGN needs the pass to BIND HOOKED")
         body = "".join(ln + "\n" for ln in block.body)
         if not re.search(r"\bhook\b", body):
             what = "void hook()" if "compute" in f else "vec4 hook()"
@@ -502,6 +504,9 @@ class _Parser:
         if filt == "LINEAR" and fmt.is_integer:
             raise self.err(seen["FILTER"], f"TEXTURE '{name}': FILTER LINEAR is impossible with "
                                            f"integer format '{fmt_name}'")
+        if storage and fmt.components == 3:
+            raise self.err(seen["STORAGE"], f"TEXTURE '{name}': 3-component format '{fmt_name}' cannot be "
+                                            f"a STORAGE image (GL has no rgb image formats)")
         data, first = self._hex(block, f"TEXTURE '{name}'")
         texels = math.prod(size)
         expected = texels * fmt.texel_size

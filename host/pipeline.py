@@ -20,9 +20,13 @@ TEXTURE (1D/2D/3D, FILTER, BORDER CLAMP/REPEAT/MIRROR, STORAGE images), PARAM
 (DYNAMIC/CONSTANT/DEFINE/ENUM), BUFFER (std140 uniform / std430 storage), and
 libplacebo's ``linearize``/``delinearize`` helpers (sRGB for RGB input, BT.1886
 otherwise: frames carry no transfer tag).
-Rejected with a ShaderError at file:line: resizing or shifting POSTKERNEL..OUTPUT
-(already the output), OFFSET ALIGN without BIND HOOKED, integer TEXTUREs with
-FILTER LINEAR, 3-component STORAGE textures, TEXTURE data of the wrong length.
+Shader files are validated in one place, the parser (host/hookparse.py: OFFSET
+ALIGN without BIND HOOKED, integer TEXTUREs with FILTER LINEAR, 3-component
+STORAGE textures, TEXTURE data of the wrong length, ...); this runtime trusts
+the parsed form (a STORAGE TEXTURE without data starts zero-filled, as in
+libplacebo). Rejected here, with a ShaderError at file:line, only what depends
+on the frame: resizing or shifting POSTKERNEL..OUTPUT (already the output),
+pass sizes beyond the GPU's limit, GLSL the driver refuses.
 LINEAR and SIGMOID fire on the unchanged MAIN texture (no linear-light scaling);
 ``FrameFormat.rotation`` is left to the display/encoder (the caller).
 """
@@ -265,35 +269,26 @@ class Renderer:
                 self._buffers[bd.name] = (bd, self.ctx.buffer(data.ljust(max(bd.size, 4), b"\0")))
 
     def _create_texture(self, td: TextureDef):
-        fmt = TEXTURE_FORMATS.get(td.format)
-        if fmt is None:
-            raise ShaderError(td.file, td.line, f"unknown texture FORMAT '{td.format}'")
+        # The definition was validated by the parser (host/hookparse.py is the one place that
+        # checks a shader file): format known, no FILTER LINEAR on integers, no rgb STORAGE image,
+        # data of the right length or, for a STORAGE image, none at all (zero-filled, as libplacebo).
+        fmt = TEXTURE_FORMATS[td.format]
         key = (fmt.dtype.kind, fmt.dtype.itemsize, fmt.normalized)
         dtype = _USER_DTYPES[key]
         comps = fmt.components
         dims = len(td.size)
         integer = fmt.is_integer
-        if integer and td.filter == "LINEAR":
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': integer format {td.format} cannot "
-                                                "be sampled with FILTER LINEAR")
-        if td.storage and comps == 3:
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 3-component format {td.format} "
-                                                "cannot be a STORAGE image (GL has no rgb image formats)")
-        expected = int(np.prod(td.size)) * fmt.texel_size
-        if len(td.data) != expected:
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': {len(td.data)} bytes of data, "
-                                                f"expected {expected} for SIZE {' '.join(map(str, td.size))} "
-                                                f"FORMAT {td.format}")
+        data = td.data or bytes(math.prod(td.size) * fmt.texel_size)
         if (dims == 1 or td.border == "MIRROR") and not rawgl.available():
             raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 1D textures and BORDER MIRROR need "
                                                 "libOpenGL/libGL, which cannot be loaded here")
         try:
             if dims == 1:
-                tex = rawgl.Texture1D(self.ctx, td.size[0], comps, td.data, dtype, td.filter == "LINEAR", td.border)
+                tex = rawgl.Texture1D(self.ctx, td.size[0], comps, data, dtype, td.filter == "LINEAR", td.border)
             elif dims == 2:
-                tex = self.ctx.texture(td.size, comps, td.data, dtype=dtype, alignment=1)
+                tex = self.ctx.texture(td.size, comps, data, dtype=dtype, alignment=1)
             else:
-                tex = self.ctx.texture3d(td.size, comps, td.data, dtype=dtype, alignment=1)
+                tex = self.ctx.texture3d(td.size, comps, data, dtype=dtype, alignment=1)
         except (moderngl.Error, OSError) as exc:
             raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': cannot create it: {exc}") from None
         if dims > 1:
@@ -356,9 +351,7 @@ class Renderer:
             plane_binds.append((name, n_units))
             n_units += 1
         if ps.offset == "ALIGN":
-            if hooked_unit is None:
-                raise ShaderError(ps.file, ps.line, "//!OFFSET ALIGN needs the pass to BIND HOOKED")
-            align_unit = hooked_unit
+            align_unit = hooked_unit  # the parser made sure an ALIGN pass binds HOOKED
         comps = ps.components or 4
         own_params = info.file.params
         # A compute pass's out_image is declared in its texture's format: with COMPONENTS

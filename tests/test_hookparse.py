@@ -274,11 +274,26 @@ def test_rpn_unknown_identifier_error():
     ("//!TEXTURE T\n//!FORMAT r8u\n//!FILTER LINEAR\n00\n",
      "s.glsl:3: TEXTURE 'T': FILTER LINEAR is impossible with integer format 'r8u'"),
     ("//!TEXTURE\n//!FORMAT r8\n00\n", "s.glsl:1: //!TEXTURE needs a texture name"),
+    # checked here, not first when the renderer creates the texture (the parser is the one validator)
+    ("//!TEXTURE T\n//!FORMAT rgb8\n//!STORAGE\n",
+     "s.glsl:3: TEXTURE 'T': 3-component format 'rgb8' cannot be a STORAGE image (GL has no rgb image formats)"),
     ("//!TEXTURE T\n//!FORMAT r8\n00\n\n//!TEXTURE T\n//!FORMAT r8\n00\n",
      "s.glsl:5: TEXTURE 'T' is already defined at s.glsl:1"),
 ])
 def test_texture_errors(text, message):
     assert err(text) == message
+
+
+def test_offset_align_without_hooked_is_a_parse_error():
+    text = "//!HOOK CHROMA\n//!BIND LUMA\n//!OFFSET ALIGN\n" + BODY
+    assert err(text) == "s.glsl:3: //!OFFSET ALIGN needs the pass to BIND HOOKED"
+    # binding the hooked stage by its own name is binding HOOKED
+    assert parse_shader("//!HOOK CHROMA\n//!BIND CHROMA\n//!OFFSET ALIGN\n" + BODY, "s.glsl").passes[0].offset == "ALIGN"
+
+
+def test_storage_texture_without_data_is_valid():
+    sf = parse_shader("//!TEXTURE BIG\n//!SIZE 2 2\n//!FORMAT r32f\n//!STORAGE\n", "s.glsl")
+    assert sf.textures[0].storage and sf.textures[0].data == b""
 
 
 def test_texture_unknown_format_lists_known():

@@ -651,6 +651,16 @@ def test_storage_texture_and_compute_positions(gl_ctx, tmp_path, image):
     assert np.abs(out[..., 1:] - image[..., 1:] / 255.0).max() < 1e-3
 
 
+def test_storage_texture_without_data_starts_zero_filled(gl_ctx, tmp_path, image):
+    """A STORAGE //!TEXTURE may omit its data (libplacebo zero-fills it): the parser accepts it and the
+    renderer must create it, zeroed, rather than refuse it."""
+    text = STORAGE.replace(bytes(64).hex() + "\n", "").replace(
+        "imageStore(ACC, ivec2(1, 1), vec4(0.5));", "imageStore(ACC, ivec2(1, 1), imageLoad(ACC, ivec2(2, 3)) + 0.25);")
+    assert "//!STORAGE\n\n//!HOOK" in text
+    out, _ = render(gl_ctx, [shader(tmp_path, text)], rgb_frame(image), (32, 24))
+    assert np.allclose(out[..., 0], 0.25, atol=1e-4)  # 0 (zero-filled texel) + 0.25
+
+
 EXTENSION = """//!HOOK LUMA
 //!BIND HOOKED
 //!COMPONENTS 1
