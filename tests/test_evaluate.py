@@ -113,6 +113,119 @@ def test_pareto_front_and_table():
     assert "30.12 / 0.9123" in lines[2] and "12.3" in lines[2]
 
 
+# ---------------------------------------------------------------- real-world protocol (--degrade)
+
+
+def test_load_sets_crop_and_degrade(tiny_set):
+    """Clean alone keeps today's crop (2); any other spec crops every column to 4; each LR is its spec's."""
+    from upshade.tools.degrade import degrade, parse_spec, swscale_down
+    from upshade.tools.metrics import imresize_down
+
+    (clean_only,) = ev.load_sets(tiny_set, ["clean"])
+    assert [i.hr.shape for i in clean_only.images] == [(40, 48, 3), (36, 34, 3)]
+    cols = ev.load_sets(tiny_set, ["clean", "x264:30", "kernel:lanczos"])
+    assert [c.degrade.name for c in cols] == ["clean", "x264:30", "kernel:lanczos"]
+    assert [i.hr.shape for i in cols[0].images] == [(40, 48, 3), (36, 32, 3)]
+    for k in range(2):
+        hr = cols[0].images[k].hr
+        assert all(c.images[k].hr is hr for c in cols)  # one HR array shared by all columns
+        assert np.array_equal(cols[0].images[k].lr, imresize_down(hr, 2))
+        assert np.array_equal(cols[1].images[k].lr, degrade(hr, parse_spec("x264:30")))
+        assert np.array_equal(cols[2].images[k].lr, swscale_down(hr, "lanczos"))
+        assert cols[1].images[k].lr.shape == cols[0].images[k].lr.shape
+    assert not np.array_equal(cols[1].images[0].lr, cols[0].images[0].lr)  # the codec did something
+    assert ev.hr_multiple([c.degrade for c in cols]) == 4 and ev.hr_multiple([ev.CLEAN]) == 2
+
+
+def test_x264_degradation_is_the_same_on_every_machine():
+    """Same bytes twice, and libx264 pinned to one thread: its default (the core count) changes the output."""
+    from upshade.tools.degrade import codec_roundtrip, degrade, parse_spec
+
+    hr = _picture(256, 320, 4)
+    clean = ev.imresize_down(hr, 2)
+    lr = degrade(hr, parse_spec("x264:28"))
+    assert np.array_equal(lr, degrade(hr, parse_spec("x264:28")))
+    one = codec_roundtrip([clean], "h264", 28, options={"threads": "1"})[0]
+    four = codec_roundtrip([clean], "h264", 28, options={"threads": "4"})[0]
+    assert not np.array_equal(one, four), "this picture no longer shows libx264's thread dependence"
+    assert np.array_equal(lr, one)
+
+
+def test_name_columns():
+    def col(name, spec):
+        return ev.TestSet(name, Path(name), [], ev.parse_spec(spec))
+
+    clean = ev.name_columns([[col("a", "clean")], [col("a", "clean")], [col("b", "clean")]])
+    assert [c.name for c in clean] == ["a", "a#2", "b"]
+    board = ev.name_columns([[col("a", "clean"), col("a", "x264:23")], [col("a", "clean"), col("a", "x264:23")]])
+    assert [c.name for c in board] == ["a clean", "a x264:23", "a#2 clean", "a#2 x264:23"]
+    assert [c.set_name for c in board] == ["a", "a", "a#2", "a#2"]
+
+
+def test_cli_real_world_board(tiny_set, random_model, shared_ctx, tmp_path, capsys, monkeypatch):
+    """Several specs: a column per (set, spec) in table and JSON; each LR made once for all methods."""
+    from upshade.tools import degrade as dg
+
+    _, _, shader = random_model
+    calls = []
+    real = dg.degrade
+    monkeypatch.setattr(dg, "degrade", lambda hr, spec: calls.append(spec.name) or real(hr, spec))
+    out = tmp_path / "board.json"
+    specs = ["clean", "x264:28", "kernel:area", "x264:28"]  # a repeat is scored once
+    assert cli.main(["eval", "--set", str(tiny_set), "--shader", str(shader), "--degrade", *specs,
+                     "--no-timing", "--json", str(out)]) == 0
+    assert sorted(calls) == ["kernel:area"] * 2 + ["x264:28"] * 2  # 2 images x 2 specs, not x 2 methods
+    text = capsys.readouterr().out
+    assert "clean PSNR/SSIM" in text and "x264:28 PSNR/SSIM" in text and "kernel:area PSNR/SSIM" in text
+    data = json.loads(out.read_text())
+    cols = ["tiny clean", "tiny x264:28", "tiny kernel:area"]
+    assert list(data["sets"]) == cols
+    assert [data["sets"][c]["degrade"] for c in cols] == ["clean", "x264:28", "kernel:area"]
+    assert {data["sets"][c]["set"] for c in cols} == {"tiny"}
+    assert data["protocol"]["hr_crop_multiple"] == 4
+    assert "libx264 CRF 28" in data["protocol"]["degrade"]["x264:28"]
+    assert [m["label"] for m in data["methods"]] == ["bicubic", "rand"]
+    for m in data["methods"]:
+        assert list(m["sets"]) == cols
+        # Compression costs the bicubic baseline and a random net alike.
+        assert m["sets"]["tiny x264:28"]["psnr"] < m["sets"]["tiny clean"]["psnr"]
+    # The clean column of a real-world board is the clean protocol at the crop of 4.
+    clean4 = ev.load_sets(tiny_set, ["clean", "kernel:area"])[0]
+    bic = ev.GLMethod(shared_ctx)
+    try:
+        (ref,) = ev.evaluate([bic], [clean4], show_progress=False)
+    finally:
+        bic.release()
+    assert data["methods"][0]["sets"]["tiny clean"]["psnr"] == pytest.approx(ref.scores["tiny"].psnr, abs=1e-9)
+
+
+def test_cli_clean_default_is_todays_protocol(tiny_set, shared_ctx, tmp_path):
+    """No --degrade and --degrade clean: the same board as always (crop to 2, columns named by set)."""
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert cli.main(["eval", "--set", str(tiny_set), "--no-timing", "--json", str(a)]) == 0
+    assert cli.main(["eval", "--set", str(tiny_set), "--degrade", "clean", "--no-timing", "--json", str(b)]) == 0
+    ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ja["methods"] == jb["methods"] and list(ja["sets"]) == ["tiny"]
+    assert "degrade" not in ja["protocol"]
+    bic = ev.GLMethod(shared_ctx)
+    try:
+        (ref,) = ev.evaluate([bic], [ev.load_set(tiny_set)], show_progress=False)
+    finally:
+        bic.release()
+    assert ja["methods"][0]["sets"]["tiny"]["psnr"] == pytest.approx(ref.scores["tiny"].psnr, abs=1e-9)
+
+
+def test_plot_shows_the_chosen_spec(tiny_set, shared_ctx, tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(ev, "draw_plot", lambda results, names, out, device: (drawn.append(list(names)),
+                                                                             Path(out).write_bytes(b"png")))
+    argv = ["eval", "--set", str(tiny_set), "--set", str(tiny_set), "--degrade", "clean", "kernel:area",
+            "--runs", "1", "--plot", str(tmp_path / "p.png")]
+    assert cli.main(argv) == 0
+    assert cli.main(argv + ["--plot-spec", "kernel:area"]) == 0
+    assert drawn == [["tiny clean", "tiny#2 clean"], ["tiny kernel:area", "tiny#2 kernel:area"]]
+
+
 # ---------------------------------------------------------------- GL + torch
 
 
@@ -233,6 +346,51 @@ def test_output_checks_happen_before_work(tiny_set, tmp_path, capsys):
     assert "does not exist" in err
     err = _err(capsys, ["eval", "--set", str(tiny_set), "--plot", str(tmp_path / "p.png"), "--no-timing"])
     assert "p.png" in err and "timing" in err
+
+
+def test_bad_degrade_specs(tiny_set, tmp_path, capsys):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    out = outdir / "s.json"
+    for spec, words in (("x264:99", "CRF"), ("kernel:nearest", "unknown kernel"), ("jpeg:50", "expected"),
+                        ("x264", "expected")):
+        err = _err(capsys, ["eval", "--set", str(tiny_set), "--degrade", "clean", spec, "--no-timing",
+                            "--json", str(out)])
+        assert spec in err and words in err, err
+    err = _err(capsys, ["eval", "--set", str(tiny_set), "--degrade", "clean", "--plot-spec", "x264:23",
+                        "--plot", str(outdir / "p.png")])
+    assert "--plot-spec x264:23" in err and "clean" in err
+    assert list(outdir.iterdir()) == []
+
+
+def test_missing_codec_is_one_line_before_any_work(tiny_set, tmp_path, capsys, monkeypatch, shared_ctx):
+    import av
+
+    monkeypatch.setattr(av, "codecs_available", set(av.codecs_available) - {"libx264"})
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    out = outdir / "s.json"
+    err = _err(capsys, ["eval", "--set", str(tiny_set), "--degrade", "clean", "x264:23", "--no-timing",
+                        "--json", str(out)])
+    assert "libx264" in err and "x264:23" in err
+    assert list(outdir.iterdir()) == []
+    # A board without x264 specs does not need the encoder.
+    assert cli.main(["eval", "--set", str(tiny_set), "--degrade", "clean", "kernel:area", "--no-timing",
+                     "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())["sets"]) == ["tiny clean", "tiny kernel:area"]
+
+
+def test_bicubic_set14_matches_the_real_world_reference(data_dir, gl_ctx):
+    """The protocol's reference values for bicubic on Set14 (../shared/data/README.md)."""
+    reference = {"clean": 30.33, "x264:23": 28.37, "x264:28": 26.86, "kernel:area": 30.52, "kernel:lanczos": 30.67}
+    cols = ev.name_columns([ev.load_sets(data_dir / "set14", list(reference))])
+    bic = ev.GLMethod(gl_ctx)
+    try:
+        (res,) = ev.evaluate([bic], cols, show_progress=False)
+    finally:
+        bic.release()
+    got = {c.degrade.name: res.scores[c.name].psnr for c in cols}
+    assert all(abs(got[k] - v) < 0.02 for k, v in reference.items()), got
 
 
 def test_bicubic_set5_matches_the_protocol_reference(data_dir, gl_ctx):

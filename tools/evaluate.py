@@ -4,6 +4,16 @@ Protocol (``../shared/data/README.md``, x2): HR -> RGB -> crop to a multiple of
 2 -> LR by MATLAB bicubic -> SR (uint8, the method's x2 output) -> PSNR / SSIM
 on BT.601 Y (16..235) with 2 pixels shaved from every border.
 
+``--degrade SPEC ...`` scores the real-world protocol too (tools/degrade.py):
+``clean`` is the LR above, ``x264:CRF`` that LR through one libx264 frame,
+``kernel:NAME`` the HR halved by swscale. Every (set, spec) pair is a board
+column (``set14 x264:23``); each spec's LR images are made once and shared by
+all methods. With any spec other than ``clean`` every HR (clean included) is
+cropped to a multiple of 4, as that protocol says (the LR then has even
+sides, which yuv420p needs); a clean-only run keeps the multiple of 2 and its
+columns keep the set names, so today's numbers do not move (Set14 has four
+images whose sides are not multiples of 4; Set5 and SYNLA-val have none).
+
 Every GL method runs the whole RGB pipeline exactly as ``upshade image`` does
 (LR RGB -> Frame -> Renderer.render at 2x -> uint8 RGB), so the bicubic
 baseline is the host with no shader and a shader's score is what a user sees.
@@ -36,6 +46,7 @@ import numpy as np
 from ..host.errors import MediaError, UpshadeError
 from ..host.fileio import atomic_output, check_output_path
 from .data import NAMED_SOURCES, list_images, resolve_source, source_label
+from .degrade import SPEC_HELP, Spec, parse_spec, parse_specs
 from .metrics import as_rgb, crop_to_multiple, imresize_down, psnr_y, ssim_y
 
 SCALE = 2
@@ -50,18 +61,28 @@ MIN_HR_SIDE = 11 + 2 * SHAVE + 1
 # ---------------------------------------------------------------- test sets
 
 
+CLEAN = Spec("clean")
+
+
 @dataclass
 class TestImage:
     name: str
-    hr: np.ndarray   # (H, W, 3) uint8, cropped to a multiple of SCALE
+    hr: np.ndarray   # (H, W, 3) uint8, cropped to a multiple of SCALE (of 2 * SCALE when degraded)
     lr: np.ndarray   # (H/2, W/2, 3) uint8
 
 
 @dataclass
 class TestSet:
+    """One board column: a set's HR images and their LR under one degradation."""
+
     name: str
     path: Path
     images: list[TestImage]
+    degrade: Spec = CLEAN
+    set_name: str = ""  # the set's own name (``name`` adds the spec on a real-world board)
+
+    def __post_init__(self):
+        self.set_name = self.set_name or self.name
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -86,41 +107,105 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def load_set(path: str | os.PathLike) -> TestSet:
-    """Read every image of a test set (sorted by name) and build its LR inputs.
+    """Read every image of a test set (sorted by name) and build its clean LR inputs.
 
     ``path`` is a folder, or one of the data sources the training uses by name
     (``set5``, ``set14``, ``synla:val``, ...; see tools/data.py) when no such folder exists.
     """
-    spec = str(path)
+    return load_sets(path, [CLEAN])[0]
+
+
+def hr_multiple(specs: Sequence[Spec]) -> int:
+    """HR sides are cropped to this: 2 for the clean protocol alone, 4 once any real-world spec is scored."""
+    return SCALE if all(s == CLEAN for s in specs) else 2 * SCALE
+
+
+def load_sets(path: str | os.PathLike, specs: Sequence[Spec | str], progress=None) -> list[TestSet]:
+    """A test set under each degradation: one :class:`TestSet` per spec, sharing the HR arrays.
+
+    The HR crop follows :func:`hr_multiple` of all ``specs``; each LR is made
+    once here (``progress`` is ticked per image and spec).
+    """
+    specs = [s if isinstance(s, Spec) else parse_spec(s) for s in specs]
+    source = str(path)
     path = Path(path)
     if not path.exists():
-        if spec.partition(":")[0].lower() not in NAMED_SOURCES:
+        if source.partition(":")[0].lower() not in NAMED_SOURCES:
             raise UpshadeError(f"{path}: test set folder does not exist")
-        files = resolve_source(spec)
-        return _build_set(files, source_label(spec), files[0].parent)
-    files = list_images(path)  # the same folder rules (extensions, sorting, errors) as the training data
-    return _build_set(files, path.name or str(path), path)
-
-
-def _build_set(files, name: str, path: Path) -> TestSet:
-    images = []
+        files = resolve_source(source)
+        name, where = source_label(source), files[0].parent
+    else:
+        files = list_images(path)  # the same folder rules (extensions, sorting, errors) as the training data
+        name, where = path.name or str(path), path
+    multiple = hr_multiple(specs)
+    hrs = []
     for f in files:
-        hr = crop_to_multiple(_read_rgb(f), SCALE)
+        hr = crop_to_multiple(_read_rgb(f), multiple)
         if min(hr.shape[:2]) < MIN_HR_SIDE:
             raise MediaError(f"{f}: image {hr.shape[1]}x{hr.shape[0]} is too small to score "
                              f"(needs at least {MIN_HR_SIDE}x{MIN_HR_SIDE})")
-        hr = np.ascontiguousarray(hr)
-        images.append(TestImage(f.stem, hr, imresize_down(hr, SCALE)))
-    return TestSet(name, path, images)
+        hrs.append((f, np.ascontiguousarray(hr)))
+    out = []
+    for spec in specs:
+        images = []
+        for f, hr in hrs:
+            images.append(TestImage(f.stem, hr, _degrade_checked(f, hr, spec)))
+            if progress is not None:
+                progress.update(1)
+        out.append(TestSet(name, where, images, spec))
+    return out
 
 
-def _unique_set_names(sets: list[TestSet]) -> None:
-    seen: dict[str, int] = {}
-    for s in sets:
-        n = seen.get(s.name, 0)
-        seen[s.name] = n + 1
-        if n:
-            s.name = f"{s.name}#{n + 1}"
+def _degrade_checked(f: Path, hr: np.ndarray, spec: Spec) -> np.ndarray:
+    if spec == CLEAN:
+        return imresize_down(hr, SCALE)  # the clean protocol at any crop (degrade() wants multiples of 4)
+    from .degrade import degrade
+
+    try:
+        lr = degrade(hr, spec)
+    except UpshadeError as exc:
+        raise UpshadeError(f"{f}: {spec}: {exc}") from None
+    except Exception as exc:  # a codec's own failure on this image
+        raise MediaError(f"{f}: {spec}: cannot degrade ({type(exc).__name__}: {exc})") from None
+    h, w = hr.shape[:2]
+    if lr.shape != (h // SCALE, w // SCALE, 3) or lr.dtype != np.uint8:
+        raise UpshadeError(f"{f}: {spec}: LR {lr.shape} {lr.dtype} is not {w // SCALE}x{h // SCALE} RGB uint8")
+    return np.ascontiguousarray(lr)
+
+
+def check_specs_available(specs: Sequence[Spec]) -> None:
+    """Fail before any work when the PyAV build lacks what a spec needs (libx264, swscale scalers)."""
+    if any(s.kind == "x264" for s in specs):
+        from .degrade import CODECS, codec_available
+
+        if not codec_available("h264"):
+            enc = CODECS["h264"][0]
+            names = " ".join(s.name for s in specs if s.kind == "x264")
+            raise UpshadeError(f"--degrade {names}: this PyAV build has no {enc} encoder "
+                               f"(install a PyAV wheel with {enc}, or leave out the x264 specs)")
+
+
+def name_columns(groups: Sequence[Sequence[TestSet]]) -> list[TestSet]:
+    """Name the board's columns (``groups``: each set's :func:`load_sets`, in order); returns them flat.
+
+    Sets of the same name become ``name``, ``name#2``, ...; a real-world board
+    (any spec but ``clean``) names every column ``set spec``, e.g. ``set14 x264:23``.
+    """
+    count: dict[str, int] = {}
+    real_world = any(s.degrade != CLEAN for g in groups for s in g)
+    out = []
+    for group in groups:
+        if not group:
+            continue
+        base = group[0].set_name
+        n = count.get(base, 0)
+        count[base] = n + 1
+        unique = base if not n else f"{base}#{n + 1}"
+        for s in group:
+            s.set_name = unique
+            s.name = f"{unique} {s.degrade}" if real_world else unique
+            out.append(s)
+    return out
 
 
 # ---------------------------------------------------------------- torch-side colour handling
@@ -472,8 +557,10 @@ def evaluate(methods: Sequence[Method], sets: Sequence[TestSet], timing_runs: in
 # ---------------------------------------------------------------- reporting
 
 
-def format_table(results: Sequence[MethodResult], set_names: Sequence[str]) -> str:
-    head = ["method", "params"] + [f"{n} PSNR/SSIM" for n in set_names] + ["ms/1080p"]
+def format_table(results: Sequence[MethodResult], set_names: Sequence[str],
+                 titles: Sequence[str] | None = None) -> str:
+    """Methods by columns (``set_names``, headed by ``titles`` when given) of PSNR / SSIM."""
+    head = ["method", "params"] + [f"{n} PSNR/SSIM" for n in (titles or set_names)] + ["ms/1080p"]
     rows = []
     for r in results:
         row = [r.label, "-" if r.params is None else f"{r.params:,}"]
@@ -561,14 +648,42 @@ def device_description(ctx) -> dict:
     return info
 
 
+CLEAN_LR = "MATLAB imresize bicubic (a=-0.5, antialiased), rounded to uint8"
+
+
+def describe_spec(spec: Spec) -> str:
+    """What a degradation does, in words (the JSON's record of the protocol)."""
+    if spec.kind == "clean":
+        return CLEAN_LR
+    if spec.kind == "x264":
+        return (f"the clean LR -> swscale yuv420p (BT.709, limited range) -> one frame of libx264 CRF {spec.arg}, "
+                f"preset medium, 1 thread -> decoded -> RGB (BT.709, limited range)")
+    return f"HR -> exactly half width and height by swscale {spec.arg} (SWS_{spec.arg.upper()}), RGB"
+
+
+def _codec_versions() -> dict:
+    try:
+        import av
+    except ImportError:
+        return {}
+    libs = {k: ".".join(map(str, v)) for k, v in sorted(getattr(av, "library_versions", {}).items())}
+    return {"pyav": getattr(av, "__version__", None), **libs}
+
+
 def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], device: dict, timing_runs: int) -> dict:
+    specs = list(dict.fromkeys(s.degrade for s in sets)) or [CLEAN]
+    protocol = {
+        "scale": SCALE,
+        "shave": SHAVE,
+        "lr": CLEAN_LR,
+        "metric": "PSNR (peak 255) and SSIM (11x11 Gaussian, sigma 1.5) on BT.601 Y 16..235",
+    }
+    if specs != [CLEAN]:
+        protocol["hr_crop_multiple"] = hr_multiple(specs)
+        protocol["degrade"] = {s.name: describe_spec(s) for s in specs}
+        protocol["libraries"] = _codec_versions()
     return {
-        "protocol": {
-            "scale": SCALE,
-            "shave": SHAVE,
-            "lr": "MATLAB imresize bicubic (a=-0.5, antialiased), rounded to uint8",
-            "metric": "PSNR (peak 255) and SSIM (11x11 Gaussian, sigma 1.5) on BT.601 Y 16..235",
-        },
+        "protocol": protocol,
         "timing": {
             "unit": "ms per 1920x1080 output frame (median)",
             "gl": f"render {TIMING_IN[0]}x{TIMING_IN[1]} -> {TIMING_OUT[0]}x{TIMING_OUT[1]} incl. upload, glFinish",
@@ -576,7 +691,8 @@ def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], devic
             "runs": timing_runs,
         },
         "device": device,
-        "sets": {s.name: {"path": str(s.path), "images": [i.name for i in s.images]} for s in sets},
+        "sets": {s.name: {"path": str(s.path), "set": s.set_name, "degrade": s.degrade.name,
+                          "images": [i.name for i in s.images]} for s in sets},
         "methods": [r.to_json() for r in results],
     }
 
@@ -592,8 +708,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hook shader to score through the GL host (repeatable)")
     parser.add_argument("--model", action="append", default=[], metavar="CKPT|S|M|L",
                         help="torch checkpoint, or a shipped model size, to score in PyTorch (repeatable)")
+    parser.add_argument("--degrade", nargs="+", action="extend", metavar="SPEC",
+                        help="how the LR is made, one board column per set and spec: " + SPEC_HELP
+                             + " (default clean; several allowed, e.g. --degrade clean x264:23 kernel:area; "
+                             "any spec but clean crops HR to a multiple of 4 for all)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write all scores and timings as JSON")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw PSNR against ms per 1080p frame")
+    parser.add_argument("--plot-spec", metavar="SPEC",
+                        help="the --degrade spec whose scores the plot shows (default: the first)")
     parser.add_argument("--no-timing", action="store_true", help="skip the speed measurement")
     parser.add_argument("--runs", type=int, default=10, metavar="N",
                         help="timed repetitions per method, median reported (default 10)")
@@ -605,14 +727,19 @@ def run(args: argparse.Namespace) -> int:
         raise UpshadeError(f"--runs must be at least 1, got {args.runs}")
     if args.plot is not None and args.no_timing:
         raise UpshadeError(f"{args.plot}: the plot needs timings; drop --no-timing")
+    specs = parse_specs(args.degrade or ["clean"])
+    plot_spec = parse_spec(args.plot_spec) if args.plot_spec is not None else specs[0]
+    if plot_spec not in specs:
+        raise UpshadeError(f"--plot-spec {plot_spec}: not among the scored specs "
+                           f"(--degrade {' '.join(s.name for s in specs)})")
+    check_specs_available(specs)
     inputs = [*args.sets, *args.shader, *[m for m in args.model if Path(m).is_file()]]
     for out in (args.json, args.plot):
         if out is not None:
             check_output_path(out, inputs)
     # Checkpoints first: they fail fast, before the sets are read or GL starts.
     torch_methods = [load_torch_method(m) for m in args.model]
-    sets = [load_set(d) for d in args.sets]
-    _unique_set_names(sets)
+    sets = name_columns([load_sets(d, specs) for d in args.sets])
 
     from ..host.gpu import create_headless_context
 
@@ -634,13 +761,22 @@ def run(args: argparse.Namespace) -> int:
         ctx.release()
 
     names = [s.name for s in sets]
-    print(format_table(results, names))
+    if all(s.degrade == CLEAN for s in sets):
+        print(format_table(results, names))
+    else:  # one table per set, a column per spec: a board of several sets stays readable
+        groups = list(dict.fromkeys(s.set_name for s in sets))
+        for i, g in enumerate(groups):
+            cols = [s for s in sets if s.set_name == g]
+            print(("\n" if i else "") + f"{g}:")
+            print(format_table(results, [s.name for s in cols], [s.degrade.name for s in cols]))
+    plotted = [s.name for s in sets if s.degrade == plot_spec]
     if args.json is not None:
         with atomic_output(args.json, inputs) as tmp:
             tmp.write_text(json.dumps(results_json(results, sets, device, runs), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     if args.plot is not None:
         with atomic_output(args.plot, inputs) as tmp:
-            draw_plot(results, names, tmp, device.get("gl_renderer") or device["cpu"])
+            draw_plot(results, plotted, tmp, device.get("gl_renderer") or device["cpu"])
         print(f"wrote {args.plot}")
     return 0
+
