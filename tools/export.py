@@ -46,6 +46,21 @@ Vulkan or D3D11 in mpv.
 Weights are GLSL literals (on llvmpipe they ran 2.4x faster than uniform
 arrays) printed with ``%.9g``, which round-trips float32 exactly. The output
 is a pure function of the checkpoint: no timestamps, no absolute paths.
+
+ONNX (``--format onnx``, or an ``-o`` ending in ``.onnx``): the same network as
+one luma-in, luma-out graph for VapourSynth (vs-mlrt) and chaiNNer: input
+``input`` (N, 1, H, W) float32, full-range luma in 0..1, output ``output``
+(N, 1, 2H, 2W), the residual included and nothing clamped (what PyTorch
+computes; N, H and W are dynamic). It is written by torch's own exporter
+(``torch.onnx.export(dynamo=True)``, which needs ``onnx`` and ``onnxscript``;
+the older TorchScript exporter is deprecated and spelled the replicate padding
+as ~120 shape-computing nodes) at opset 18, the lowest that exporter
+implements (ONNX Runtime >= 1.14, TensorRT 8.6+, OpenVINO): Pad (edge), Conv,
+Relu, Neg, Concat, DepthToSpace (CRD) or Resize (nearest), Resize (linear or
+cubic, half_pixel), Add. Weights are stored inside the one file; torch's
+per-node debug metadata is dropped and upshade's (name, config, parameters,
+source checkpoint) is added, so the bytes are a pure function of the checkpoint
+too.
 """
 
 from __future__ import annotations
@@ -63,7 +78,7 @@ import numpy as np
 from ..host.errors import UpshadeError
 from ..host.fileio import atomic_output
 
-__all__ = ["Lowered", "lower", "export_shader", "add_arguments", "run"]
+__all__ = ["Lowered", "lower", "export_shader", "export_onnx", "add_arguments", "run"]
 
 # The network is skipped unless the output is enlarged by more than this
 # factor in both directions (it only knows how to double).
@@ -786,6 +801,15 @@ def _load(path: Path):
         raise UpshadeError(str(exc)) from None
 
 
+def _state_digest(state: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        digest.update(key.encode() + np.ascontiguousarray(arr, dtype="<f4").tobytes())
+    return digest.hexdigest()[:16]
+
+
 def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = False) -> str:
     """The hook shader text for a checkpoint path, a checkpoint dict or an UpshadeNet.
 
@@ -816,12 +840,7 @@ def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = Fal
                 raise UpshadeError(f"cannot export {type(model_or_ckpt).__name__}: it has no model config")
             config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
             state = model_or_ckpt.state_dict()
-        digest = hashlib.sha256()
-        for key in sorted(state):
-            value = state[key]
-            arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-            digest.update(key.encode() + np.ascontiguousarray(arr, dtype="<f4").tobytes())
-        source = f"in-memory weights (sha256 {digest.hexdigest()[:16]})"
+        source = f"in-memory weights (sha256 {_state_digest(state)})"
         name = name or "model"
         where = "model"
     if dataclasses.is_dataclass(config):
@@ -836,15 +855,155 @@ def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = Fal
     return _render(passes, _header(low, name, source, params, len(passes), metrics))
 
 
+# ------------------------------------------------------------------ ONNX
+
+# The lowest opset torch's exporter implements (it cannot convert Pad below 18):
+# ONNX Runtime >= 1.14, TensorRT >= 8.6 and current OpenVINO read it.
+ONNX_OPSET = 18
+ONNX_INPUT, ONNX_OUTPUT = "input", "output"
+FORMATS = {"glsl": ".glsl", "onnx": ".onnx"}
+
+
+def _onnx_model(model_or_ckpt, name: str | None):
+    """(plain UpshadeNet in eval mode, name, source line, metrics) for a path, a checkpoint dict or a net."""
+    from .model import ModelConfig, UpshadeNet
+
+    if isinstance(model_or_ckpt, (str, Path)):
+        path = Path(model_or_ckpt)
+        model, ckpt = _load(path)
+        source = f"{path.name} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]})"
+        return model, name or _default_name(path), source, ckpt.get("metrics")
+    if isinstance(model_or_ckpt, Mapping):
+        config, state = model_or_ckpt.get("config"), model_or_ckpt.get("model")
+        if config is None or state is None:
+            raise UpshadeError("checkpoint dict needs 'config' and 'model' entries")
+        model = UpshadeNet(ModelConfig.from_dict(dict(config)))
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise UpshadeError(f"checkpoint dict: weights do not match its config ({str(exc).splitlines()[0][:200]})") from None
+        metrics = model_or_ckpt.get("metrics")
+    elif isinstance(model_or_ckpt, UpshadeNet):
+        model, metrics = model_or_ckpt, None
+    else:
+        raise UpshadeError(f"cannot export {type(model_or_ckpt).__name__}: not an upshade model or checkpoint")
+    model = model.collapsed()
+    return model, name or "model", f"in-memory weights (sha256 {_state_digest(model.state_dict())})", metrics
+
+
+def _onnx_exporter():
+    """torch, once what its ONNX exporter needs (onnx, onnxscript) imports; else one clear error."""
+    import importlib
+
+    missing = []
+    for mod in ("onnx", "onnxscript"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        raise UpshadeError(f"ONNX export needs the {' and '.join(missing)} package{'s' if len(missing) > 1 else ''}: "
+                           f"pip install 'upshade[train]'")
+    import torch
+
+    return torch
+
+
+def export_onnx(model_or_ckpt, name: str | None = None, *, opset: int = ONNX_OPSET) -> bytes:
+    """The network as an ONNX model (serialised bytes): luma (N, 1, H, W) in 0..1 -> (N, 1, 2H, 2W).
+
+    ``model_or_ckpt``: a checkpoint path, a checkpoint dict or an UpshadeNet
+    (its training form is collapsed first). Deterministic: the same weights
+    give the same bytes.
+    """
+    import contextlib
+    import io
+    import json
+    import logging
+    import warnings
+
+    torch = _onnx_exporter()
+    model, name, source, metrics = _onnx_model(model_or_ckpt, name)
+    name = " ".join(str(name).split())
+    model = model.float().cpu().eval()
+    example = (torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(0)),)
+    dims = {0: torch.export.Dim("N"), 2: torch.export.Dim("H"), 3: torch.export.Dim("W")}
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        # The exporter reports progress on stdout and logs warnings (torchvision absent, deprecations).
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, example, None, input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                dynamic_shapes=(dims,), opset_version=opset, dynamo=True, external_data=False,
+                optimize=True, report=False, verbose=False,
+            )
+            proto = program.model_proto
+    except UpshadeError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UpshadeError(f"{name}: ONNX export failed ({type(exc).__name__}: {first[:200]})") from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    # torch's per-value debug metadata (node names, stack traces): not part of the network.
+    graph = proto.graph
+    for items in (graph.node, graph.input, graph.output, graph.value_info, graph.initializer):
+        for item in items:
+            del item.metadata_props[:]
+            if hasattr(item, "doc_string"):
+                item.doc_string = ""
+    del graph.metadata_props[:]
+    del proto.metadata_props[:]
+    graph.name = re.sub(r"[^A-Za-z0-9_]+", "_", f"upshade_{name}")
+    cfg = model.cfg.to_dict()
+    params = int(sum(p.numel() for p in model.parameters()))
+    proto.doc_string = (f"upshade {name}: x{cfg['scale']} luma upscaler. Input '{ONNX_INPUT}' (N, 1, H, W) float32, "
+                        f"full-range luma in 0..1 (BT.601/709 Y' as the player decodes it); output '{ONNX_OUTPUT}' "
+                        f"(N, 1, 2H, 2W), not clamped. Chroma is not part of the network (upscale it bicubically).")
+    meta = {"name": name, "source": source, "params": str(params), "config": json.dumps(cfg, sort_keys=True)}
+    if isinstance(metrics, Mapping):
+        meta.update(("metrics." + k, v) for k, _, v in (line.partition("=") for line in _flat_metrics(metrics)))
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = f"upshade.{key}", str(value)
+    return proto.SerializeToString(deterministic=True)
+
+
+def check_format(output: str | Path, fmt: str | None) -> str:
+    """The export format: given (and checked against ``output``'s suffix) or told by a ``.onnx`` suffix."""
+    out = Path(output)
+    suffix = out.suffix.lower()
+    if fmt is None:
+        return "onnx" if suffix == ".onnx" else "glsl"
+    if fmt not in FORMATS:
+        raise UpshadeError(f"--format {fmt!r}: unknown format (choose {', '.join(FORMATS)})")
+    if fmt == "onnx" and suffix != ".onnx":
+        raise UpshadeError(f"{out}: --format onnx writes an .onnx file; name the output {out.stem}.onnx")
+    if fmt == "glsl" and suffix == ".onnx":
+        raise UpshadeError(f"{out}: --format glsl writes a hook shader, not an .onnx file; "
+                           f"use --format onnx or name it {out.stem}.glsl")
+    return fmt
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="a checkpoint written by `upshade train` (.pt)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.glsl", help="the hook shader to write")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.glsl|OUT.onnx",
+                        help="the hook shader (or, with --format onnx, the ONNX model) to write")
+    parser.add_argument("--format", metavar="glsl|onnx", default=None,
+                        help="glsl: mpv hook shader (default); onnx: luma-in/luma-out ONNX model "
+                             "(input (N,1,H,W) in 0..1, output (N,1,2H,2W)) for VapourSynth vs-mlrt, "
+                             "chaiNNer, ONNX Runtime; default: onnx when OUT ends in .onnx")
     parser.add_argument(
         "--name",
         help="model name used in pass descriptions and texture names (default: from CKPT, e.g. M for upshade_M.pt)",
     )
     kind = parser.add_mutually_exclusive_group()
-    kind.add_argument("--fragment", dest="compute", action="store_false", default=False,
+    kind.add_argument("--fragment", dest="compute", action="store_false", default=None,
                       help="fragment passes, one pixel per invocation (default): fastest on GPUs, "
                            "runs on every mpv GPU backend (e.g. OpenGL 4.1 on macOS)")
     kind.add_argument("--compute", dest="compute", action="store_true",
@@ -854,6 +1013,17 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     ckpt = Path(args.checkpoint)
+    fmt = check_format(args.output, getattr(args, "format", None))
+    if fmt == "onnx":
+        if args.compute is not None:
+            flag = "--compute" if args.compute else "--fragment"
+            raise UpshadeError(f"{flag} is a shader option; --format onnx has no passes")
+        data = export_onnx(ckpt, name=args.name)
+        with atomic_output(args.output, inputs=[ckpt]) as tmp:
+            tmp.write_bytes(data)
+        print(f"{args.output}: ONNX opset {ONNX_OPSET}, luma (N,1,H,W) -> (N,1,2H,2W), from {ckpt.name}")
+        return 0
+    args.compute = bool(args.compute)
     text = export_shader(ckpt, name=args.name, compute=args.compute)
     with atomic_output(args.output, inputs=[ckpt]) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
