@@ -301,14 +301,14 @@ def test_expanded_run_on_image_pairs_checkpoints_the_collapsed_net_and_resumes_e
 
 
 def test_new_config_fields_are_checked_and_old_runs_still_resume(torch, T, folders, tmp_path):
-    with pytest.raises(UpshadeError, match="pairs must be crop or image"):
+    with pytest.raises(UpshadeError, match="pairs must be crop, image or bank"):
         _cfg(T, folders, pairs="tiles")
     with pytest.raises(UpshadeError, match="expand 2 is narrower"):
         _cfg(T, folders, expand=2)
     out = tmp_path / "old"
     T.train(_cfg(T, folders, epochs=1), out, threads=1, progress=False)
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    for key in ("pairs", "expand"):  # a run from before these fields existed
+    for key in ("pairs", "expand", "bank", "bank_mix", "val_specs", "select_mix"):  # a run from before these fields existed
         del ckpt["train_config"][key]
     torch.save(ckpt, out / "last.pt")
     assert T.train(_cfg(T, folders, epochs=2), out, resume=True, threads=1, progress=False)["epoch"] == 2

@@ -18,6 +18,9 @@ Named sources (under ``data_root``, default ``../shared/data``)::
     t91  set5  set14
     skimage       the natural photos bundled with scikit-image (CC0/public
                   domain; installed with the ``train`` extra, never copied here)
+    openclipart   line art: a fixed subset of Debian's ``openclipart-svg``
+                  drawings (public domain), rasterised once by ``rsvg-convert``
+                  (``librsvg2-bin``) on white into the cache; never copied here
     any other string is taken as a folder of images
 """
 
@@ -38,7 +41,10 @@ SYNLA_VAL_COUNT = 128
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
 _FOLDERS = {"synla": "synla1024", "t91": "t91", "set5": "set5", "set14": "set14"}
 # Names resolve_source() understands besides folders.
-NAMED_SOURCES = frozenset(_FOLDERS) | {"skimage"}
+NAMED_SOURCES = frozenset(_FOLDERS) | {"skimage", "openclipart"}
+OPENCLIPART_DIR = Path("/usr/share/openclipart/svg")
+OPENCLIPART_COUNT = 400  # drawings taken, evenly spread over the sorted list
+OPENCLIPART_SIDE = 384  # raster width (height keeps the aspect ratio)
 # scikit-image's bundled samples that are lossless natural photographs. Left
 # out: JPEGs (their block artefacts would be learnt as detail), the
 # motion-blurred clock, the stereo twin of motorcycle_left, and the synthetic
@@ -83,6 +89,8 @@ def resolve_source(spec: str, data_root: str | Path = DEFAULT_DATA_ROOT) -> list
     key = name.lower()
     if key == "skimage":
         return skimage_photos()
+    if key == "openclipart":
+        return openclipart_rasters()
     if key in _FOLDERS:
         files = list_images(Path(data_root) / _FOLDERS[key])
         if key == "synla" and split:
@@ -113,6 +121,48 @@ def skimage_photos() -> list[Path]:
     if missing:
         raise UpshadeError(f"{folder}: scikit-image's sample photos {', '.join(missing)} are missing")
     return paths
+
+
+def openclipart_rasters(count: int = OPENCLIPART_COUNT, side: int = OPENCLIPART_SIDE) -> list[Path]:
+    """PNG rasters of ``count`` openclipart drawings, made once into the cache.
+
+    Drawings that fail to render or come out nearly blank are left out (the
+    same ones every time, so the list is reproducible).
+    """
+    import shutil
+    import subprocess
+
+    from .bank import cache_dir
+
+    if not OPENCLIPART_DIR.is_dir():
+        raise UpshadeError(f"{OPENCLIPART_DIR}: not found: apt-get install openclipart-svg (training source 'openclipart')")
+    out_dir = cache_dir().parent / f"openclipart-{count}-{side}"
+    done = out_dir / "LIST"
+    if done.is_file():
+        return [out_dir / n for n in done.read_text().split()]
+    if not shutil.which("rsvg-convert"):
+        raise UpshadeError("rsvg-convert not found: apt-get install librsvg2-bin (training source 'openclipart')")
+    svgs = sorted({p.resolve() for p in OPENCLIPART_DIR.rglob("*.svg")})
+    pick = [svgs[int(i)] for i in np.linspace(0, len(svgs) - 1, count)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for i, svg in enumerate(pick):
+        png = out_dir / f"{i:04d}.png"
+        cmd = ["rsvg-convert", "--width", str(side), "--keep-aspect-ratio", "--background-color", "white",
+               "--format", "png", "--output", str(png), str(svg)]
+        try:
+            ok = subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+        if not ok or not png.is_file():
+            continue
+        img = read_rgb(png)
+        if min(img.shape[:2]) < 96 or img.std() < 8:  # too thin a strip, or nearly blank
+            png.unlink()
+            continue
+        kept.append(png)
+    done.write_text("\n".join(p.name for p in kept) + "\n")
+    return kept
 
 
 def source_label(spec: str) -> str:
@@ -230,42 +280,41 @@ class PairSampler:
         return np.ascontiguousarray(lr), np.ascontiguousarray(hr)
 
 
-class ImagePairSampler:
-    """Random aligned (LR luma, HR luma) crops of whole images downscaled once, held on the training device.
+class AlignedPairSampler:
+    """Random aligned (LR luma, HR luma) crops of whole (HR, LR) pairs held on the training device.
 
-    ``pairs="image"`` in the training config. Every image (cropped to a
-    multiple of the scale) gets its LR once, by the protocol's downscale, as
-    evaluation makes it: a crop's border pixels then see their real neighbours
-    (a per-crop LR replicates the crop's edge instead). A batch is one gather
-    from flat buffers plus flips/transposes, all on the device, so a GPU is
-    not left waiting for numpy resampling (the per-crop sampler's cost).
-    HR crops start on even pixels so that LR crop = LR of the HR crop exactly,
-    and the 8 symmetries commute with the (symmetric) downscale kernel.
+    ``pairs`` is a list of ``(hr_luma, lr_luma, weight)``: float or uint8 luma
+    arrays (uint8 read as /255) with HR exactly ``scale`` times the LR, and the
+    share of samples each pair gets. A batch is one gather from flat buffers
+    plus flips/transposes, all on the device, so a GPU is not left waiting for
+    numpy. HR crops start on multiples of the scale so that the LR crop is the
+    LR of the HR crop exactly, and the 8 symmetries commute with symmetric
+    downscale kernels.
     """
 
-    def __init__(self, sets: list[TrainSet], weights: list[float], patch: int = 128, scale: int = 2, augment: bool = True,
-                 device="cpu"):
+    def __init__(self, pairs, patch: int = 128, scale: int = 2, augment: bool = True, device="cpu"):
         import torch
 
-        w = _set_shares(sets, weights, patch, scale)
+        pairs = [(hr, lr, w) for hr, lr, w in pairs if min(hr.shape[:2]) >= patch and w > 0]
+        if not pairs:
+            raise UpshadeError(f"no training image or frame is at least {patch}x{patch} (choose a smaller patch)")
         self.patch, self.scale, self.augment = patch, scale, augment
-        hr_parts, lr_parts, shapes, probs = [], [], [], []
-        for ts, share in zip(sets, w):
-            for img, p_img in zip(ts.images, ts.probs):
-                hr = crop_to_multiple(img, scale)
-                lr = imresize_down(hr, scale)  # once per image: the exact float64 protocol
-                hr_parts.append(rgb_to_luma_full(hr).ravel())
-                lr_parts.append(rgb_to_luma_full(lr).ravel())
-                shapes.append(hr.shape[:2])
-                probs.append(share * p_img)
-        self.hr_hw = np.asarray(shapes, dtype=np.int64)
-        self.probs = np.asarray(probs) / np.sum(probs)
+        self.hr_hw = np.asarray([hr.shape[:2] for hr, _, _ in pairs], dtype=np.int64)
+        probs = np.asarray([w for _, _, w in pairs], dtype=np.float64)
+        self.probs = probs / probs.sum()
         sizes = self.hr_hw[:, 0] * self.hr_hw[:, 1]
         self.hr_off = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.lr_off = self.hr_off // (scale * scale)  # each LR image has exactly size / scale^2 pixels
         self.device = torch.device(device)
-        self.hr = torch.from_numpy(np.concatenate(hr_parts)).to(self.device)
-        self.lr = torch.from_numpy(np.concatenate(lr_parts)).to(self.device)
+
+        def flat(arrays):
+            parts = [a.ravel() for a in arrays]
+            cat = np.concatenate(parts)
+            t = torch.from_numpy(cat)
+            return (t.float() / 255.0 if cat.dtype == np.uint8 else t.float()).to(self.device)
+
+        self.hr = flat(hr for hr, _, _ in pairs)
+        self.lr = flat(lr for _, lr, _ in pairs)
         self._grid = {p: torch.arange(p, device=self.device) for p in (patch, patch // scale)}
 
     def _gather(self, flat, off, y, x, width, p):
@@ -295,6 +344,61 @@ class ImagePairSampler:
         return lr.contiguous(), hr.contiguous()
 
 
+def image_pairs(sets: list[TrainSet], weights: list[float], patch: int, scale: int = 2):
+    """``pairs=image``: every whole image (cropped to the scale) with its protocol LR, made once."""
+    shares = _set_shares(sets, weights, patch, scale)
+    for ts, share in zip(sets, shares):
+        for img, p_img in zip(ts.images, ts.probs):
+            hr = crop_to_multiple(img, scale)
+            lr = imresize_down(hr, scale)  # once per image: the exact float64 protocol
+            yield rgb_to_luma_full(hr), rgb_to_luma_full(lr), share * p_img
+
+
+def bank_pairs(banks, weights: list[float], mix: dict, patch: int, scale: int = 2):
+    """``pairs=bank``: frames of degraded banks (tools/bank.py), ``mix`` weighing their categories.
+
+    Within a bank and category a frame is drawn in proportion to its area;
+    a category the mix names but a bank lacks is an error.
+    """
+    from .bank import CATEGORIES
+
+    if patch % scale:
+        raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
+    unknown = set(mix) - set(CATEGORIES)
+    if unknown or sum(mix.values()) <= 0:
+        raise UpshadeError(f"bank_mix {mix}: weigh categories of {', '.join(CATEGORIES)}")
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    total = sum(mix.values())
+    for bank, share in zip(banks, w):
+        for ci, cat in enumerate(CATEGORIES):
+            cshare = float(mix.get(cat, 0.0)) / total
+            if cshare <= 0:
+                continue
+            idx = [i for i in range(len(bank)) if bank.category[i] == ci and min(bank.hr[i].shape) >= patch]
+            if not idx:
+                raise UpshadeError(f"bank {bank.name}: no {cat} frames of at least {patch}x{patch} for bank_mix {mix}")
+            area = np.asarray([bank.hr[i].size for i in idx], dtype=np.float64)
+            for i, a in zip(idx, area / area.sum()):
+                yield bank.hr[i], bank.lr[i], share * cshare * a
+
+
+class ImagePairSampler(AlignedPairSampler):
+    """Crops of whole images downscaled once by the protocol (``pairs=image``)."""
+
+    def __init__(self, sets: list[TrainSet], weights: list[float], patch: int = 128, scale: int = 2,
+                 augment: bool = True, device="cpu"):
+        super().__init__(list(image_pairs(sets, weights, patch, scale)), patch, scale, augment, device)
+
+
+class BankPairSampler(AlignedPairSampler):
+    """Crops of degraded bank frames (``pairs=bank``), categories weighed by ``mix``."""
+
+    def __init__(self, banks, weights: list[float], mix: dict, patch: int = 128, scale: int = 2,
+                 augment: bool = True, device="cpu"):
+        super().__init__(list(bank_pairs(banks, weights, mix, patch, scale)), patch, scale, augment, device)
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -306,14 +410,21 @@ class ValImage:
     hr_y: np.ndarray  # (2h, 2w) float64 scoring Y (16..235) of the cropped HR
 
 
-def load_val_set(spec: str, data_root=DEFAULT_DATA_ROOT, scale: int = 2) -> list[ValImage]:
-    """Whole images prepared by the protocol: crop to a multiple of the scale, LR by imresize."""
+def load_val_set(spec: str, data_root=DEFAULT_DATA_ROOT, scale: int = 2, degradation: str = "clean") -> list[ValImage]:
+    """Whole images prepared by the protocol: crop to a multiple of the scale, LR by imresize.
+
+    ``degradation`` other than ``clean`` is a real-world protocol spec (tools/degrade.py):
+    HR is then cropped to a multiple of 4 and the LR made by that spec.
+    """
+    from .degrade import degrade, parse_spec
+
+    deg = parse_spec(degradation)
     out = []
     for p in resolve_source(spec, data_root):
-        hr = crop_to_multiple(read_rgb(p), scale)
+        hr = crop_to_multiple(read_rgb(p), scale if deg.kind == "clean" else 4)
         if min(hr.shape[:2]) < 8 * scale:
             raise UpshadeError(f"{p}: image {hr.shape[1]}x{hr.shape[0]} is too small to validate on")
-        lr = imresize_down(hr, scale)
+        lr = imresize_down(hr, scale) if deg.kind == "clean" else degrade(hr, deg)
         out.append(
             ValImage(
                 p.name,

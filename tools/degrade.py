@@ -190,14 +190,15 @@ def kernel_function(name: str, param: float = 0.0):
 def kernel_matrix(in_len: int, kernel: str, param: float = 0.0, phase: float = 0.0) -> np.ndarray:
     """``(in_len / 2, in_len)`` antialiased x1/2 resampling matrix of a named kernel.
 
-    Output pixel i samples the input at ``2 (i + phase) + 0.5`` (pixel centres; a
-    phase in LR pixels shifts the grid, as scalers with other conventions or
-    cropped sources do); the kernel is widened by 2 (antialiasing) and taps
-    outside the image are mirrored, as MATLAB does.
+    Pixel k's centre is at k + 0.5, so output pixel i is centred at input
+    coordinate ``2 (i + 0.5 + phase)``, between input pixels 2i and 2i + 1 as
+    in MATLAB (a phase in LR pixels shifts the grid, as scalers with other
+    conventions or cropped sources do); the kernel is widened by 2
+    (antialiasing) and taps outside the image are mirrored, as MATLAB does.
     """
     f, support = kernel_function(kernel, param)
     out_len = in_len // 2
-    centre = 2.0 * (np.arange(out_len) + phase) + 0.5  # in input pixels, 0-based centres at k + 0.5
+    centre = 2.0 * (np.arange(out_len) + 0.5 + phase)
     width = 2.0 * support
     left = np.floor(centre - width).astype(np.int64)
     taps = int(math.ceil(2 * width)) + 2

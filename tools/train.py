@@ -69,8 +69,18 @@ class TrainConfig:
     seed: int = 0
     init: str = ""  # start from this checkpoint's weights (same model config), e.g. to fine-tune with another loss
     # "crop": LR made per HR crop on the CPU (numpy); "image": LR made once per whole image (as evaluation
-    # does) and crops gathered on the training device: what keeps a GPU busy.
+    # does) and crops gathered on the training device: what keeps a GPU busy; "bank": crops of the
+    # real-world degraded banks of tools/bank.py (random kernels, phases, H.264/HEVC clips), cached.
     pairs: str = "crop"
+    bank: dict = field(default_factory=dict)  # overrides of bank.BankConfig fields (pairs=bank)
+    # share of bank frames per category (pairs=bank): clean protocol LR, other kernels, compressed clips
+    bank_mix: dict = field(default_factory=lambda: {"clean": 0.15, "kernel": 0.3, "codec": 0.55})
+    # real-world protocol specs every validation set is scored under (tools/degrade.py); metric keys are
+    # "<set>_psnr" for clean and "<set>@<spec>_psnr" for the others, e.g. "set5@x264:23_psnr"
+    val_specs: list = field(default_factory=lambda: ["clean"])
+    # best.pt = best weighted mean of these validation keys' PSNR, e.g. {"set5": 1, "set5@x264:23": 1};
+    # empty: select_on alone
+    select_mix: dict = field(default_factory=dict)
     # > 0: train every conv as a k x k conv to `expand` channels then a 1x1 back (model.LinearBlock),
     # collapsed exactly into the plain net for checkpoints and export. 0: train the plain net.
     expand: int = 0
@@ -94,8 +104,23 @@ class TrainConfig:
         if self.select_on not in [D.source_label(s) for s in self.val_sets]:
             labels = ", ".join(D.source_label(s) for s in self.val_sets)
             raise UpshadeError(f"train config: select_on {self.select_on!r} is not one of the validation sets ({labels})")
-        if self.pairs not in ("crop", "image"):
-            raise UpshadeError(f"train config: pairs must be crop or image, got {self.pairs!r}")
+        if self.pairs not in ("crop", "image", "bank"):
+            raise UpshadeError(f"train config: pairs must be crop, image or bank, got {self.pairs!r}")
+        from .degrade import parse_specs
+
+        specs = [s.name for s in parse_specs(self.val_specs)]
+        if "clean" not in specs:
+            raise UpshadeError("train config: val_specs must include clean (select_on scores it)")
+        keys = val_keys(self.val_sets, self.val_specs)
+        bad = sorted(set(self.select_mix) - set(keys))
+        if bad:
+            raise UpshadeError(f"train config: select_mix names {', '.join(bad)}, not among {', '.join(keys)}")
+        if self.select_mix and sum(float(v) for v in self.select_mix.values()) <= 0:
+            raise UpshadeError("train config: select_mix weights must sum to more than 0")
+        if self.pairs == "bank":
+            from .bank import BankConfig
+
+            BankConfig.from_dict(self.bank)
         if self.expand < 0:
             raise UpshadeError(f"train config: expand must be >= 0, got {self.expand}")
         if self.expand and self.expand < max(self.model_config().width, 4):
@@ -114,6 +139,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def val_keys(val_sets, val_specs) -> list[str]:
+    """Metric labels of every (validation set, spec): 'set5', 'set5@x264:23', ..."""
+    from .degrade import parse_specs
+
+    return [D.source_label(v) + ("" if sp.kind == "clean" else f"@{sp.name}")
+            for v in val_sets for sp in parse_specs(val_specs)]
+
+
+def selection_score(cfg: "TrainConfig", metrics: dict) -> float:
+    """What chooses best.pt: select_on's PSNR, or the select_mix-weighted mean of PSNRs."""
+    if not cfg.select_mix:
+        return metrics[f"{cfg.select_on}_psnr"]
+    total = sum(float(w) for w in cfg.select_mix.values())
+    return sum(float(w) * metrics[f"{k}_psnr"] for k, w in cfg.select_mix.items()) / total
 
 
 # Fields that may change on --resume without changing what the run has done so far.
@@ -346,9 +387,12 @@ def plot_history(history: list[dict], path: Path, title: str, select_on: str, st
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] for h in history]
-    psnr_keys = sorted(k for k in history[-1] if k.endswith("_psnr"))
-    # One panel per validation set: their PSNRs differ by several dB, a shared axis would flatten both.
-    fig, axes = plt.subplots(1, 1 + len(psnr_keys), figsize=(5 * (1 + len(psnr_keys)), 4), squeeze=False)
+    psnr_keys = [k for k in history[-1] if k.endswith("_psnr")]
+    # One panel per validation set (its specs as lines): their PSNRs differ by several dB.
+    groups: dict[str, list[str]] = {}
+    for k in psnr_keys:
+        groups.setdefault(k[: -len("_psnr")].split("@")[0], []).append(k)
+    fig, axes = plt.subplots(1, 1 + len(groups), figsize=(5 * (1 + len(groups)), 4), squeeze=False)
     ax1 = axes[0, 0]
     ax1.plot(ep, [h["train_loss"] for h in history], label="train")
     ax1.plot(ep, [h["val_loss"] for h in history], label="validation")
@@ -357,12 +401,15 @@ def plot_history(history: list[dict], path: Path, title: str, select_on: str, st
     ax1.set_ylabel("loss")
     ax1.legend()
     ax1.grid(alpha=0.3)
-    for ax, key in zip(axes[0, 1:], psnr_keys):
-        name = key[: -len("_psnr")]
-        ax.plot(ep, [h.get(key, float("nan")) for h in history], color="tab:green")
+    for ax, (name, keys) in zip(axes[0, 1:], groups.items()):
+        for key in keys:
+            spec = key[: -len("_psnr")].partition("@")[2] or "clean"
+            ax.plot(ep, [h.get(key, float("nan")) for h in history], label=spec)
         ax.set_xlabel("epoch")
         ax.set_ylabel("Y-PSNR (dB), x2 protocol")
         ax.set_title(name + (" (chooses best.pt)" if name == select_on else ""))
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes[0]:
         for b in stages:
@@ -460,6 +507,32 @@ def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
         raise UpshadeError(f"{path}: cannot resume with a different config ({shown})")
 
 
+def _banks(cfg: TrainConfig, sets, progress: bool):
+    """The degraded bank of every training set (built and cached on first use)."""
+    from tqdm import tqdm
+
+    from .bank import BankConfig, bank_for
+
+    bcfg = BankConfig.from_dict(cfg.bank)
+
+    def bar(total, desc):
+        return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, disable=not progress)
+
+    banks = [bank_for(ts, bcfg, tuple(cfg.train_scales), bar) for ts in sets]
+    for b in banks:
+        print(b.summary(), flush=True)
+    return banks
+
+
+def load_validation(cfg: TrainConfig) -> dict[str, list[D.ValImage]]:
+    """Every validation set under every spec, keyed as val_keys() names them."""
+    from .degrade import parse_specs
+
+    specs = parse_specs(cfg.val_specs)
+    keys = iter(val_keys(cfg.val_sets, cfg.val_specs))
+    return {next(keys): D.load_val_set(v, cfg.data_root, degradation=sp.name) for v in cfg.val_sets for sp in specs}
+
+
 def train(
     cfg: TrainConfig,
     out: Path,
@@ -498,9 +571,11 @@ def train(
     weights = [float(w) for w in cfg.train_sets.values()]
     if cfg.pairs == "image":
         sampler = D.ImagePairSampler(sets, weights, cfg.patch, 2, device=dev)
+    elif cfg.pairs == "bank":
+        sampler = D.BankPairSampler(_banks(cfg, sets, progress), weights, cfg.bank_mix, cfg.patch, 2, device=dev)
     else:
         sampler = D.PairSampler(sets, weights, cfg.patch, 2)
-    val = {D.source_label(s): D.load_val_set(s, cfg.data_root) for s in cfg.val_sets}
+    val = load_validation(cfg)
     steps = cfg.steps_per_epoch or D.steps_for(sum(len(s.paths) for s in sets), cfg.batch)
     load_s = time.monotonic() - t0
 
@@ -557,7 +632,7 @@ def train(
             # step would make a GPU wait for the CPU each time.
             total_t, total, count = torch.zeros((), device=dev), 0.0, 0
             for _ in range(steps):
-                if cfg.pairs == "image":
+                if cfg.pairs in ("image", "bank"):
                     lr_t, hr_t = sampler.batch(cfg.batch, rng)
                 else:
                     lr_np, hr_np = sampler.batch(cfg.batch, rng)
@@ -576,7 +651,7 @@ def train(
                 bar.update(1)
                 if count % 25 == 0 or count == steps or dev.type == "cpu":
                     total = float(total_t)
-                    best_psnr = best.get(cfg.select_on + "_psnr")
+                    best_psnr = best.get("select_score" if cfg.select_mix else cfg.select_on + "_psnr")
                     bar.set_postfix_str(
                         f"loss {total / count:.3g} val {'-' if best_psnr is None else f'{best_psnr:.2f}'}dB "
                         f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
@@ -590,8 +665,8 @@ def train(
             rec = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss,
                    "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_t, "device": device_name, **vm}
             history.append(rec)
-            key = f"{cfg.select_on}_psnr"
-            improved = not best or vm[key] > best[key]
+            vm["select_score"] = rec["select_score"] = selection_score(cfg, vm)
+            improved = not best or vm["select_score"] > best.get("select_score", selection_score(cfg, best))
             if improved:
                 best = {"epoch": epoch, **vm}
             rng_state = {"torch": torch.get_rng_state(), "numpy": json.dumps(rng.bit_generator.state)}
