@@ -400,21 +400,24 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .argtypes import integer
     from .encode import CODECS
+    from .paths import default_model
 
     parser.add_argument("file", nargs="?", type=Path, metavar="FILE",
                         help="video to benchmark with (default: a generated clip of --size)")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--shader", action="append", metavar="FILE", help="hook shader(s) to run (repeatable)")
     what.add_argument("--model", metavar="S|M|L|CKPT",
-                      help="one of our models: a shipped size or a checkpoint (default: S)")
+                      help=f"one of our models: a shipped size or a checkpoint (default: {default_model()})")
+    what.add_argument("--no-model", action="store_true", help="no network: the plain scaler's pipelines")
     parser.add_argument("--size", metavar="WxH", help="input frame size of the generated clip (default 640x360)")
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+    parser.add_argument("--frames", type=integer, default=DEFAULT_FRAMES, metavar="N",
                         help=f"frames per measurement (default {DEFAULT_FRAMES})")
     parser.add_argument("--codec", default="h264", choices=tuple(CODECS),
                         help="codec of the encode pipeline (default h264)")
-    parser.add_argument("--crf", type=int, default=None, help="encoder quality (default: the encoder's)")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="R",
+    parser.add_argument("--crf", type=integer, default=None, help="encoder quality (default: the encoder's)")
+    parser.add_argument("--rounds", type=integer, default=DEFAULT_ROUNDS, metavar="R",
                         help=f"interleaved rounds of the GL, playback and encode measurements; each row is "
                              f"the median over rounds, so a slow spell of the machine hits all rows alike "
                              f"(default {DEFAULT_ROUNDS})")
@@ -424,12 +427,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .encode import available_encoder, encoder_options
     from .gpu import create_headless_context, shader_form
     from .hookparse import load_shader
-    from .paths import shipped_shader
+    from .image_cmd import describe_chain
+    from .paths import default_model, shipped_shader
+    from .progress import progress
 
     if args.frames < 2:
         raise UpshadeError(f"--frames must be at least 2, got {args.frames}")
@@ -439,7 +442,13 @@ def run(args: argparse.Namespace) -> int:
         raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
     size = _parse_size(args.size) if args.size else DEFAULT_SIZE
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
-    model = None if args.shader else (args.model or "S")
+    if args.file is not None:
+        from .video import probe
+
+        source = probe(args.file)  # a bad file fails here, with its own one-line error
+    else:
+        source = None
+    model = None if args.shader or args.no_model else (args.model or default_model(source))
     if args.json is not None:
         check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])
 
@@ -449,10 +458,6 @@ def run(args: argparse.Namespace) -> int:
         if not Path(p).is_file():
             raise UpshadeError(f"{p}: shader file does not exist")
         load_shader(p)  # a broken shader fails before any GL or video work
-    if args.file is not None:
-        from .video import probe
-
-        probe(args.file)  # a bad file fails here, with its own one-line error
 
     with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
         tmp = Path(tmp)
@@ -464,24 +469,28 @@ def run(args: argparse.Namespace) -> int:
             form = shader_form(ctx)[0]  # our models in the export that suits this renderer
             if args.shader:
                 shader_paths = [Path(p) for p in args.shader]
-                title = "+".join(p.stem for p in shader_paths)
+                model_name = None
+            elif model is None:
+                shader_paths, model_name = [], None
             elif model.upper() in MODEL_SIZES and not Path(model).is_file():
                 shader_paths = [shipped_shader(model, form)]
-                title = f"{model.upper()} model ({shader_paths[0].name})"
+                model_name = model.upper()
             else:
                 ckpt = Path(model)
                 shader_paths = [_export_checkpoint(ckpt, tmp / f"{ckpt.stem}.glsl", compute=form == "compute")]
-                title = f"model {ckpt.name} ({form} passes)"
+                model_name = ckpt.name
             shaders = [load_shader(p) for p in shader_paths]
+            title = describe_chain(shaders, model_name)
             clip = args.file if args.file is not None else make_test_clip(tmp / "synthetic.mp4", size, args.frames)
             bench = Bench(ctx, shaders, clip, args.frames)
-            print(f"benchmarking {title} on {bench.in_size[0]}x{bench.in_size[1]} -> "
-                  f"{bench.out_size[0]}x{bench.out_size[1]} ...", flush=True)
             torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
             n_threads = len({1, max(1, os.cpu_count() or 1)})
             bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
-            with tqdm(total=4 * args.frames * args.rounds + torch_runs * n_threads, unit="frame", desc="bench",
-                      dynamic_ncols=True, file=sys.stderr) as bar:
+            # One line naming what runs (the table on stdout repeats it).
+            print(f"upshade: {title}, {bench.in_size[0]}x{bench.in_size[1]} -> "
+                  f"{bench.out_size[0]}x{bench.out_size[1]}", file=sys.stderr, flush=True)
+            with progress(total=4 * args.frames * args.rounds + torch_runs * n_threads, unit="frame",
+                          desc="bench") as bar:
                 bench.tick = lambda: bar.update(1)
                 torch_ms, torch_note = None, "only for our models (--model)"
                 nets, frames, plays, encs = [], [], [], []

@@ -8,14 +8,18 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 
 from .errors import UpshadeError
 
 # name -> (module, one-line help). Runtime commands live in upshade.host,
 # offline tools (which need the `train` extra) in upshade.tools.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("upshade.host.demo", "try it: the default model on the bundled sample (window, or files without one)"),
     "info": ("upshade.host.info", "show the GL renderer, library versions and window-system support"),
     "image": ("upshade.host.image_cmd", "upscale an image through hook shaders (headless)"),
     "play": ("upshade.host.player", "play a video upscaled live in a window"),
@@ -26,6 +30,65 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("upshade.tools.evaluate", "score bicubic, models and shaders on a test set"),
     "model-info": ("upshade.tools.model", "print parameter counts and FLOPs of model configs"),
 }
+
+# Signals that mean "stop now" (timeout, kill, systemd, a closed terminal): handled like Ctrl-C.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM/SIGHUP, so that it unwinds like Ctrl-C: every
+    ``atomic_output`` and encoder on the way removes its temporary file."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _stop_signals_raise():
+    """While the command runs, SIGTERM/SIGHUP raise ``Terminated`` (once: a second one acts as by default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        signal.signal(signum, signal.SIG_DFL)  # a second signal while cleaning up ends the process
+        raise Terminated(signum)
+
+    old = {}
+    for sig in STOP_SIGNALS:
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except (OSError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def printable(text: str) -> str:
+    """``text`` with non-printable characters escaped (ESC, CR, TAB, ... from shader files or
+    paths would recolour the terminal or overwrite the message): one visible line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``upshade CMD: error: ...``), exit status 2 as argparse's."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see `{self.prog} --help`)\n")
+
+
+def _finite_floats(parser: argparse.ArgumentParser) -> None:
+    """Every ``type=float`` option of a command takes finite numbers only (argtypes.finite_float)."""
+    from .argtypes import finite_float
+
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
 
 
 def _usage() -> str:
@@ -69,18 +132,28 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         raise
-    parser = argparse.ArgumentParser(prog=f"upshade {name}", description=help_)
+    parser = _Parser(prog=f"upshade {name}", description=help_)
     module.add_arguments(parser)
+    _finite_floats(parser)
     args = parser.parse_args(rest)
     try:
-        result = module.run(args)
+        with _stop_signals_raise():
+            result = module.run(args)
     except UpshadeError as exc:
-        print(f"upshade: error: {exc}", file=sys.stderr)
+        _say(f"upshade: error: {printable(exc)}")
         return exc.exit_code
+    except Terminated as exc:
+        _say(f"upshade: terminated by {exc.name}")
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print("upshade: interrupted", file=sys.stderr)
+        _say("upshade: interrupted")
         return 130
     return int(result or 0)
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # stderr may be gone (SIGHUP: the terminal closed)
+        print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -291,6 +291,13 @@ class Encoder:
         self._tags = (cc.colorspace, cc.color_range, prim, trc)
         if self.rotation:
             vs.set_display_rotation(-self.rotation % 360)  # PyAV takes counter-clockwise degrees
+        sar = output_sample_aspect(info, self.width, self.height)
+        if sar is not None:
+            # In the codec (H.264/HEVC VUI, AV1 via the container) and in the container (Matroska
+            # display size, MP4 pasp): players disagree about which one they read.
+            cc.sample_aspect_ratio = sar
+            vs.sample_aspect_ratio = sar
+        self.sample_aspect = sar
         self._video = vs
 
         self._side: dict[int, av.stream.Stream] = {}
@@ -532,6 +539,23 @@ class Encoder:
         self._mux_side(until=None)
         if self.frames_written == 0:
             raise UpshadeError(f"{self.out_path}: no video frames to write")
+
+
+def output_sample_aspect(info, width: int, height: int) -> Fraction | None:
+    """The pixel aspect ratio that shows a ``width`` x ``height`` output of the source ``info`` at the
+    source's display aspect ratio (its SAR when the size is scaled evenly), or None for square pixels.
+
+    Anamorphic sources (DVD: 720x480 at 8:9) would otherwise come out with unset SAR and display
+    12.5% too wide.
+    """
+    sar = getattr(info, "sample_aspect", None) if info is not None else None
+    if not sar:
+        return None
+    out = Fraction(sar) * Fraction(info.width * height, info.height * width)
+    out = out.limit_denominator(65535)  # H.264/HEVC VUI code each term in 16 bits
+    while out.numerator > 65535:
+        out = Fraction(out.numerator // 2, max(1, out.denominator // 2))
+    return None if out == 1 else out
 
 
 def _trim_chapters(chapters: list[dict], start: float, end: float | None) -> list[dict]:

@@ -11,12 +11,17 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import UpshadeError
+
+
+# Failures of writing itself (disk full, file size limit, quota, I/O error, read-only file system).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -38,6 +43,10 @@ def check_output_path(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
         raise UpshadeError(f"{out}: output path is a directory")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
+        # The first existing ancestor tells which: a missing folder, or a file where a folder should be.
+        blocker = next((a for a in (parent, *parent.parents) if a.exists() or a.is_symlink()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise UpshadeError(f"{out}: {blocker} is a file, not a directory")
         raise UpshadeError(f"{out}: output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UpshadeError(f"{out}: output directory {parent} is not writable")
@@ -56,10 +65,20 @@ def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = 
     tmp = temp_name(out)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        # The temporary name means nothing to the user: errors name the output they asked for.
+        if isinstance(exc, UpshadeError) and str(tmp) in str(exc):
+            exc.args = tuple(a.replace(str(tmp), str(out)) if isinstance(a, str) else a for a in exc.args)
+        elif isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or str(exc.filename) == str(tmp)):
+            raise UpshadeError(f"{out}: cannot write: {exc.strerror or exc}") from None
         raise
     if not tmp.exists():
         raise UpshadeError(f"{out}: nothing was written")
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise UpshadeError(f"{out}: cannot write: {exc.strerror or exc}") from None

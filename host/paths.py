@@ -46,3 +46,18 @@ def model_shader(size: str, ctx) -> Path:
     from .gpu import shader_form
 
     return shipped_shader(size, shader_form(ctx)[0])
+
+
+def default_model(source=None) -> str:
+    """The shipped model that runs when a command is given neither ``--model`` nor ``--shader``.
+
+    The one place that decides it (image, upscale, play, bench and demo all ask here).
+    ``source`` describes what is about to be upscaled, when the caller knows it: a
+    ``video.VideoInfo`` for a video (codec, size, frame rate, bit depth, tags), or for
+    an image a mapping such as ``{"kind": "image", "width": w, "height": h}``. It is
+    the hook for choosing per-source variants later (e.g. a model trained for clean
+    sources and one for re-encoded video); today every source gets M, the paper's
+    7 x 4 network, which plays in real time on a CPU rasteriser at 640x360.
+    """
+    del source  # not needed yet: one model for every source
+    return "M"

@@ -566,10 +566,10 @@ class Player:
 # --- command line ------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
+    from .image_cmd import add_model_arguments
+
     parser.add_argument("file", metavar="FILE", help="video file to play")
-    parser.add_argument("--shader", action="append", default=[], metavar="FILE",
-                        help="mpv user shader; repeat to load several and switch with keys 1-9")
-    parser.add_argument("--model", metavar="S|M|L", help="a shipped upshade model (entry 1, before any --shader)")
+    add_model_arguments(parser, "mpv user shader; repeat to load several and switch with keys 1-9")
     parser.add_argument("--compare", action="store_true", help="start in split-screen compare mode (bicubic | network)")
     parser.add_argument("--no-audio", action="store_true", help="do not play sound (time by the system clock)")
     parser.add_argument("--fullscreen", action="store_true", help="start fullscreen")
@@ -582,32 +582,41 @@ def add_arguments(parser) -> None:
                      "n network on/off, 1-9 shader, s screenshot, i info, q/Esc quit")
 
 
-def _entries(model: str | None, shaders: Sequence[str]) -> list[tuple[str, object]]:
+def _entries(model: str | None, shaders: Sequence[str], no_model: bool = False,
+             source=None) -> list[tuple[str, object]]:
+    """The switchable chains (keys 1-9): ``--model`` (else the default model, unless ``--shader`` or
+    ``--no-model`` is given) first, then each ``--shader`` file."""
     from .hookparse import load_shader
-    from .paths import model_shader, shipped_shader
+    from .paths import default_model, model_shader, shipped_shader
 
     entries: list[tuple[str, object]] = []
+    if not model and not shaders and not no_model:
+        model = default_model(source)
     if model:
         shipped_shader(model)  # unknown size or missing file: fail before a window opens
         key = model.upper()
         entries.append((f"upshade_{key}.glsl", lambda ctx: [load_shader(model_shader(key, ctx))]))
     entries += [(Path(s).name, [load_shader(s)]) for s in shaders]
     if not entries:
-        shipped_shader("M")  # the default model; names the missing file if it is not there
-        entries.append(("upshade_M.glsl", lambda ctx: [load_shader(model_shader("M", ctx))]))
+        entries.append(("bicubic", []))
     if len(entries) > 9:
         raise UpshadeError(f"{len(entries)} shaders given: keys 1-9 switch among at most 9")
     return entries
 
 
 def run(args) -> int:
-    from .image_cmd import parse_params
+    from .image_cmd import describe_chain, parse_params
+    from .paths import default_model
     from .video import probe
 
     params = parse_params(args.param)
-    probe(args.file)  # a bad file is reported before shaders are compiled or a window opens
-    entries = _entries(args.model, args.shader)
+    info = probe(args.file)  # a bad file is reported before shaders are compiled or a window opens
+    entries = _entries(args.model, args.shader, args.no_model, info)
+    model = args.model or (default_model(info) if not args.shader and not args.no_model else None)
     with Player(args.file, entries, params=params, fbo_format=args.fbo_format, audio=not args.no_audio,
                 fullscreen=args.fullscreen, compare=args.compare, screenshot_dir=args.screenshot_dir) as player:
+        rect = player.video_rect
+        print(f"upshade: {describe_chain(player.renderer.shaders, model and model.upper())}, "
+              f"{info.width}x{info.height} -> {rect.w}x{rect.h}", file=sys.stderr)
         player.run()
     return 0

@@ -17,6 +17,7 @@ included) and its colour matrix (see host/encode.py).
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections import deque
 from pathlib import Path
@@ -309,6 +310,7 @@ def encoder_readback(ctx, encoder, *, lag: int = LAG) -> _LaggedReadback:
 
 
 def add_arguments(parser) -> None:
+    from .argtypes import integer, nonnegative_float, positive_float
     from .encode import CODECS
     from .image_cmd import add_render_arguments
 
@@ -317,12 +319,12 @@ def add_arguments(parser) -> None:
                         help="output video; the container follows the extension (.mkv keeps any subtitles)")
     add_render_arguments(parser)
     parser.add_argument("--codec", choices=tuple(CODECS), default="h264", help="video codec (default h264)")
-    parser.add_argument("--crf", type=int, metavar="N", help="constant quality (lower is better; encoder default)")
+    parser.add_argument("--crf", type=integer, metavar="N", help="constant quality (lower is better; encoder default)")
     parser.add_argument("--preset", metavar="P", help="encoder speed preset (x264/x265 names, SVT-AV1 numbers)")
     parser.add_argument("--pix-fmt", metavar="FMT",
                         help="output pixel format (default: yuv420p, or yuv420p10le for sources deeper than 8 bits)")
-    parser.add_argument("--start", type=float, default=0.0, metavar="T", help="start at T seconds")
-    parser.add_argument("--duration", type=float, metavar="D", help="process only D seconds")
+    parser.add_argument("--start", type=nonnegative_float, default=0.0, metavar="T", help="start at T seconds")
+    parser.add_argument("--duration", type=positive_float, metavar="D", help="process only D seconds")
 
 
 def _frame_budget(info, start: float, duration: float | None) -> int | None:
@@ -372,19 +374,19 @@ def upscale_video(
 ) -> int:
     """Decode ``src``, render every frame through ``shaders`` at ``size``, encode to ``out``. Returns frames written."""
     import av
-    from tqdm import tqdm
 
     from .encode import Encoder
+    from .progress import progress as progress_bar
     from .pipeline import Renderer
     from .video import Decoder, probe
 
     src, out = Path(src), Path(out)
     check_output_path(out, [src])
     info = info or probe(src)
-    if start < 0:
-        raise UpshadeError(f"--start {start}: must not be negative")
-    if duration is not None and not duration > 0:
-        raise UpshadeError(f"--duration {duration}: must be positive")
+    if not (math.isfinite(start) and start >= 0):
+        raise UpshadeError(f"--start {start}: must be a finite number, not negative")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise UpshadeError(f"--duration {duration}: must be a finite positive number")
     if info.duration is not None and start >= info.duration:
         raise UpshadeError(f"--start {start}: {src} is only {info.duration:.3f} s long")
     ow, oh = size or (2 * info.width, 2 * info.height)
@@ -404,8 +406,8 @@ def upscale_video(
             Encoder(out, source_path=src, source_info=info, width=ow, height=oh, codec=codec, crf=crf,
                     preset=preset, pix_fmt=pix_fmt, start=start, duration=duration) as encoder, \
             encoder_readback(ctx, encoder) as readback, \
-            tqdm(total=_frame_budget(info, start, duration), unit="frame", desc=src.name,
-                 disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
+            progress_bar(total=_frame_budget(info, start, duration), unit="frame", desc=src.name,
+                         disable=not progress) as bar:
         n = 0
         for frame in decoder:
             if end is not None and frame.pts is not None and frame.pts >= end - 1e-6:
@@ -434,7 +436,8 @@ def run(args) -> int:
     inp, out = Path(args.input), Path(args.output)
     check_output_path(out, [inp])
     params = parse_params(args.param)
-    chain = shader_chain(args.model, args.shader)  # a broken shader is reported before the video is touched
+    # a broken shader is reported before the video is touched
+    chain = shader_chain(args.model, args.shader, args.no_model)
     info = probe(inp)
     size = output_size(info.width, info.height, args.scale, args.size)
     from .encode import available_encoder, encoder_options
@@ -442,12 +445,13 @@ def run(args) -> int:
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before any GL work
     ctx = create_headless_context()
     try:
+        files = chain(ctx, info)
         n = upscale_video(
-            ctx, inp, out, shaders=chain(ctx), params=params, size=size, codec=args.codec, crf=args.crf,
+            ctx, inp, out, shaders=files, params=params, size=size, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, start=args.start, duration=args.duration,
             fbo_format=args.fbo_format, info=info,
         )
     finally:
         ctx.release()
-    print(f"{out}: {n} frames, {size[0]}x{size[1]}", file=sys.stderr)
+    print(f"{chain.describe(files, (info.width, info.height), size, info)}: wrote {out}, {n} frames", file=sys.stderr)
     return 0

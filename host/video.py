@@ -244,6 +244,7 @@ class VideoInfo:
     subtitle_streams: tuple[SubtitleStreamInfo, ...] = ()
     converted_from: str | None = None  # set when frames are converted on the CPU
     metadata: dict = field(default_factory=dict)
+    sample_aspect: Fraction | None = None  # pixel aspect ratio (width / height of a pixel) when not square
 
     @property
     def fps(self) -> float:
@@ -359,6 +360,9 @@ def probe(path) -> VideoInfo:
         else:
             duration = None
         first_time = first.time if first.time is not None else 0.0
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        # Unset (0/1), square, or absurd (a damaged tag would squash the picture): None.
+        sample_aspect = Fraction(sar) if sar and sar > 0 and sar != 1 and 0.1 <= sar <= 10 else None
         audio = [s for s in container.streams.audio]
         subs = tuple(
             SubtitleStreamInfo(s.index, s.codec_context.name, s.metadata.get("language"), s.metadata.get("title"))
@@ -370,7 +374,7 @@ def probe(path) -> VideoInfo:
             frames=stream.frames or None, start_time=float(first_time), rotation=rotation,
             has_audio=bool(audio), audio_codecs=tuple(s.codec_context.name for s in audio),
             subtitle_streams=subs, converted_from=pix_fmt if target else None,
-            metadata=dict(container.metadata),
+            metadata=dict(container.metadata), sample_aspect=sample_aspect,
         )
     finally:
         container.close()

@@ -174,6 +174,7 @@ def make_clip(
     metadata: dict | None = None,
     chapters: list[tuple[float, float, str]] | None = None,
     attachments: list[tuple[str, str, bytes]] | None = None,
+    sample_aspect: Fraction | None = None,
 ) -> Path:
     """Write a small clip and return its path.
 
@@ -188,7 +189,8 @@ def make_clip(
     ``rotation`` is the display rotation, counter-clockwise degrees (as
     PyAV's ``set_display_rotation``). ``metadata``: container tags (title...).
     ``chapters``: (start s, end s, title); ``attachments``: (name, mimetype,
-    data) for Matroska (fonts for ASS subtitles).
+    data) for Matroska (fonts for ASS subtitles). ``sample_aspect``: the pixel
+    aspect ratio (e.g. 8/9 for NTSC DVD), tagged in the codec and the container.
     """
     path = Path(path)
     codec = codec or _default_codec(pix_fmt, width, height)
@@ -237,6 +239,9 @@ def make_clip(
             vs.codec_context.color_range = tag_range
         if rotation:
             vs.set_display_rotation(rotation)
+        if sample_aspect is not None:
+            vs.codec_context.sample_aspect_ratio = Fraction(sample_aspect)
+            vs.sample_aspect_ratio = Fraction(sample_aspect)
 
         aus = None
         if audio:

@@ -38,3 +38,26 @@ def test_missing_directory(tmp_path):
     with pytest.raises(UpshadeError, match="does not exist"):
         with atomic_output(tmp_path / "nope" / "x.png"):
             pass
+
+
+def test_parent_that_is_a_file(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(UpshadeError, match=rf"^{f}/sub/o.png: {f} is a file, not a directory$"):
+        with atomic_output(f / "sub" / "o.png"):
+            pass
+
+
+def test_write_errors_name_the_output(tmp_path):
+    """The temporary name (.o.part-XXXX.png) means nothing to the user: errors name the output."""
+    import errno
+
+    out = tmp_path / "o.png"
+    with pytest.raises(UpshadeError, match=rf"^{out}: cannot write: No space left on device$"):
+        with atomic_output(out) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    with pytest.raises(UpshadeError) as info:
+        with atomic_output(out) as tmp:
+            raise UpshadeError(f"{tmp}: cannot write: disk quota exceeded")
+    assert str(info.value) == f"{out}: cannot write: disk quota exceeded"
+    assert list(tmp_path.iterdir()) == []

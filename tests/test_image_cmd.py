@@ -45,14 +45,41 @@ def rgb8(tmp_path):
     return p, img
 
 
-def test_default_is_2x_bicubic(gl_ctx, tmp_path, rgb8):
+def test_no_model_is_2x_bicubic(gl_ctx, tmp_path, rgb8, capsys):
     src, img = rgb8
     out = tmp_path / "out.png"
-    assert run_cli(src, "-o", out) == 0
+    assert run_cli(src, "-o", out, "--no-model") == 0
     res = read_image(out)
     assert res.shape == (24, 32, 3) and res.dtype == np.uint8
     ref = np.rint(np.clip(bicubic(img / 255.0, 32, 24), 0, 1) * 255)
     assert np.abs(res.astype(int) - ref).max() <= 1
+    assert capsys.readouterr().err == f"upshade: no model (plain bicubic scaler), 16x12 -> 32x24: wrote {out}\n"
+
+
+def test_default_runs_the_default_model_and_says_so(gl_ctx, tmp_path, rgb8, capsys):
+    """No --model/--shader: the shipped default model runs (not a silent bicubic), named in one line."""
+    from upshade.host import gpu, paths
+
+    src, _ = rgb8
+    outs = {name: tmp_path / f"{name}.png" for name in ("default", "model", "plain")}
+    assert run_cli(src, "-o", outs["default"]) == 0
+    form = gpu.shader_form(gl_ctx)[0]
+    name = paths.shipped_shader(paths.default_model(), form).name
+    assert capsys.readouterr().err == (f"upshade: model {paths.default_model()} ({name}, {form} passes), "
+                                       f"16x12 -> 32x24: wrote {outs['default']}\n")
+    assert run_cli(src, "-o", outs["model"], "--model", paths.default_model()) == 0
+    assert run_cli(src, "-o", outs["plain"], "--no-model") == 0
+    default, model, plain = (read_image(outs[k]).astype(int) for k in ("default", "model", "plain"))
+    assert np.array_equal(default, model)
+    assert np.abs(default - plain).mean() > 1.0  # the network changed the picture
+
+
+def test_model_and_no_model_exclude_each_other(gl_ctx, tmp_path, rgb8, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(rgb8[0], "-o", tmp_path / "o.png", "--model", "S", "--no-model")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--no-model: not allowed with argument --model" in err
 
 
 def test_16bit_rgba_keeps_depth_and_alpha(gl_ctx, tmp_path):
@@ -61,7 +88,7 @@ def test_16bit_rgba_keeps_depth_and_alpha(gl_ctx, tmp_path):
     img[..., 3] = np.linspace(0, 65535, 14).astype(np.uint16)[None, :]
     src, out = tmp_path / "in16.png", tmp_path / "out16.png"
     write_image(src, img)
-    assert run_cli(src, "-o", out, "--size", "21x15", "--fbo-format", "rgba32f") == 0
+    assert run_cli(src, "-o", out, "--size", "21x15", "--fbo-format", "rgba32f", "--no-model") == 0
     res = read_image(out)
     assert res.shape == (15, 21, 4) and res.dtype == np.uint16
     ref = np.clip(bicubic(img / 65535.0, 21, 15), 0, 1) * 65535
@@ -75,7 +102,7 @@ def test_grey_stays_grey(gl_ctx, tmp_path, channels, dtype):
     img = grey if channels == 1 else np.dstack([grey, np.full_like(grey, peak // 3)])
     src, out = tmp_path / "g.png", tmp_path / "g2.png"
     write_image(src, img)
-    assert run_cli(src, "-o", out, "--scale", "1.5") == 0
+    assert run_cli(src, "-o", out, "--scale", "1.5", "--no-model") == 0
     res = read_image(out)
     assert res.shape == (9, 15, channels) and res.dtype == dtype
     ref = np.clip(bicubic(img.reshape(6, 10, channels) / peak, 15, 9), 0, 1) * peak
@@ -119,11 +146,18 @@ def test_errors(gl_ctx, tmp_path, capsys, rgb8):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_output_under_a_regular_file(gl_ctx, tmp_path, capsys, rgb8):
+    """A parent that is a file is named as such (it used to say "directory ... does not exist")."""
+    src = rgb8[0]
+    assert errors(capsys, src, "-o", src / "o.png") == f"upshade: error: {src / 'o.png'}: {src} is a file, not a directory"
+    deeper = src / "sub" / "o.png"
+    assert errors(capsys, src, "-o", deeper) == f"upshade: error: {deeper}: {src} is a file, not a directory"
+
+
 def test_unwritable_dir(gl_ctx, tmp_path, capsys, rgb8):
     if os.geteuid() == 0:
-        # root writes anywhere: use a path whose parent is a file instead
-        target = tmp_path / "in.png" / "o.png"
-        assert "does not exist" in errors(capsys, rgb8[0], "-o", target)
+        # root writes anywhere: use a path whose parent is a file instead (no skip: CI may run as root)
+        assert "is a file, not a directory" in errors(capsys, rgb8[0], "-o", tmp_path / "in.png" / "o.png")
         return
     d = tmp_path / "ro"
     d.mkdir()

@@ -143,6 +143,29 @@ def test_load_checkpoint_errors(torch, M, tmp_path):
         M.load_checkpoint(evil)
 
 
+def test_checkpoint_messages_say_what_is_wrong(torch, M, tmp_path, capsys):
+    """A text file is "not the zip archive torch.save writes" (was a bare "(101)": KeyError(101));
+    a config/weights mismatch lists whole tensor names (was cut mid-name, with a raw TAB)."""
+    text = tmp_path / "notes.txt"
+    text.write_text("hello world\n")
+    for argv in (["model-info", str(text)], ["export", str(text), "-o", str(tmp_path / "o.glsl")]):
+        assert cli.main(argv) == 1
+        assert capsys.readouterr().err == (f"upshade: error: {text}: not a readable PyTorch checkpoint "
+                                           f"(not the zip archive torch.save writes)\n")
+    mismatch = tmp_path / "mismatch.pt"
+    small = M.UpshadeNet(M.size_config("S")).state_dict()
+    small["extra.weight"] = torch.zeros(2)
+    torch.save({"config": M.size_config("M").to_dict(), "model": small}, mismatch)
+    with pytest.raises(UpshadeError) as info:
+        M.load_checkpoint(mismatch)
+    msg = str(info.value)
+    assert msg == (f"{mismatch}: weights do not match its config (blocks=7, width=4: "
+                   f"8 missing: convs.3.bias, convs.3.weight, convs.4.bias and 5 more; "
+                   f"1 unexpected: extra.weight; "
+                   f"1 of another shape: final.weight (4, 24, 3, 3) instead of (4, 56, 3, 3))")
+    assert msg.isprintable()
+
+
 def test_model_info_cli(torch, M, tmp_path, capsys):
     assert cli.main(["model-info"]) == 0
     out = capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -498,6 +499,7 @@ def test_shader_entries_from_the_command_line(media, tmp_path):
     assert (SHADERS_DIR / "upshade_M.glsl").is_file()
     [(label, files)] = _entries(None, [])  # no shader: our M model, its export chosen by the window's renderer
     assert label == "upshade_M.glsl" and callable(files)
+    assert _entries(None, [], no_model=True) == [("bicubic", [])]  # --no-model: the plain scaler
 
 
 def test_screenshot_writes_the_upscaled_frame(make_player, tmp_path):
@@ -705,3 +707,6 @@ def test_cli_plays_a_clip_to_the_end(xdisplay, media, tmp_path):
 def test_cli_plays_our_model_in_the_export_that_suits_the_renderer(xdisplay, media, tmp_path):
     r = _play(media["short"], "--model", "S", "--no-audio", "--screenshot-dir", tmp_path)
     assert r.returncode == 0, r.stderr
+    # one line names what runs: the model, its export (form chosen by the renderer), in -> out size
+    assert re.fullmatch(r"upshade: model S \(upshade_S(_compute)?\.glsl, (fragment|compute) passes\), "
+                        r"\d+x\d+ -> \d+x\d+\n", r.stderr), r.stderr

@@ -241,6 +241,32 @@ def flops_per_output_pixel(cfg: ModelConfig) -> float:
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[UpshadeNet, dict]:
     """Rebuild the model of a checkpoint; returns ``(model in eval mode, checkpoint dict)``."""
+
+    def _weights_mismatch(model: nn.Module, weights, exc: BaseException) -> str:
+        """What differs between a model's tensors and a checkpoint's, in whole names (never cut mid-name)."""
+
+        def names(items, limit=3):
+            items = sorted(items)
+            shown = ", ".join(items[:limit])
+            return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+        if not isinstance(weights, dict):
+            return f"'model' is a {type(weights).__name__}, not a dict of tensors"
+        want = model.state_dict()
+        missing = set(want) - set(weights)
+        unexpected = set(weights) - set(want)
+        shapes = [f"{k} {tuple(getattr(weights[k], 'shape', ()))} instead of {tuple(want[k].shape)}"
+                  for k in sorted(set(want) & set(weights))
+                  if tuple(getattr(weights[k], "shape", ())) != tuple(want[k].shape)]
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing: {names(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected: {names(unexpected)}")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape: {names(shapes, 2)}")
+        return "; ".join(parts) or " ".join(str(exc).split())[:160]
+
     p = Path(path)
     if not p.exists():
         raise UpshadeError(f"{p}: checkpoint not found")
@@ -249,8 +275,17 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[Upshad
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UpshadeError(f"{p}: not a readable PyTorch checkpoint ({first[:160]})") from None
+        import zipfile
+
+        if not zipfile.is_zipfile(p):
+            # torch.save writes a zip archive; anything else (a text file, random bytes) fails deep
+            # inside the unpickler with messages such as KeyError(101) that say nothing.
+            raise UpshadeError(f"{p}: not a readable PyTorch checkpoint (not the zip archive "
+                               f"torch.save writes)") from None
+        first = " ".join(str(exc).split()) or type(exc).__name__
+        if len(first) > 160:
+            first = first[:160].rsplit(" ", 1)[0] + " ..."
+        raise UpshadeError(f"{p}: not a readable PyTorch checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise UpshadeError(f"{p}: not an upshade checkpoint (expected a dict with 'config' and 'model')")
     try:
@@ -261,8 +296,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[Upshad
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()
-        raise UpshadeError(f"{p}: weights do not match its config ({' '.join(first[:2])[:200]})") from None
+        raise UpshadeError(f"{p}: weights do not match its config "
+                           f"(blocks={cfg.blocks}, width={cfg.width}: {_weights_mismatch(model, ckpt['model'], exc)})"
+                           ) from None
     model.eval()
     return model, ckpt
 
