@@ -32,15 +32,29 @@ class AudioUnavailable(Exception):
     """No way to play sound here (no PortAudio, no output device, device refused the format)."""
 
 
-def _sounddevice_stream(samplerate: int, channels: int, callback):
+# What to install, said where sound is missing (the player goes on silently).
+INSTALL_SOUNDDEVICE = "pip install 'upshade[audio]'"
+INSTALL_PORTAUDIO = "apt-get install libportaudio2 (PortAudio; brew install portaudio on macOS)"
+
+
+def _import_sounddevice():
     try:
         import sounddevice as sd
-    except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
-        raise AudioUnavailable(f"sounddevice/PortAudio is not available: {exc}") from None
+    except ImportError:
+        raise AudioUnavailable(f"the sounddevice package is not installed: {INSTALL_SOUNDDEVICE}") from None
+    except OSError as exc:  # sounddevice is there, the PortAudio library it loads is not
+        raise AudioUnavailable(f"the PortAudio library is missing ({exc}): {INSTALL_PORTAUDIO}") from None
+    return sd
+
+
+def _sounddevice_stream(samplerate: int, channels: int, callback):
+    sd = _import_sounddevice()
     try:
         dev = sd.query_devices(kind="output")
     except Exception as exc:  # PortAudioError, ValueError: no default output device
-        raise AudioUnavailable(f"no audio output device ({exc})") from None
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise AudioUnavailable(f"PortAudio finds no audio output device ({detail}); a sound card, or an ALSA, "
+                               f"PulseAudio or PipeWire output, is needed") from None
     rate = samplerate or int(dev.get("default_samplerate") or DEFAULT_RATE)
     try:
         return sd.OutputStream(samplerate=rate, channels=channels, dtype="float32", callback=callback)

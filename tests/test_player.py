@@ -710,3 +710,38 @@ def test_cli_plays_our_model_in_the_export_that_suits_the_renderer(xdisplay, med
     # one line names what runs: the model, its export (form chosen by the renderer), in -> out size
     assert re.fullmatch(r"upshade: model S \(upshade_S(_compute)?\.glsl, (fragment|compute) passes\), "
                         r"\d+x\d+ -> \d+x\d+\n", r.stderr), r.stderr
+
+
+@pytest.mark.parametrize("problem", ["no sounddevice", "no PortAudio", "no device"])
+def test_missing_sound_says_what_to_install(wav, monkeypatch, problem):
+    """`play` without the audio extra, without PortAudio or without a device: one line saying what to
+    install (it said only "No module named 'sounddevice'"), and playback goes on with the system clock."""
+    import builtins
+    import types
+
+    from upshade.host import audio
+
+    real_import = builtins.__import__
+    if problem == "no sounddevice":
+        monkeypatch.setitem(sys.modules, "sounddevice", None)  # what `import` does when it is not installed
+    elif problem == "no PortAudio":
+        def fake_import(name, *a, **k):
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")  # what sounddevice raises without libportaudio2
+            return real_import(name, *a, **k)
+
+        monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+        monkeypatch.setattr(builtins, "__import__", fake_import)
+    else:
+        def query_devices(kind=None):
+            raise ValueError("No output device matching ''")
+
+        monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(query_devices=query_devices))
+    lines = []
+    clock = open_clock(wav, True, 0.0, notify=lines.append)
+    assert isinstance(clock, MonotonicClock) and len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("upshade: no sound (") and lines[0].endswith("playing video only, timed by the system clock")
+    want = {"no sounddevice": audio.INSTALL_SOUNDDEVICE, "no PortAudio": "apt-get install libportaudio2",
+            "no device": "PortAudio finds no audio output device (No output device matching '')"}[problem]
+    assert want in lines[0]
+    assert "pip install 'upshade[audio]'" in audio.INSTALL_SOUNDDEVICE
