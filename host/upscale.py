@@ -371,8 +371,13 @@ def upscale_video(
     fbo_format: str = "auto",
     info=None,
     progress: bool = True,
+    notify=None,
 ) -> int:
-    """Decode ``src``, render every frame through ``shaders`` at ``size``, encode to ``out``. Returns frames written."""
+    """Decode ``src``, render every frame through ``shaders`` at ``size``, encode to ``out``. Returns frames written.
+
+    A damaged source (cut short, corrupt packets) is upscaled as far as it decodes, and ``notify``
+    (default: stderr) gets one warning line with the counts (``damage_warning``); that is not an error.
+    """
     import av
 
     from .encode import Encoder
@@ -402,7 +407,7 @@ def upscale_video(
     # float for the encoder and cheaper to write and convert.
     output = "unorm16" if av.VideoFormat(pix_fmt).components[0].bits > 8 else "unorm8"
     with Renderer(ctx, shaders, params=params, fbo_format=fbo_format, output=output) as renderer, \
-            Decoder(src, start=start, info=info) as decoder, \
+            Decoder(src, start=start, info=info, warn_damage=False) as decoder, \
             Encoder(out, source_path=src, source_info=info, width=ow, height=oh, codec=codec, crf=crf,
                     preset=preset, pix_fmt=pix_fmt, start=start, duration=duration) as encoder, \
             encoder_readback(ctx, encoder) as readback, \
@@ -425,7 +430,30 @@ def upscale_video(
         if n == 0:
             raise UpshadeError(f"{src}: no video frames between {start} s and "
                                f"{'the end' if end is None else f'{end} s'}")
+        damaged = decoder.errors
+    warning = damage_warning(src, info, n, _frame_budget(info, start, duration), damaged, start, duration)
+    if warning:
+        (notify or (lambda line: print(line, file=sys.stderr)))(warning)
     return n
+
+
+def damage_warning(src, info, frames: int, expected: int | None, damaged: int, start: float = 0.0,
+                   duration: float | None = None) -> str | None:
+    """One line when a source decoded short of what its duration promises (a cut or damaged file) or had
+    corrupt packets; None when all is well. Frames within 10% (at least 2) of the promise are not
+    "short": containers round durations and variable-rate streams do not fill their average rate."""
+    short = expected is not None and frames < min(expected * 0.9, expected - 2)
+    if not short and not damaged:
+        return None
+    corrupt = f"{damaged} corrupt packet{'s' if damaged != 1 else ''} skipped or concealed"
+    if short:
+        span = "" if not start and duration is None else " of the chosen span"
+        promise = f" ({expected / info.fps:.2f} s at {info.fps:g} fps{span})" if info.fps else span
+        what = f"decoded only {frames} of the {expected} frames its duration promises{promise}, " + (
+            corrupt if damaged else "no corrupt packets: the file is probably cut short")
+    else:
+        what = f"{corrupt} ({frames} frames decoded)"
+    return f"upshade: warning: {src}: {what}; the output has what decoded"
 
 
 def run(args) -> int:

@@ -415,7 +415,7 @@ class Decoder:
     """
 
     def __init__(self, path, *, start: float = 0.0, queue_size: int = 4, info: VideoInfo | None = None,
-                 threads: int = 0):
+                 threads: int = 0, warn_damage: bool = True):
         self.path = Path(path)
         self.info = info or probe(self.path)
         self._container = _open_input(self.path)
@@ -433,7 +433,7 @@ class Decoder:
         self._seek_req: tuple[float, int] | None = (float(start), 0) if start and start > 0 else None
         self._ended_gen = -1
         self._formats: dict[tuple, FrameFormat] = {}
-        self._warned = False
+        self._warned = not warn_damage  # False: the caller reports ``errors`` itself (upscale's summary)
         self.errors = 0               # damaged packets/frames seen so far
         self._thread = threading.Thread(target=self._run, name=f"decode:{self.path.name}", daemon=True)
         self._thread.start()

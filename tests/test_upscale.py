@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from media import assert_patches, make_clip, make_vfr_clip, packets, video_frame_times
+from media import (assert_patches, corrupted_copy, make_clip, make_vfr_clip, packets, truncated_copy,
+                   video_frame_times)
 from upshade.host import cli
 from upshade.host import upscale as upscale_mod
 from upshade.host.errors import UpshadeError
@@ -464,3 +466,30 @@ def test_progress_in_a_log_is_whole_lines(gl_ctx, tmp_path, capsys):
     lines = err.splitlines()
     assert lines[-2].startswith("s.mkv: 6/6 frames in ")
     assert lines[-1] == f"upshade: no model (plain bicubic scaler), 64x48 -> 128x96: wrote {out}, 6 frames"
+
+
+def test_damaged_input_is_upscaled_as_far_as_it_goes_with_one_warning(gl_ctx, tmp_path, capsys):
+    """A Matroska file cut in half and an MP4 with random bytes in the middle: exit 0 (what decoded is
+    written), and one warning line with the counts (it used to say nothing)."""
+    src = make_clip(tmp_path / "n.mkv", frames=50, pattern="noise", gop=10)
+    cut = truncated_copy(src, tmp_path / "cut.mkv", 0.5)
+    out = tmp_path / "cut_x2.mkv"
+    assert run_cli(cut, "-o", out, "--no-model", "--preset", "ultrafast") == 0
+    n = len(video_frame_times(out))
+    assert 5 <= n < 40
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert warnings == [f"upshade: warning: {cut}: decoded only {n} of the 50 frames its duration promises "
+                        f"(2.00 s at 25 fps), no corrupt packets: the file is probably cut short; "
+                        f"the output has what decoded"]
+    mp4 = make_clip(tmp_path / "n.mp4", frames=40, pattern="noise", gop=10)
+    bad = corrupted_copy(mp4, tmp_path / "bad.mp4", start=0.5, length=300)
+    out = tmp_path / "bad_x2.mp4"
+    assert run_cli(bad, "-o", out, "--no-model", "--preset", "ultrafast") == 0
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if "warning" in ln or "concealing" in ln]
+    assert len(warnings) == 1, err
+    assert re.fullmatch(rf"upshade: warning: {re.escape(str(bad))}: (decoded only \d+ of the 40 frames its "
+                        rf"duration promises \(1.60 s at 25 fps\), )?[1-9]\d* corrupt packets? skipped or "
+                        rf"concealed( \(\d+ frames decoded\))?; the output has what decoded", warnings[0])
+    assert upscale_mod.damage_warning(src, probe(src), 50, 50, 0) is None
+    assert upscale_mod.damage_warning(src, probe(src), 48, 50, 0) is None  # within rounding of the duration
