@@ -1,7 +1,8 @@
-"""Where the shipped shaders and weights live.
+"""Where the shipped shaders, weights and sample media live.
 
 Both in a source checkout (host/../shaders) and in an installed wheel
-(site-packages/upshade/host/../shaders) they sit next to this package.
+(site-packages/upshade/host/../shaders) they sit next to this package; the
+samples are inside it (host/samples).
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SHADERS_DIR = PACKAGE_ROOT / "shaders"
 WEIGHTS_DIR = PACKAGE_ROOT / "weights"
+# Bundled sample media (CC-BY 3.0 Big Buck Bunny, see samples/README.md): package data of upshade.host.
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLE_VIDEO = SAMPLES_DIR / "bbb_640x360.mkv"   # 3.6 s, 640x360 H.264 + stereo AAC + SubRip subtitles
+SAMPLE_IMAGE = SAMPLES_DIR / "bbb_640x360.png"   # one frame of it, 8-bit RGB
 
 # Shipped model sizes, usable as `--model S|M|L` in the runtime commands.
 MODEL_SIZES = ("S", "M", "L")
@@ -61,3 +66,14 @@ def default_model(source=None) -> str:
     """
     del source  # not needed yet: one model for every source
     return "M"
+
+
+def sample(kind: str = "video") -> Path:
+    """The bundled sample video or image; a clear error if the installation lacks it."""
+    from .errors import UpshadeError
+
+    path = {"video": SAMPLE_VIDEO, "image": SAMPLE_IMAGE}[kind]
+    if not path.is_file():
+        raise UpshadeError(f"{path}: bundled sample {kind} is missing (reinstall upshade, or regenerate it with "
+                           f"`python -m upshade.tools.make_samples`)")
+    return path

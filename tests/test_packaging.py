@@ -1,4 +1,4 @@
-"""`pip install .` (a real wheel, not only editable) ships shaders/ and weights/ under `upshade`."""
+"""`pip install .` (a real wheel, not only editable) ships shaders/, weights/ and the samples under `upshade`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def test_wheel_ships_runtime_shaders_and_weights(tmp_path):
     assert tops == {"upshade"}, f"generic top-level names would be installed: {tops}"
     assert "upshade/host/cli.py" in names
     assert "upshade/tools/__init__.py" in names
+    # The sample media that `upshade demo` and the README's first command need (and their licence).
+    for name in ("bbb_640x360.mkv", "bbb_640x360.png", "README.md"):
+        assert f"upshade/host/samples/{name}" in names, f"sample {name} missing from the wheel"
     for folder in ("shaders", "weights"):
         shipped = sorted(p.name for p in (REPO / folder).iterdir() if p.is_file() and not p.name.startswith((".", "__")))
         missing = [n for n in shipped if f"upshade/{folder}/{n}" not in names]
