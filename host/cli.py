@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("upshade.tools.train", "train a model (needs the train extra)"),
     "export": ("upshade.tools.export", "export a checkpoint to an mpv hook shader"),
     "eval": ("upshade.tools.evaluate", "score bicubic, models and shaders on a test set"),
+    "eval-video": ("upshade.tools.video_eval", "score upscalers and their flicker on a clip encoded like a stream"),
     "model-info": ("upshade.tools.model", "print parameter counts and FLOPs of model configs"),
 }
 

@@ -235,14 +235,15 @@ def codec_available(codec: str) -> bool:
 
 
 def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, preset: str = "medium",
-                    options: dict | None = None) -> list[np.ndarray]:
+                    options: dict | None = None, stats: dict | None = None) -> list[np.ndarray]:
     """RGB frames -> yuv420p (BT.709, limited) -> ``codec`` at ``crf`` -> decoded -> RGB.
 
     Several frames make one clip with the encoder's default GOP (an I frame then
     P/B frames), so inter-frame artefacts appear as in real video; one frame is
     an intra-coded still, as the protocol's ``x264:CRF`` uses. libx264 runs on one
     thread (``options`` may override it) so that the bytes do not depend on the
-    machine's core count.
+    machine's core count (libx265 likewise runs one frame thread and one pool).
+    ``stats``, when given, receives the encoded size: ``bytes`` and ``bits_per_pixel``.
     """
     import av
 
@@ -265,7 +266,7 @@ def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, preset: str 
     if codec == "h264":
         opts["threads"] = "1"
     if codec == "hevc":
-        opts["x265-params"] = "log-level=error"
+        opts["x265-params"] = "log-level=error:pools=1:frame-threads=1"
     opts.update(options or {})
     enc.options = opts
     packets = []
@@ -275,6 +276,9 @@ def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, preset: str 
         yuv.pts = i
         packets += enc.encode(yuv)
     packets += enc.encode(None)
+    if stats is not None:
+        stats["bytes"] = sum(p.size for p in packets)
+        stats["bits_per_pixel"] = 8.0 * stats["bytes"] / (len(frames) * w * h)
     dec = av.CodecContext.create(dec_name, "r")
     if enc.extradata:
         dec.extradata = enc.extradata

@@ -464,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
             raise UpshadeError("--ship needs --out RUN_DIR (the run to ship)")
         info = ship_run(Path(args.out), Path(args.ship))
         print(f"shipped {args.out} epoch {info['best']['epoch']} -> {args.ship}.pt "
-              f"({info['select_on']} {info['best'][info['select_on'] + '_psnr']:.3f} dB)")
+              f"({info['select_on']}: {selection_text(info)})")
         return 0
     base = None
     if args.resume and not args.config:
@@ -726,7 +726,9 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
     last = torch.load(run / "last.pt", map_location="cpu", weights_only=True) if (run / "last.pt").is_file() else best
     cfg = TrainConfig(**best["train_config"])
     mcfg = model.cfg
-    test_data = {D.source_label(s): D.load_val_set(s, cfg.data_root) for s in test_sets}
+    # The test sets under every spec the run validated on (clean alone for older runs).
+    test_data = load_validation(dataclasses.replace(cfg, val_sets=list(test_sets), select_on=D.source_label(test_sets[0]),
+                                                    select_mix={}))
     _, test = validate(model, test_data, Loss("mse"), torch.device("cpu"))
     test = {k: v for k, v in test.items() if not k.endswith("_loss")}
     finished = last["epoch"] >= cfg.epochs
@@ -736,7 +738,7 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         "flops_per_output_pixel": flops_per_output_pixel(mcfg),
         "config": mcfg.to_dict(),
         "train_config": cfg.to_dict(),
-        "select_on": cfg.select_on,
+        "select_on": "select_mix" if cfg.select_mix else cfg.select_on,
         "best": best["metrics"],
         "test": test,
         "epochs_done": last["epoch"],
@@ -786,6 +788,16 @@ def _hours(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
 
 
+def selection_text(info: dict) -> str:
+    """What chose the shipped epoch, for a card: one PSNR, or a weighted mix of them and its score."""
+    mix = info["train_config"].get("select_mix") or {}
+    b = info["best"]
+    if not mix:
+        return f"{b[info['select_on'] + '_psnr']:.3f} dB"
+    terms = " + ".join(f"{w:g} x {k}" for k, w in mix.items())
+    return f"weighted mean of Y-PSNRs ({terms}) = {b.get('select_score', float('nan')):.3f} dB"
+
+
 def model_card(info: dict, name: str) -> str:
     c, t, b = info["config"], info["train_config"], info["best"]
     vals = ", ".join(f"{k[:-5]} {v:.3f} dB / SSIM {b[k[:-5] + '_ssim']:.4f}" for k, v in b.items() if k.endswith("_psnr"))
@@ -825,7 +837,7 @@ def model_card(info: dict, name: str) -> str:
 | FLOPs per output pixel | {info['flops_per_output_pixel']:,.0f} (2 x multiply-adds) |
 | input / output | full-range BT.601 luma in 0..1 (what the host's LUMA hook sees), x2 |
 | status | {status} |
-| checkpoint chosen on | {info['select_on']} Y-PSNR, epoch {b['epoch']} |
+| checkpoint chosen on | {'validation ' + selection_text(info) if t.get('select_mix') else info['select_on'] + ' Y-PSNR'}, epoch {b['epoch']} |
 | training wall time | {_hours(info.get('wall_seconds', 0.0))} to the chosen epoch, all runs of the chain (on {', '.join(info.get('devices') or ['cpu'])}) |
 
 ## Scores (x2 protocol of shared/data/README.md: MATLAB-bicubic LR, Y of BT.601, 2 px shaved; PyTorch model)
