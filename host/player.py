@@ -401,6 +401,11 @@ class Player:
             self._idle = True  # nothing to do until an event: the next step sleeps in the window system
         return True
 
+    @property
+    def stopped_by_user(self) -> bool:
+        """Whether playback ended on a quit key or the window's close button (not at the end of the file)."""
+        return self._quit or self.window.should_close
+
     def run(self, max_frames: int | None = None, until: float | None = None) -> None:
         """Play until the end, a quit key, ``max_frames`` presented frames or position ``until`` seconds."""
         start = self.stats.presented

@@ -122,6 +122,10 @@ def _display_problem() -> str | None:
     return None
 
 
+class NoDisplayError(UpshadeError):
+    """No window can open here (no DISPLAY, or GLFW cannot reach the display server)."""
+
+
 class Window:
     """One GLFW window and its moderngl context. ``close()`` terminates GLFW with the last window."""
 
@@ -134,13 +138,13 @@ class Window:
         self._errors: list[str] = []
         problem = _display_problem()
         if problem:
-            raise UpshadeError(f"no display available ({problem}): {NO_DISPLAY_HINT}")
+            raise NoDisplayError(f"no display available ({problem}): {NO_DISPLAY_HINT}")
         # Collect GLFW's messages ourselves: its default is a Python warning per error.
         glfw.set_error_callback(
             lambda _code, msg: self._errors.append(msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)))
         if not glfw.init():
             reason = self._errors[-1] if self._errors else "unknown reason"
-            raise UpshadeError(f"no display available (GLFW could not initialise: {reason}): {NO_DISPLAY_HINT}")
+            raise NoDisplayError(f"no display available (GLFW could not initialise: {reason}): {NO_DISPLAY_HINT}")
         self._handle = None
         self.ctx = None
         self._counted = True
