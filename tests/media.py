@@ -389,3 +389,87 @@ def assert_patches(frame: Frame, index: int, tol: float, gray: bool = False) -> 
         if gray or frame.format.kind == "gray":
             want = np.full(3, 0.299 * want[0] + 0.587 * want[1] + 0.114 * want[2])
         assert np.abs(got - want).max() <= tol, (frame.format.kind, r, c, got, want)
+
+
+# --- bitmap subtitles (DVD and Blu-ray), written by hand: no encoder for them is needed ----------
+
+
+def dvd_spu(width: int = 16, height: int = 8, x: int = 4, y: int = 4, colour: int = 1, ticks: int = 20) -> bytes:
+    """One DVD subpicture unit: a ``width`` x ``height`` box of one colour at (x, y), shown for ``ticks``
+    x 1024/90000 s (the SPU control sequence's delay unit). Every line is the RLE code "fill the rest
+    of the line with ``colour``"."""
+    import struct
+
+    line = struct.pack(">H", colour)
+    top = line * (height // 2)
+    pixels = top + line * (height - height // 2)
+    ctrl = 4 + len(pixels)
+    x2, y2 = x + width - 1, y + height - 1
+    coords = bytes([x >> 4, ((x & 0xF) << 4) | (x2 >> 8), x2 & 0xFF, y >> 4, ((y & 0xF) << 4) | (y2 >> 8), y2 & 0xFF])
+    show = (b"\x01" + b"\x03\x32\x10" + b"\x04\xff\xf0" + b"\x05" + coords
+            + b"\x06" + struct.pack(">HH", 4, 4 + len(top)) + b"\xff")
+    second = ctrl + 4 + len(show)
+    body = pixels + struct.pack(">HH", 0, second) + show + struct.pack(">HH", ticks, second) + b"\x02\xff"
+    return struct.pack(">HH", 4 + len(body), ctrl) + body
+
+
+def pgs_display_set(pts: int, width: int = 64, height: int = 48, show: bool = True, number: int = 0) -> bytes:
+    """One PGS (Blu-ray) display set as a .sup file holds it: a 16x8 box of palette entry 1, or (``show``
+    False) the set that clears the screen. ``pts`` in 1/90000 s."""
+    import struct
+
+    def seg(kind, data):
+        return b"PG" + struct.pack(">IIBH", pts, 0, kind, len(data)) + data
+
+    if show:
+        pcs = struct.pack(">HHBHBBBB", width, height, 0x10, number, 0x80, 0, 0, 1) + struct.pack(">HBBHH", 0, 0, 0, 4, 4)
+        rle = (bytes([1]) * 16 + b"\x00\x00") * 8
+        ods_body = struct.pack(">HH", 16, 8) + rle
+        ods = struct.pack(">HBB", 0, 0, 0xC0) + len(ods_body).to_bytes(3, "big") + ods_body
+        return (seg(0x16, pcs) + seg(0x17, struct.pack(">BBHHHH", 1, 0, 4, 4, 16, 8))
+                + seg(0x14, struct.pack(">BBBBBBB", 0, 0, 1, 235, 128, 128, 255)) + seg(0x15, ods) + seg(0x80, b""))
+    pcs = struct.pack(">HHBHBBBB", width, height, 0x10, number, 0x00, 0, 0, 0)
+    return seg(0x16, pcs) + seg(0x17, struct.pack(">BBHHHH", 1, 0, 4, 4, 16, 8)) + seg(0x80, b"")
+
+
+def make_bitmap_subtitle_clip(path, kind: str, *, frames: int = 25, width: int = 64, height: int = 48,
+                              events=(0.1, 0.45, 0.8)) -> Path:
+    """A clip with a DVD (``kind`` "dvdsub") or PGS ("pgs") subtitle track: one picture at each time in
+    ``events`` (seconds), shown 0.2 s. Stands in for ripped DVD/Blu-ray files."""
+    path = Path(path)
+    sup = None
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        if kind == "dvdsub":
+            ss = out.add_stream("dvdsub")
+            ss.time_base = Fraction(1, 1000)
+        elif kind == "pgs":
+            data = b"".join(pgs_display_set(int(round(t * 90000)), width, height, True, 2 * i)
+                            + pgs_display_set(int(round((t + 0.2) * 90000)), width, height, False, 2 * i + 1)
+                            for i, t in enumerate(events))
+            sup_path = path.with_name(path.stem + "_subs.sup")
+            sup_path.write_bytes(data)
+            sup = av.open(str(sup_path))
+            ss = out.add_stream_from_template(sup.streams.subtitles[0])
+        else:
+            raise ValueError(f"unknown bitmap subtitle kind {kind!r}")
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern_rgb(width, height, i), format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        if sup is None:
+            for t in events:
+                p = av.Packet(dvd_spu(ticks=int(round(0.2 * 90000 / 1024))))
+                p.stream, p.time_base = ss, Fraction(1, 1000)
+                p.pts = p.dts = int(round(t * 1000))
+                out.mux(p)
+        else:
+            for p in sup.demux(sup.streams.subtitles[0]):
+                if p.dts is None or p.size == 0:
+                    continue
+                p.stream = ss
+                out.mux(p)
+            sup.close()
+    return path

@@ -10,6 +10,7 @@ import pytest
 
 from media import (
     assert_patches,
+    make_bitmap_subtitle_clip,
     make_clip,
     make_vfr_clip,
     packets,
@@ -243,9 +244,11 @@ def test_without_source_and_with_odd_inputs(tmp_path):
             assert_patches(f, i, 6)
 
 
-@pytest.mark.parametrize("name,start", [("popeye_478p_hevc_dvdsub.mkv", 12.0), ("popeye_1074p_hevc_pgs.mkv", 12.3)])
-def test_real_bitmap_subtitles_are_copied(tmp_path, data_dir, name, start):
-    src = data_dir / "video" / name
+@pytest.mark.parametrize("kind", ["dvdsub", "pgs"])
+def test_bitmap_subtitles_are_copied(tmp_path, kind):
+    """DVD and Blu-ray (PGS) picture subtitles are copied packet for packet, trimmed and shifted."""
+    src = make_bitmap_subtitle_clip(tmp_path / f"{kind}.mkv", kind, frames=25, events=(0.1, 0.45, 0.8))
+    start = 0.4
     out = tmp_path / "out.mkv"
     info = probe(src)
     with Decoder(src, start=start) as dec, Encoder(out, source_path=src, width=info.width, height=info.height,
@@ -260,16 +263,18 @@ def test_real_bitmap_subtitles_are_copied(tmp_path, data_dir, name, start):
     assert len(video_frame_times(out)) == n >= 7
     want = [(t - start, d) for t, d in packets(src, "subtitle") if start <= t < start + 0.3]
     got = packets(out, "subtitle")
-    assert len(want) == 1 and [d for _, d in got] == [d for _, d in want]
-    assert got[0][0] == pytest.approx(want[0][0], abs=1e-3)
+    assert len(want) == (1 if kind == "dvdsub" else 2) and [d for _, d in got] == [d for _, d in want]
+    assert [t for t, _ in got] == pytest.approx([t for t, _ in want], abs=1e-3)
+    with av.open(str(out)) as c:
+        assert c.streams.subtitles[0].codec_context.name == {"dvdsub": "dvdsub", "pgs": "pgssub"}[kind]
 
 
-def test_pgs_subtitles_cannot_go_into_mp4(tmp_path, data_dir):
-    src = data_dir / "video" / "popeye_1074p_hevc_pgs.mkv"
+def test_pgs_subtitles_cannot_go_into_mp4(tmp_path):
+    src = make_bitmap_subtitle_clip(tmp_path / "pgs.mkv", "pgs")
     with pytest.raises(UpshadeError, match=r"out\.mp4: the mp4 container cannot hold the source's subtitle "
                                            r"stream #1 \(pgssub\); write to \.mkv instead"):
-        Encoder(tmp_path / "out.mp4", source_path=src, width=1440, height=1074)
-    assert list(tmp_path.iterdir()) == []
+        Encoder(tmp_path / "out.mp4", source_path=src, width=64, height=48)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pgs.mkv", "pgs_subs.sup"]
 
 
 def test_chapters_and_attachments_are_kept(tmp_path):

@@ -114,12 +114,14 @@ def test_one_bit_png_is_grey(tmp_path):
     assert back[0, :8, 0].tolist() == [255] * 4 + [0] * 4
 
 
-def test_real_set5_image(data_dir):
-    img = read_image(data_dir / "set5" / "baby.png")
-    assert img.shape == (512, 512, 3) and img.dtype == np.uint8
-    assert 60 < img.mean() < 200 and img.std() > 20  # a photo, not a flat or garbage buffer
+def test_real_image():
+    from upshade.host.paths import sample
+
+    img = read_image(sample("image"))  # the bundled Big Buck Bunny frame
+    assert img.shape == (360, 640, 3) and img.dtype == np.uint8
+    assert 60 < img.mean() < 200 and img.std() > 20  # a picture, not a flat or garbage buffer
     frame = image_to_frame(img)
-    assert (frame.format.width, frame.format.height) == (512, 512)
+    assert (frame.format.width, frame.format.height) == (640, 360)
 
 
 # ---------------------------------------------------------------- errors

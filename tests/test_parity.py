@@ -28,17 +28,17 @@ def nets(torch):
 
 
 @pytest.fixture(scope="module")
-def images(data_dir):
-    """A random image and two crops of Set5 luma, odd sizes included."""
+def images():
+    """A random image and two crops of a real picture's luma (the bundled sample frame), odd sizes included."""
     from upshade.host.imageio import read_image
+    from upshade.host.paths import sample
     from upshade.tools.metrics import rgb_to_luma_full
 
     rng = np.random.default_rng(7)
     out = {"random": rng.random((37, 53), dtype=np.float32)}
-    baby = rgb_to_luma_full(read_image(data_dir / "set5" / "baby.png")[..., :3])
-    bird = rgb_to_luma_full(read_image(data_dir / "set5" / "bird.png")[..., :3])
-    out["baby"] = np.ascontiguousarray(baby[200:231, 150:198], dtype=np.float32)  # eye: sharp edges
-    out["bird"] = np.ascontiguousarray(bird[60:101, 90:115], dtype=np.float32)
+    frame = rgb_to_luma_full(read_image(sample("image"))[..., :3])
+    out["face"] = np.ascontiguousarray(frame[40:71, 205:253], dtype=np.float32)   # eyes, ear: sharp edges
+    out["grass"] = np.ascontiguousarray(frame[280:321, 500:525], dtype=np.float32)  # fine texture
     return out
 
 
@@ -83,7 +83,7 @@ def test_shipped_shader_matches_torch(gl_ctx, torch, nets, images, size, form, f
     m, _ = model_mod.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
     shader = load_shader(shipped_shader(size, form))
     assert all((p.compute is not None) == (form == "compute") for p in shader.passes)
-    for name in ("baby", "random"):
+    for name in ("face", "random"):
         check(gl_ctx, torch, m, shader, images[name], fmt)
 
 
@@ -110,7 +110,7 @@ def test_random_model_matches_torch(gl_ctx, torch, nets, images, cfg, mode):
     assert len(shader.passes) == 3 * -(-m.cfg.width // 4) + (1 if MODES[mode] else 2)
     assert all((p.compute is not None) == MODES[mode] for p in shader.passes)
     check(gl_ctx, torch, m, shader, images["random"], "rgba32f")
-    check(gl_ctx, torch, m, shader, images["bird"], "rgba16f")
+    check(gl_ctx, torch, m, shader, images["grass"], "rgba16f")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -120,7 +120,7 @@ def test_tiny_and_odd_sizes(gl_ctx, torch, nets, images, cfg, mode):
     model_mod, export = nets
     m = random_model(model_mod, torch, 6, blocks=2, **cfg)
     shader = parse_shader(export.export_shader(m, name="T", compute=MODES[mode]), "upshade_T.glsl")
-    y = images["bird"]
+    y = images["grass"]
     for h, w in ((1, 1), (1, 5), (4, 1), (2, 3), (3, 2), (7, 9)):
         check(gl_ctx, torch, m, shader, np.ascontiguousarray(y[:h, :w]), "rgba32f")
 
@@ -148,7 +148,7 @@ def test_final_layer_split_over_bind_limit(gl_ctx, torch, nets, images, residual
     shader = parse_shader(export.export_shader(m, name="T", compute=MODES[mode]), "upshade_T.glsl")
     assert sum(" final " in p.desc for p in shader.passes) == 2
     assert max(len(p.binds) for p in shader.passes) <= (16 if MODES[mode] else 15)
-    check(gl_ctx, torch, m, shader, images["bird"][:13, :11], "rgba32f")
+    check(gl_ctx, torch, m, shader, images["grass"][:13, :11], "rgba32f")
 
 
 def test_when_gate_skips_network_unless_enlarged(gl_ctx, torch, nets, images):
@@ -158,7 +158,7 @@ def test_when_gate_skips_network_unless_enlarged(gl_ctx, torch, nets, images):
     model_mod, export = nets
     m = random_model(model_mod, torch, 5, blocks=2)
     shader = parse_shader(export.export_shader(m, name="T"), "upshade_T.glsl")
-    y = images["bird"]
+    y = images["grass"]
     h, w = y.shape
     with Renderer(gl_ctx, [shader], fbo_format="rgba32f") as r:
         for out in ((w, h), (w * 6 // 5, h * 6 // 5), (2 * w, h)):

@@ -34,14 +34,38 @@ def y_psnr(a: np.ndarray, b: np.ndarray, shave: int = 2) -> float:
     return 10 * np.log10(255**2 / np.mean(d**2))
 
 
-def test_anime4k_mode_a(gl_ctx, tmp_path, data_dir):
-    full = read_image(data_dir / "set14" / "monarch.png")
-    y0, x0 = (full.shape[0] - 128) // 2, (full.shape[1] - 128) // 2
-    hr = np.ascontiguousarray(full[y0:y0 + 128, x0:x0 + 128, :3])
+def sample_frame() -> np.ndarray:
+    from upshade.host.paths import sample
+
+    return read_image(sample("image"))  # the bundled Big Buck Bunny frame
+
+
+def line_art(n: int = 128, seed: int = 0) -> np.ndarray:
+    """Anime-style line art, ModeA's domain: flat discs with dark outlines and dark strokes, drawn 4x
+    supersampled and box-averaged (anti-aliased edges), n x n x 3 uint8."""
+    rng = np.random.default_rng(seed)
+    ss = 4
+    yy, xx = (np.mgrid[0:n * ss, 0:n * ss] + 0.5) / ss
+    img = np.empty((n * ss, n * ss, 3))
+    img[:] = rng.integers(150, 250, 3)
+    for _ in range(6):
+        cx, cy, r = *rng.uniform(0, n, 2), rng.uniform(10, 40)
+        d = np.hypot(xx - cx, yy - cy)
+        img[d < r] = rng.integers(60, 250, 3)
+        img[np.abs(d - r) < rng.uniform(0.8, 2.0)] = 20
+    for _ in range(5):
+        x0, y0, x1, y1 = rng.uniform(0, n, 4)
+        t = np.clip(((xx - x0) * (x1 - x0) + (yy - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2), 0, 1)
+        img[np.hypot(xx - (x0 + t * (x1 - x0)), yy - (y0 + t * (y1 - y0))) < rng.uniform(0.7, 1.8)] = 15
+    return np.rint(img.reshape(n, ss, n, ss, 3).mean(axis=(1, 3))).astype(np.uint8)
+
+
+def test_anime4k_mode_a(gl_ctx, tmp_path):
+    hr = line_art(128, seed=0)
     # LR by 2x2 box averaging (independent of the renderer's own scaler).
-    # ModeA's Restore CNN sharpens for anime, which costs PSNR on photos
-    # (measured: Set14 crops sit 1-2 dB under bicubic, while its Upscale CNN
-    # alone beats bicubic); monarch's crop is well above nearest-neighbour (+2.6 dB).
+    # ModeA's Restore CNN sharpens for anime line art (on photos and soft 3D renders it costs PSNR:
+    # measured, Set14 crops sit 1-2 dB under bicubic); on line art it beats nearest-neighbour by
+    # ~5.8 dB (and bicubic by ~3.3 dB).
     lr = np.rint(hr.reshape(64, 2, 64, 2, 3).mean(axis=(1, 3))).astype(np.uint8)
     src, out = tmp_path / "lr.png", tmp_path / "sr.png"
     write_image(src, lr)
@@ -50,16 +74,16 @@ def test_anime4k_mode_a(gl_ctx, tmp_path, data_dir):
     assert sr.shape == (128, 128, 3) and sr.dtype == np.uint8
     nearest = lr.repeat(2, axis=0).repeat(2, axis=1)
     p_sr, p_nn = y_psnr(sr, hr), y_psnr(nearest, hr)
-    assert p_sr > p_nn + 1.0, (p_sr, p_nn)
+    assert p_sr > p_nn + 3.0, (p_sr, p_nn)
 
 
-def test_anime4k_runs_its_cnn(gl_ctx, data_dir):
+def test_anime4k_runs_its_cnn(gl_ctx):
     """The x2 CNN passes (gated by WHEN on OUTPUT/MAIN sizes) actually fire and double MAIN."""
     from upshade.host.hookparse import load_shader
     from upshade.host.imageio import image_to_frame
     from upshade.host.pipeline import Renderer
 
-    lr = read_image(data_dir / "set14" / "comic.png")[:48, :48, :3]
+    lr = np.ascontiguousarray(sample_frame()[40:88, 200:248, :3])
     with Renderer(gl_ctx, [load_shader(anime4k_path())]) as r:
         out = r.read_rgb(r.render(image_to_frame(lr), (96, 96)), np.float32)
         sizes = r.last_sizes
