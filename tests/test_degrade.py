@@ -68,6 +68,18 @@ def test_protocol_degradations():
         G.degrade(hr[:94], G.parse_spec("clean"))
 
 
+def test_hevc_refuses_pictures_it_cannot_encode_safely():
+    with pytest.raises(UpshadeError, match="too small"):
+        G.codec_roundtrip([_image(48, 96)], "hevc", 30)
+
+
+def test_bank_sends_small_clips_to_h264():
+    # A 100x100 image leaves HEVC no 64x64 LR frame: every clip must be H.264.
+    bank = B.build_bank([_image(100, 100, s) for s in range(4)],
+                        _small_cfg(share={"codec": 1}, codecs={"hevc": 1}, frame=96), "t")
+    assert {r["codec"] for r in bank.records} == {"h264"}
+
+
 def test_missing_encoder_is_named(monkeypatch):
     import av
 

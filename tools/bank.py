@@ -52,7 +52,7 @@ from ..host.fileio import atomic_output
 from . import degrade as G
 from .metrics import crop_to_multiple, imresize_down, rgb_to_luma_full
 
-BANK_VERSION = 2
+BANK_VERSION = 3
 CATEGORIES = ("clean", "kernel", "codec")
 # Custom kernels (name, parameter range or value, weight) and swscale's, drawn by weight.
 KERNEL_CHOICES: tuple[tuple[str, object, float], ...] = (
@@ -72,6 +72,7 @@ KERNEL_CHOICES: tuple[tuple[str, object, float], ...] = (
     ("sws:gauss", None, 0.01),
 )
 KERNEL_NAMES = tuple(k for k, _, _ in KERNEL_CHOICES)
+HEVC_MIN_SIDE = 64  # LR pixels; smaller clips go to libx264
 
 
 @dataclass
@@ -193,6 +194,8 @@ def make_items(hr: np.ndarray, rng: np.random.Generator, cfg: BankConfig) -> lis
     crf = int(rng.integers(int(lo), int(hi) + 1))
     preset = str(cfg.presets[int(rng.integers(len(cfg.presets)))])
     offsets, (fh, fw), speed = _pan(rng, *hr.shape[:2], cfg)
+    if codec == "hevc" and min(fh, fw) < 2 * HEVC_MIN_SIDE:
+        codec = "h264"  # libx265 corrupts memory on pictures under 64x64 (measured: 48x48, 30x44)
     clip = [np.ascontiguousarray(lr[y // 2: (y + fh) // 2, x // 2: (x + fw) // 2]) for y, x in offsets]
     decoded = G.codec_roundtrip(clip, codec, crf, preset=preset)
     rest = list(range(1, len(offsets)))

@@ -253,6 +253,9 @@ def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, preset: str 
     if enc_name not in av.codecs_available:
         raise UpshadeError(f"this PyAV build has no {enc_name} encoder: install a PyAV wheel with {enc_name}")
     h, w = frames[0].shape[:2]
+    if codec == "hevc" and min(h, w) < 64:
+        # libx265 (3.5, as PyAV bundles it) writes past its buffers on such pictures.
+        raise UpshadeError(f"libx265: frames of {w}x{h} are too small (64x64 at least)")
     enc = av.CodecContext.create(enc_name, "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
     enc.time_base = Fraction(1, 25)
