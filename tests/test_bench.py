@@ -228,3 +228,20 @@ def test_bad_shader_is_one_line(tmp_path, shared_ctx, capsys):
     bad = tmp_path / "bad.glsl"
     bad.write_text("//!HOOK LUMA\n//!BIND HOOKED\nvec4 hook() { return nope; }\n")
     assert str(bad) in _err(capsys, ["bench", "--shader", str(bad), "--size", "32x32", "--frames", "2"])
+
+
+@pytest.mark.parametrize("extra, what", [
+    ([], r"model M \(upshade_M(_compute)?\.glsl, (fragment|compute) passes\)"),   # the default model
+    (["--no-model"], r"no model \(plain bicubic scaler\)"),
+])
+def test_bench_runs_the_default_model_or_none(shared_ctx, capsys, extra, what):
+    """Without --model/--shader, bench measures the shipped default model (paths.default_model), named in
+    one stderr line; --no-model measures the plain scaler's pipelines."""
+    from upshade.host import paths
+
+    assert paths.default_model() == "M"
+    assert cli.main(["bench", "--size", "32x32", "--frames", "2", "--rounds", "1", *extra]) == 0
+    captured = capsys.readouterr()
+    assert re.search(rf"^upshade: {what}, 32x32 -> 64x64$", captured.err, re.M), captured.err
+    t = parse_table(captured.out)
+    assert (t["rows"]["network (GL)"][0] is None) == bool(extra)
