@@ -114,6 +114,13 @@ class LineProgress:
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         self.postfix = str(s)
 
+    def write(self, text: str) -> None:
+        """A message line of its own (tqdm.write's role), printed even when progress is off."""
+        try:
+            print(text, file=self.file, flush=True)
+        except (OSError, ValueError):
+            pass
+
     def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
         self.desc = desc or ""
 

@@ -59,3 +59,29 @@ def test_bar_only_on_a_terminal():
         assert isinstance(bar, tqdm)
     with progress(total=3, file=io.StringIO()) as bar:
         assert isinstance(bar, LineProgress)
+
+
+def test_write_prints_messages_even_when_progress_is_off():
+    log = io.StringIO()
+    with LineProgress(total=3, file=log, disable=True) as bar:
+        bar.write("epoch 1/3: done")
+    assert log.getvalue() == "epoch 1/3: done\n"
+
+
+def test_training_logs_lines_not_redraws(torch, tmp_path, capsys):
+    """`upshade train 2>log`: epoch lines and progress lines, never a carriage return."""
+    import numpy as np
+
+    from upshade.host.imageio import write_image
+    from upshade.tools import train as T
+
+    for name in ("train", "val"):
+        (tmp_path / name).mkdir()
+        write_image(tmp_path / name / "a.png", np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8))
+    cfg = T.TrainConfig(size="S", model={"blocks": 1, "width": 2}, train_sets={str(tmp_path / "train"): 1.0},
+                        val_sets=[str(tmp_path / "val")], select_on="val", patch=16, batch=2,
+                        steps_per_epoch=2, epochs=2).validate()
+    T.train(cfg, tmp_path / "run", threads=1, progress=True)
+    out = capsys.readouterr()
+    assert "\r" not in out.err + out.out
+    assert "epoch 2/2" in out.err + out.out

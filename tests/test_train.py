@@ -312,3 +312,9 @@ def test_new_config_fields_are_checked_and_old_runs_still_resume(torch, T, folde
         del ckpt["train_config"][key]
     torch.save(ckpt, out / "last.pt")
     assert T.train(_cfg(T, folders, epochs=2), out, resume=True, threads=1, progress=False)["epoch"] == 2
+
+
+@pytest.mark.parametrize("item", ["lr=nan", "lr=Infinity", "min_lr=-Infinity", "weight_decay=NaN"])
+def test_non_finite_overrides_are_refused(T, item):
+    with pytest.raises(UpshadeError, match="must be a finite number"):
+        T.load_config(None, [item], "S")

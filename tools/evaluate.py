@@ -541,11 +541,11 @@ def score_method(method: Method, sets: Sequence[TestSet], progress=None) -> dict
 def evaluate(methods: Sequence[Method], sets: Sequence[TestSet], timing_runs: int = 0,
              show_progress: bool = True) -> list[MethodResult]:
     """Score every method on every set; time each at 1080p output when ``timing_runs`` > 0."""
-    from tqdm import tqdm
+    from ..host.progress import progress
 
     total = len(methods) * sum(len(s.images) for s in sets)
     results = []
-    with tqdm(total=total, unit="img", desc="eval", disable=not show_progress, dynamic_ncols=True) as bar:
+    with progress(total=total, unit="img", desc="eval", disable=not show_progress) as bar:
         for m in methods:
             bar.set_postfix_str(m.label)
             scores = score_method(m, sets, bar)

@@ -198,6 +198,8 @@ def load_config(path: str | None, overrides: list[str], size: str | None, base: 
             raw[key] = float(value)
         elif not isinstance(raw[key], want) or isinstance(value, bool) != (want is bool):
             raise UpshadeError(f"train config: {key} must be {want.__name__}, got {value!r}")
+        if want is float and not math.isfinite(raw[key]):
+            raise UpshadeError(f"train config: {key} must be a finite number, got {value!r}")
     return TrainConfig(**raw).validate()
 
 
@@ -509,14 +511,14 @@ def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
 
 def _banks(cfg: TrainConfig, sets, progress: bool):
     """The degraded bank of every training set (built and cached on first use)."""
-    from tqdm import tqdm
+    from ..host.progress import progress as progress_bar
 
     from .bank import BankConfig, bank_for
 
     bcfg = BankConfig.from_dict(cfg.bank)
 
     def bar(total, desc):
-        return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, disable=not progress)
+        return progress_bar(total=total, desc=desc, unit="img", disable=not progress)
 
     banks = [bank_for(ts, bcfg, tuple(cfg.train_scales), bar) for ts in sets]
     for b in banks:
@@ -546,7 +548,7 @@ def train(
     progress: bool = True,
 ) -> dict:
     """Train (or resume) the run in ``out``; returns the last checkpoint dict."""
-    from tqdm import tqdm
+    from ..host.progress import progress as progress_bar
 
     cfg.validate()
     if threads:
@@ -621,7 +623,7 @@ def train(
 
     started = time.monotonic()
     done_here = 0
-    bar = tqdm(total=cfg.epochs * steps, initial=epoch * steps, unit="step", dynamic_ncols=True,
+    bar = progress_bar(total=cfg.epochs * steps, initial=epoch * steps, unit="step", desc="train",
                disable=not progress, smoothing=0.05)
     model.train()
     ckpt = None

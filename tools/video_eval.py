@@ -95,8 +95,8 @@ def method_shaders(models, shaders) -> list[tuple[str, list[Path]]]:
     return out
 
 
-def run_eval(clip: Path, crfs, kernel: str, models, shaders, frames: int, progress=True) -> dict:
-    from tqdm import tqdm
+def run_eval(clip: Path, crfs, kernel: str, models, shaders, frames: int, show=True) -> dict:
+    from ..host.progress import progress
 
     from .evaluate import GLMethod
 
@@ -111,7 +111,7 @@ def run_eval(clip: Path, crfs, kernel: str, models, shaders, frames: int, progre
     built = []
     try:
         built = [(label, GLMethod(ctx, files, label=label)) for label, files in methods]
-        bar = tqdm(total=len(crfs) * len(built) * len(hr), unit="frame", disable=not progress, dynamic_ncols=True)
+        bar = progress(total=len(crfs) * len(built) * len(hr), desc="eval-video", unit="frame", disable=not show)
         for crf in crfs:
             lr, bpp = degrade_clip(hr, kernel, crf)
             rows = {}
