@@ -23,20 +23,55 @@ HOOK_POINTS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Num:
+    """An RPN number."""
+
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """``TEX.w`` / ``TEX.h`` (``.width`` / ``.height``): a texture's size at evaluation time."""
+
+    texture: str
+    dim: str                       # "w" | "h"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A //!PARAM of the file, by name (the parser checks that it exists; ENUM names become ``Num``)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """An operator: binary ``+ - * / % > < =`` or unary ``!``."""
+
+    op: str
+
+
+Token = Union[Num, Size, Param, Op]
+
+
 @dataclass(frozen=True)
 class RPN:
     """A reverse-Polish size/condition expression, tokenised once at parse time.
 
-    ``tokens`` is a tuple of ("num", float) | ("size", TEXNAME, "w"|"h") |
-    ("param", NAME) | ("op", "+"|"-"|"*"|"/"|">"|"<"|"!"|"="|"%").
     Evaluate per frame with ``rpn_eval`` (in hookparse) given the current
     texture sizes and parameter values.
     """
 
     source: str
-    tokens: tuple
+    tokens: tuple[Token, ...]
     file: str
     line: int
+
+    @property
+    def textures(self) -> tuple[str, ...]:
+        """The texture names whose size the expression reads (``TEX.w`` / ``TEX.h``)."""
+        return tuple(t.texture for t in self.tokens if isinstance(t, Size))
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,15 @@ from .hookfmt import (
     BufferDef,
     BufferVar,
     HookPass,
+    Num,
+    Op,
+    Param,
     ParamDef,
     ParamValue,
     ShaderFile,
+    Size,
     TextureDef,
+    Token,
 )
 
 MAX_HOOKS = 16
@@ -130,7 +135,7 @@ def _parse_rpn(src: str, file: str, line: int, directive: str) -> RPN:
     def bad(why: str) -> ShaderError:
         return ShaderError(file, line, f"bad RPN expression '{src}' in //!{directive}: {why}")
 
-    tokens: list[tuple] = []
+    tokens: list[Token] = []
     depth = 0
     words = src.split()
     if not words:
@@ -140,12 +145,12 @@ def _parse_rpn(src: str, file: str, line: int, directive: str) -> RPN:
             if depth < 2:
                 raise bad(f"stack underflow at '{word}' (it needs two values)")
             depth -= 1
-            tokens.append(("op", word))
+            tokens.append(Op(word))
             continue
         if word in _OPS1:
             if depth < 1:
                 raise bad(f"stack underflow at '{word}' (it needs one value)")
-            tokens.append(("op", word))
+            tokens.append(Op(word))
             continue
         if word[0] in "0123456789" or (word[0] == "." and word[1:2] in tuple("0123456789")):
             if not _FLOAT.fullmatch(word):
@@ -153,13 +158,13 @@ def _parse_rpn(src: str, file: str, line: int, directive: str) -> RPN:
             value = float(word)
             if not math.isfinite(value):
                 raise bad(f"'{word}' is not a finite number")
-            tokens.append(("num", value))
+            tokens.append(Num(value))
         else:
             name, dot, attr = word.rpartition(".")
             if dot and attr in ("w", "width", "h", "height") and _IDENT.match(name):
-                tokens.append(("size", name, attr[0]))
+                tokens.append(Size(name, attr[0]))
             elif not dot and _IDENT.match(word):
-                tokens.append(("param", word))  # checked against the file's PARAMs at the end
+                tokens.append(Param(word))  # checked against the file's PARAMs at the end
             else:
                 raise bad(f"unknown token '{word}'")
         depth += 1
@@ -173,6 +178,26 @@ def _fuzzy_eq(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
 
 
+def _binary(expr: RPN, op: str, a: float, b: float) -> float:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a / b if b != 0 else math.nan
+    if op == "%":
+        return math.fmod(a, b) if b != 0 and math.isfinite(a) else math.nan
+    if op == ">":
+        return 1.0 if a > b else 0.0
+    if op == "<":
+        return 1.0 if a < b else 0.0
+    if op == "=":
+        return 1.0 if _fuzzy_eq(a, b) else 0.0
+    raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': unknown operator '{op}'")
+
+
 def rpn_eval(
     expr: RPN,
     sizes: Mapping[str, tuple[float, float]],
@@ -182,63 +207,43 @@ def rpn_eval(
     stack: list[float] = []
     push = stack.append
     for tok in expr.tokens:
-        kind = tok[0]
-        if kind == "num":
-            push(tok[1])
-        elif kind == "size":
-            name = tok[1]
-            size = sizes.get(name)
-            if size is None and name in ("MAIN", "MAINPRESUB"):
-                # libplacebo treats the two as one texture; mpv keeps both.
-                size = sizes.get("MAINPRESUB" if name == "MAIN" else "MAIN")
-            if size is None:
-                known = ", ".join(sorted(sizes)) or "none"
-                raise ShaderError(
-                    expr.file, expr.line,
-                    f"RPN expression '{expr.source}': texture '{name}' is unknown at this point "
-                    f"(known now: {known})",
-                )
-            push(float(size[0] if tok[2] == "w" else size[1]))
-        elif kind == "param":
-            if tok[1] not in params:
-                raise ShaderError(expr.file, expr.line,
-                                  f"RPN expression '{expr.source}': parameter '{tok[1]}' has no value")
-            push(float(params[tok[1]]))
-        elif kind == "op":
-            op = tok[1]
-            if op == "!":
+        match tok:
+            case Num(value):
+                push(value)
+            case Size(name, dim):
+                size = sizes.get(name)
+                if size is None and name in ("MAIN", "MAINPRESUB"):
+                    # libplacebo treats the two as one texture; mpv keeps both.
+                    size = sizes.get("MAINPRESUB" if name == "MAIN" else "MAIN")
+                if size is None:
+                    known = ", ".join(sorted(sizes)) or "none"
+                    raise ShaderError(
+                        expr.file, expr.line,
+                        f"RPN expression '{expr.source}': texture '{name}' is unknown at this point "
+                        f"(known now: {known})",
+                    )
+                push(float(size[0] if dim == "w" else size[1]))
+            case Param(name):
+                if name not in params:
+                    raise ShaderError(expr.file, expr.line,
+                                      f"RPN expression '{expr.source}': parameter '{name}' has no value")
+                push(float(params[name]))
+            case Op("!"):
                 if not stack:
                     raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': stack underflow")
                 stack[-1] = 0.0 if stack[-1] else 1.0
-                continue
-            if len(stack) < 2:
-                raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': stack underflow")
-            b = stack.pop()
-            a = stack.pop()
-            if op == "+":
-                r = a + b
-            elif op == "-":
-                r = a - b
-            elif op == "*":
-                r = a * b
-            elif op == "/":
-                r = a / b if b != 0 else math.nan
-            elif op == "%":
-                r = math.fmod(a, b) if b != 0 and math.isfinite(a) else math.nan
-            elif op == ">":
-                r = 1.0 if a > b else 0.0
-            elif op == "<":
-                r = 1.0 if a < b else 0.0
-            elif op == "=":
-                r = 1.0 if _fuzzy_eq(a, b) else 0.0
-            else:
-                raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': unknown operator '{op}'")
-            if not math.isfinite(r):
-                raise ShaderError(expr.file, expr.line,
-                                  f"RPN expression '{expr.source}': {a:g} {op} {b:g} has no finite value")
-            push(r)
-        else:
-            raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': bad token {tok!r}")
+            case Op(op):
+                if len(stack) < 2:
+                    raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': stack underflow")
+                b = stack.pop()
+                a = stack.pop()
+                r = _binary(expr, op, a, b)
+                if not math.isfinite(r):
+                    raise ShaderError(expr.file, expr.line,
+                                      f"RPN expression '{expr.source}': {a:g} {op} {b:g} has no finite value")
+                push(r)
+            case _:
+                raise ShaderError(expr.file, expr.line, f"RPN expression '{expr.source}': bad token {tok!r}")
     if len(stack) != 1:
         raise ShaderError(expr.file, expr.line,
                           f"RPN expression '{expr.source}' leaves {len(stack)} values on the stack")
@@ -733,15 +738,15 @@ def _bind_params(ps: HookPass, params: list[ParamDef]) -> HookPass:
         expr: RPN | None = getattr(ps, field)
         if expr is None:
             continue
-        tokens = []
+        tokens: list[Token] = []
         for tok in expr.tokens:
-            if tok[0] == "param" and tok[1] not in by_name:
-                if tok[1] not in enum_values:
+            if isinstance(tok, Param) and tok.name not in by_name:
+                if tok.name not in enum_values:
                     raise ShaderError(expr.file, expr.line,
                                       f"bad RPN expression '{expr.source}' in //!{directive}: unknown token "
-                                      f"'{tok[1]}' (not a number, an operator, NAME.w/NAME.h or a //!PARAM "
+                                      f"'{tok.name}' (not a number, an operator, NAME.w/NAME.h or a //!PARAM "
                                       f"of this file)")
-                tok = ("num", enum_values[tok[1]])
+                tok = Num(enum_values[tok.name])
             tokens.append(tok)
         if tuple(tokens) != expr.tokens:
             changes[field] = RPN(source=expr.source, tokens=tuple(tokens), file=expr.file, line=expr.line)
@@ -804,11 +809,11 @@ def validate_chain(files: Sequence[ShaderFile]) -> None:
             for expr in (ps.width, ps.height, ps.when):
                 if expr is None:
                     continue
-                for tok in expr.tokens:
-                    if tok[0] == "size" and tok[1] not in sized:
+                for name in expr.textures:
+                    if name not in sized:
                         raise ShaderError(expr.file, expr.line,
-                                          f"RPN expression '{expr.source}' refers to texture '{tok[1]}' "
-                                          f"that no pass saves{_did_you_mean(tok[1], sized)}")
+                                          f"RPN expression '{expr.source}' refers to texture '{name}' "
+                                          f"that no pass saves{_did_you_mean(name, sized)}")
 
 
 def resolve_params(files: Sequence[ShaderFile], overrides: Mapping[str, str]) -> dict[str, ParamValue]:

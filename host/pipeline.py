@@ -237,7 +237,7 @@ class Renderer:
             self._needed.update(info.ps.binds)
             for expr in (info.ps.width, info.ps.height, info.ps.when):
                 if expr is not None:
-                    self._needed.update(t[1] for t in expr.tokens if t[0] == "size")
+                    self._needed.update(expr.textures)
 
         self.pool = TexturePool(ctx, self.fbo_format)
         self.scaler = Scaler(ctx, self.pool)

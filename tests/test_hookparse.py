@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from upshade.host.errors import ShaderError, UpshadeError
-from upshade.host.hookfmt import HOOK_POINTS, RPN
+from upshade.host.hookfmt import HOOK_POINTS, RPN, Num, Op, Param, Size
 from upshade.host.hookparse import (
     KNOWN_HOOK_POINTS,
     TEXTURE_FORMATS,
@@ -66,8 +66,9 @@ def test_pass_every_directive():
     assert p.hooks == ("LUMA", "CHROMA")
     assert p.binds == ("HOOKED", "LUMA") and p.bind_lines == (5, 6)
     assert p.save == "FEAT"
-    assert p.width.tokens == (("size", "HOOKED", "w"), ("num", 2.0), ("op", "*"))
-    assert p.height.tokens == (("size", "HOOKED", "h"), ("num", 2.0), ("op", "*"))
+    assert p.width.tokens == (Size("HOOKED", "w"), Num(2.0), Op("*"))
+    assert p.height.tokens == (Size("HOOKED", "h"), Num(2.0), Op("*"))
+    assert p.width.textures == ("HOOKED",)
     assert p.width.line == 8 and p.height.line == 9 and p.when.line == 10
     assert p.when.source == "OUTPUT.w HOOKED.width / 1.2 >"
     assert p.offset == (-0.5, 0.25)
@@ -174,8 +175,7 @@ def test_param_blocks_all_types():
     assert sf.param_defaults() == {"strength": 0.5, "taps": 2, "n": 7, "k": -3, "mode": 0}
     when = sf.passes[0].when
     # the enum value name became a constant; the parameter name stays a lookup
-    assert when.tokens == (("param", "strength"), ("num", 0.0), ("op", ">"), ("param", "mode"),
-                           ("num", 1.0), ("op", "="), ("op", "*"))
+    assert when.tokens == (Param("strength"), Num(0.0), Op(">"), Param("mode"), Num(1.0), Op("="), Op("*"))
     vals = resolve_params([sf], {})
     assert rpn_eval(when, {}, vals) == 0.0
     assert rpn_eval(when, {}, resolve_params([sf], {"mode": "GOOD"})) == 1.0
@@ -540,7 +540,7 @@ def test_real_anime4k_mode_a():
     assert clamp.hooks == ("PREKERNEL",) and clamp.binds == ("HOOKED", "STATSMAX") and clamp.save is None
     last = passes[-1]
     assert last.binds == ("MAIN", "conv2d_last_tf") and last.save == "MAIN"
-    assert last.width.tokens == (("size", "conv2d_last_tf", "w"), ("num", 2.0), ("op", "*"))
+    assert last.width.tokens == (Size("conv2d_last_tf", "w"), Num(2.0), Op("*"))
     sizes = {"MAIN": (960, 540), "OUTPUT": (1920, 1080), "conv2d_last_tf": (960, 540)}
     assert rpn_eval(last.width, sizes) == 1920 and rpn_eval(last.height, sizes) == 1080
     assert rpn_eval(last.when, sizes) == 1.0
