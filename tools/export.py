@@ -89,6 +89,8 @@ MAX_BINDS = 16  # the hook format's (and mpv's) limit of textures per pass
 # only 16 attributes: a fragment pass binding 16 textures fails to link there
 # (seen with mpv 0.35 on Mesa). Compute passes have no vertex stage.
 FRAGMENT_MAX_BINDS = MAX_BINDS - 1
+# The shader exports of a model (see export_shader): one network, three kinds of passes.
+SHADER_FORMS = ("fragment", "compute", "tiled")
 
 # torch's bicubic (a = -0.75, align_corners=False) at x2 samples the source
 # at offsets -0.25 (even outputs: taps -2..1) and +0.25 (odd outputs: taps
@@ -311,6 +313,7 @@ class _Pass:
     save: str | None = None
     upscale: bool = False
     compute: tuple[int, int, int, int] | None = None  # //!COMPUTE bw bh tw th; the body is then `void hook()`
+    height_mul: int = 1  # the saved texture is this many rows per source row (tiled export: features + sum)
 
 
 def _crelu_terms(lines: list[str], acc: str, tex_w: np.ndarray, single: bool,
@@ -775,6 +778,8 @@ def _render(passes: list[_Pass], header: list[str]) -> str:
         if p.upscale:
             out.append("//!WIDTH LUMA.w 2 *")
             out.append("//!HEIGHT LUMA.h 2 *")
+        elif p.height_mul > 1:
+            out.append(f"//!HEIGHT LUMA.h {p.height_mul} *")
         out.append(f"//!WHEN {gate}")
         if p.compute:
             out.append("//!COMPUTE " + " ".join(str(v) for v in p.compute))
@@ -810,15 +815,22 @@ def _state_digest(state: Mapping[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = False) -> str:
+def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = False, form: str | None = None,
+                  plan=None) -> str:
     """The hook shader text for a checkpoint path, a checkpoint dict or an UpshadeNet.
 
     ``name`` appears in pass descriptions and texture names (default: the
     checkpoint file name without ``upshade_``, e.g. ``M`` for ``upshade_M.pt``).
-    ``compute``: compute passes (OpenGL 4.3 / Vulkan / D3D11; faster on CPU
-    rasterisers, slower on GPUs, see above), else fragment passes only (any mpv
-    GPU backend, e.g. OpenGL 4.1 on macOS).
+    ``form``: ``fragment`` (fragment passes only: any mpv GPU backend, e.g.
+    OpenGL 4.1 on macOS, and the fast form on GPUs), ``compute`` (2x2 pixels per
+    invocation; OpenGL 4.3 / Vulkan / D3D11) or ``tiled`` (fused compute passes,
+    see export_tiled.py: the fast form on CPU rasterisers); ``compute=True`` is
+    ``form="compute"``. ``plan``: a ``TiledPlan`` for the tiled form (default:
+    the measured one).
     """
+    form = form or ("compute" if compute else "fragment")
+    if form not in SHADER_FORMS:
+        raise UpshadeError(f"unknown shader form {form!r}: choose one of {', '.join(SHADER_FORMS)}")
     metrics = None
     if isinstance(model_or_ckpt, (str, Path)):
         path = Path(model_or_ckpt)
@@ -851,8 +863,16 @@ def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = Fal
     except UpshadeError as exc:
         raise UpshadeError(f"{where}: {exc}") from None
     params = int(sum(np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v).size for v in state.values()))
-    passes = _passes(low, name, compute)
-    return _render(passes, _header(low, name, source, params, len(passes), metrics))
+    if form == "tiled":
+        from .export_tiled import TILED_REQUIREMENTS, tiled_passes
+
+        passes = tiled_passes(low, name, plan)
+        header = _header(low, name, source, params, len(passes), metrics)
+        header.insert(4, f"// needs: {TILED_REQUIREMENTS}")
+    else:
+        passes = _passes(low, name, form == "compute")
+        header = _header(low, name, source, params, len(passes), metrics)
+    return _render(passes, header)
 
 
 # ------------------------------------------------------------------ ONNX
@@ -1003,32 +1023,38 @@ def add_arguments(parser) -> None:
         help="model name used in pass descriptions and texture names (default: from CKPT, e.g. M for upshade_M.pt)",
     )
     kind = parser.add_mutually_exclusive_group()
-    kind.add_argument("--fragment", dest="compute", action="store_false", default=None,
+    kind.add_argument("--fragment", dest="form", action="store_const", const="fragment", default=None,
                       help="fragment passes, one pixel per invocation (default): fastest on GPUs, "
                            "runs on every mpv GPU backend (e.g. OpenGL 4.1 on macOS)")
-    kind.add_argument("--compute", dest="compute", action="store_true",
-                      help="compute passes, 2x2 pixels per invocation sharing their fetches: faster on CPU "
-                           "rasterisers (llvmpipe), slower on GPUs; needs OpenGL 4.3, Vulkan or D3D11 in mpv")
+    kind.add_argument("--compute", dest="form", action="store_const", const="compute",
+                      help="compute passes, 2x2 pixels per invocation sharing their fetches: faster than "
+                           "fragment passes on CPU rasterisers (llvmpipe); needs OpenGL 4.3, Vulkan or D3D11 in mpv")
+    kind.add_argument("--tiled", dest="form", action="store_const", const="tiled",
+                      help="fused compute passes (layers fused per pass, blocks of pixels per invocation): "
+                           "the fastest form on CPU rasterisers (llvmpipe); needs compute shaders, like --compute")
+    kind.add_argument("--form", dest="form", choices=SHADER_FORMS,
+                      help="the shader form by name (fragment, compute or tiled)")
 
 
 def run(args) -> int:
     ckpt = Path(args.checkpoint)
     fmt = check_format(args.output, getattr(args, "format", None))
+    form = getattr(args, "form", None)
+    if form is None and getattr(args, "compute", None) is not None:  # a namespace built for the old flags
+        form = "compute" if args.compute else "fragment"
     if fmt == "onnx":
-        if args.compute is not None:
-            flag = "--compute" if args.compute else "--fragment"
-            raise UpshadeError(f"{flag} is a shader option; --format onnx has no passes")
+        if form is not None:
+            raise UpshadeError(f"--{form} is a shader option; --format onnx has no passes")
         data = export_onnx(ckpt, name=args.name)
         with atomic_output(args.output, inputs=[ckpt]) as tmp:
             tmp.write_bytes(data)
         print(f"{args.output}: ONNX opset {ONNX_OPSET}, luma (N,1,H,W) -> (N,1,2H,2W), from {ckpt.name}")
         return 0
-    args.compute = bool(args.compute)
-    text = export_shader(ckpt, name=args.name, compute=args.compute)
+    form = form or "fragment"
+    text = export_shader(ckpt, name=args.name, form=form)
     with atomic_output(args.output, inputs=[ckpt]) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
     passes = text.count("\n//!HOOK ")
-    kind = "compute" if args.compute else "fragment"
-    print(f"{args.output}: {passes} {kind} passes from {ckpt.name}")
+    print(f"{args.output}: {passes} {form} passes from {ckpt.name}")
     return 0

@@ -1,0 +1,428 @@
+"""The tiled export: fused compute passes, each invocation a block of pixels, weights applied block-wide.
+
+``upshade export CKPT -o shaders/upshade_X_tiled.glsl --tiled`` (or ``--form tiled``)
+writes the same network as the fragment and compute exports (same weights, the
+same function: tests/test_parity.py) in the form that runs fastest on a CPU
+rasteriser (Mesa llvmpipe). Three things make it fast there:
+
+* **Fusion.** The conv layers are cut into a few *groups*; one compute pass runs
+  a whole group. Its invocation fetches the group's input around its block once
+  (the halo the group's layers need) and computes every layer of the group in
+  registers, the earlier layers on the block plus the halo the later ones read,
+  so no intermediate layer goes through a texture.
+* **The final conv runs as it goes.** The final conv is linear in the
+  concatenation of every block's CReLU output, so each pass adds the
+  contribution of every layer it has in registers (at the 3x3 neighbourhood of
+  its block) to a running sum of the 4 output sub-pixels, and hands the sum on
+  to the next pass beside the last layer's features: a pass stores
+  ``groups + 1`` texels per pixel (the features, then the sum), rows interleaved
+  (``//!HEIGHT LUMA.h 2 *`` for 4 channels). The last pass adds the residual and
+  writes the x2 output itself (depth-to-space), as the compute export does. The
+  concatenation stays exact: every layer's output is used, at full float32.
+* **Blocks with the weights outside.** An invocation computes a block of
+  ``bx x by`` pixels and applies each weight matrix to every pixel of the block
+  in a row, so the weight is loaded once per block instead of once per pixel:
+  on llvmpipe (which runs 8 invocations per SIMD vector and loads each GLSL
+  constant from memory) that alone made the multiply-adds 2.5x faster.
+
+Edges: a layer computed in registers over the halo must hold, outside the image,
+the value of the nearest pixel inside (replicate padding, as PyTorch and the
+texture fetches at clamped coordinates do), not a value computed there; after
+each such layer, cells outside the image take their inner neighbour's values
+(one select per cell and axis).
+
+Why not workgroup ``shared`` memory (the usual way to share a tile between
+invocations on a GPU): on llvmpipe (Mesa 22.3) a ``shared`` load or store costs
+as much as a texel fetch or an image store (it is scalarised per SIMD lane) and a
+``barrier()`` costs another ~2 ms per 960x540 frame per invocation; recomputing
+the halo in registers was cheaper at every tile size measured (shaders/README.md).
+So this form needs compute shaders but no shared memory. Its passes are large
+(each one thousands of multiply-adds per invocation): a GPU runs the fragment
+export faster, which is why the host only picks this form on software renderers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..host.errors import UpshadeError
+from .export import (
+    BICUBIC_EVEN,
+    BICUBIC_ODD,
+    MAX_BINDS,
+    Lowered,
+    _identifier,
+    _num,
+    _Pass,
+    _vec4,
+)
+
+__all__ = ["TiledPlan", "default_plan", "tiled_passes", "TILED_REQUIREMENTS"]
+
+# What the file needs from the player; written into its header.
+TILED_REQUIREMENTS = (
+    "compute shaders (mpv: OpenGL 4.3+, Vulkan or D3D11; no shared memory used); "
+    "without them use the fragment export upshade_<size>.glsl"
+)
+
+
+@dataclass(frozen=True)
+class TiledPlan:
+    """How the network is cut into passes and invocations.
+
+    ``groups``: conv layers fused into each pass (they sum to the model's blocks);
+    ``block``: source pixels each invocation computes (x, y);
+    ``threads``: invocations per work group (x, y).
+    """
+
+    groups: tuple[int, ...]
+    block: tuple[int, int] = (8, 2)
+    threads: tuple[int, int] = (8, 1)
+
+    def check(self, low: Lowered) -> "TiledPlan":
+        body, tail = self.groups[:-1], self.groups[-1]
+        if sum(self.groups) != low.blocks or any(g < 1 for g in body) or tail < 0 or not self.groups:
+            raise UpshadeError(f"tiled plan {self.groups} does not cut {low.blocks} layers into groups of >= 1 "
+                               f"(the last may be 0: a pass of the final conv alone)")
+        if min(self.block) < 1 or min(self.threads) < 1:
+            raise UpshadeError(f"tiled plan: block {self.block} and threads {self.threads} must be >= 1")
+        if self.threads[0] * self.threads[1] > 128:
+            raise UpshadeError("tiled plan: more than 128 invocations per work group")
+        return self
+
+
+def default_plan(low: Lowered) -> TiledPlan:
+    """The plan measured fastest on llvmpipe for a model of this shape (see the module docstring)."""
+    n = low.blocks
+    # Fusion depth: deeper groups save texture round trips but recompute a wider halo.
+    depth = 3 if low.groups == 1 else 2
+    groups = []
+    while n > 0:
+        take = min(depth, n)
+        groups.append(take)
+        n -= take
+    return TiledPlan(tuple(groups)).check(low)
+
+
+# ------------------------------------------------------------------ GLSL helpers
+
+
+class _Grid:
+    """A square-halo grid of cells around the block: radius ``r``; cell (i, j) is offset (i - r, j - r)."""
+
+    def __init__(self, name: str, r: int, block: tuple[int, int]):
+        self.name, self.r = name, r
+        self.w, self.h = block[0] + 2 * r, block[1] + 2 * r
+
+    def cells(self):
+        return [(i, j) for j in range(self.h) for i in range(self.w)]
+
+    def at(self, dx: int, dy: int) -> tuple[int, int]:
+        """The cell index of block offset (dx, dy)."""
+        return dx + self.r, dy + self.r
+
+
+def _mat(m: np.ndarray) -> str:
+    """``mat4(...) * v`` computes ``m @ v`` for a 4 x 4 ``m``: GLSL constructors take columns."""
+    return "mat4(" + ", ".join(_num(v) for v in m.T.reshape(-1)) + ")"
+
+
+class _Body:
+    """GLSL statements of one pass, with weight constants declared once and named."""
+
+    def __init__(self):
+        self.consts: list[str] = []
+        self.lines: list[str] = []
+        self._names: dict[str, str] = {}
+
+    def const(self, kind: str, literal: str) -> str:
+        name = self._names.get(literal)
+        if name is None:
+            name = self._names[literal] = f"w{len(self._names)}"
+            self.consts.append(f"    const {kind} {name} = {literal};")
+        return name
+
+    def add(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def text(self) -> list[str]:
+        return self.consts + self.lines
+
+
+def _feature(layer: int, u: int, i: int, j: int) -> str:
+    return f"f{layer}_{u}_{i}_{j}"
+
+
+def _pos(layer: int, t: int, i: int, j: int) -> str:
+    return f"a{layer}_{t}_{i}_{j}"
+
+
+def _neg(layer: int, t: int, i: int, j: int) -> str:
+    return f"n{layer}_{t}_{i}_{j}"
+
+
+def _luma(i: int, j: int) -> str:
+    return f"l{i}_{j}"
+
+
+def _crelu(body: _Body, layer: int, g: int, grid: _Grid, cells) -> None:
+    for i, j in cells:
+        for t in range(g):
+            v = _feature(layer, t, i, j)
+            body.add(f"vec4 {_pos(layer, t, i, j)} = max({v}, 0.0), {_neg(layer, t, i, j)} = max(-{v}, 0.0);")
+
+
+def _fix_edges(body: _Body, layer: int, g: int, grid: _Grid) -> None:
+    """Cells outside the image take the value of their inner neighbour (replicate padding)."""
+    r = grid.r
+    for axis, n, other in (("x", grid.w, grid.h), ("y", grid.h, grid.w)):
+        def cell(a, b):
+            return (a, b) if axis == "x" else (b, a)
+
+        # left / top: offset a - r < 0 can happen only for a < r (the block origin is inside)
+        for a in range(r - 1, -1, -1):
+            cond = f"o.{axis} < {r - a}"
+            for b in range(other):
+                for u in range(g):
+                    dst, src = _feature(layer, u, *cell(a, b)), _feature(layer, u, *cell(a + 1, b))
+                    body.add(f"{dst} = {cond} ? {src} : {dst};")
+        # right / bottom: offset a - r > 0 can pass the last pixel
+        for a in range(r + 1, n):
+            cond = f"o.{axis} + {a - r} > lim.{axis}"
+            for b in range(other):
+                for u in range(g):
+                    dst, src = _feature(layer, u, *cell(a, b)), _feature(layer, u, *cell(a - 1, b))
+                    body.add(f"{dst} = {cond} ? {src} : {dst};")
+
+
+def _first_layer(body: _Body, low: Lowered, luma: _Grid, out: _Grid) -> None:
+    """Layer 1 from the luma grid: 4 taps per matrix."""
+    w, b = low.convs[0]
+    taps = [(ky, kx) for ky in range(3) for kx in range(3)]
+    cells = out.cells()
+    for u in range(low.groups):
+        bias = _vec4(b[4 * u:4 * u + 4])
+        for i, j in cells:
+            body.add(f"vec4 {_feature(1, u, i, j)} = {bias};")
+    for start in range(0, 9, 4):
+        chunk = taps[start:start + 4]
+        for u in range(low.groups):
+            cols = np.stack([w[4 * u:4 * u + 4, 0, ky, kx] for ky, kx in chunk], axis=1)  # (4, n)
+            if len(chunk) == 4:
+                name = body.const("mat4", _mat(cols))
+            for i, j in cells:
+                dx, dy = i - out.r, j - out.r
+                lum = [_luma(*luma.at(dx + kx - 1, dy + ky - 1)) for ky, kx in chunk]
+                f = _feature(1, u, i, j)
+                if len(chunk) == 4:
+                    body.add(f"{f} += {name} * vec4({', '.join(lum)});")
+                else:
+                    for col, lv in zip(cols.T, lum):
+                        body.add(f"{f} += {body.const('vec4', _vec4(col))} * {lv};")
+
+
+def _conv_layer(body: _Body, low: Lowered, layer: int, src: _Grid, out: _Grid) -> None:
+    """Layer ``layer`` (2..) on ``out``'s cells from the CReLU of layer ``layer - 1`` on ``src``."""
+    w, b = low.convs[layer - 1]
+    g = low.groups
+    cells = out.cells()
+    for u in range(g):
+        bias = _vec4(b[4 * u:4 * u + 4])
+        for i, j in cells:
+            body.add(f"vec4 {_feature(layer, u, i, j)} = {bias};")
+    for ky in range(3):
+        for kx in range(3):
+            for t in range(g):
+                for half, ref in ((0, _pos), (1, _neg)):
+                    for u in range(g):
+                        m = w[4 * u:4 * u + 4, 8 * t + 4 * half:8 * t + 4 * half + 4, ky, kx]
+                        if not np.any(m):
+                            continue
+                        name = body.const("mat4", _mat(m))
+                        for i, j in cells:
+                            si, sj = src.at(i - out.r + kx - 1, j - out.r + ky - 1)
+                            body.add(f"{_feature(layer, u, i, j)} += {name} * {ref(layer - 1, t, si, sj)};")
+
+
+def _final_terms(body: _Body, low: Lowered, layer: int, src: _Grid, block: tuple[int, int]) -> None:
+    """Add layer ``layer``'s share of the final conv to the running sums ``s{x}_{y}`` of the block."""
+    k = low.final_w.shape[-1]
+    rf = k // 2
+    g = low.groups
+    single = low.n_out == 1
+    for ky in range(k):
+        for kx in range(k):
+            for t in range(g):
+                ch = ((layer - 1) * g + t) * 8
+                for half, ref in ((0, _pos), (1, _neg)):
+                    m = low.final_w[:, ch + 4 * half:ch + 4 * half + 4, ky, kx]
+                    if not np.any(m):
+                        continue
+                    name = body.const("vec4", _vec4(m[0])) if single else body.const("mat4", _mat(m))
+                    for qy in range(block[1]):
+                        for qx in range(block[0]):
+                            v = ref(layer, t, *src.at(qx + kx - rf, qy + ky - rf))
+                            term = f"dot({name}, {v})" if single else f"{name} * {v}"
+                            body.add(f"s{qx}_{qy} += {term};")
+
+
+def _bilinear(body: _Body, luma: _Grid, qx: int, qy: int) -> str:
+    """The x2 bilinear residual (align_corners=False) of block pixel (qx, qy) as a vec4 of its 4 sub-pixels."""
+    def col(dx):
+        return f"vec3({', '.join(_luma(*luma.at(qx + dx, qy + dy)) for dy in (-1, 0, 1))})"
+
+    he, ho = f"he{qx}_{qy}", f"ho{qx}_{qy}"
+    body.add(f"vec3 {he} = 0.25 * {col(-1)} + 0.75 * {col(0)}, {ho} = 0.75 * {col(0)} + 0.25 * {col(1)};")
+    return f"vec4(dot({he}.xy, up), dot({ho}.xy, up), dot({he}.yz, down), dot({ho}.yz, down))"
+
+
+def _bicubic(body: _Body, luma: _Grid, qx: int, qy: int) -> str:
+    """torch's x2 bicubic of block pixel (qx, qy), rows first then columns, as a vec4 of its 4 sub-pixels."""
+    he, ho = f"he{qx}_{qy}", f"ho{qx}_{qy}"
+    rows_e, rows_o = [], []
+    for dy in range(-2, 3):
+        even = ", ".join(_luma(*luma.at(qx + dx, qy + dy)) for dx in range(-2, 2))
+        odd = ", ".join(_luma(*luma.at(qx + dx, qy + dy)) for dx in range(-1, 3))
+        rows_e.append(f"dot(vec4({even}), we)")
+        rows_o.append(f"dot(vec4({odd}), wo)")
+    body.add(f"vec4 {he} = vec4({', '.join(rows_e[:4])}), {ho} = vec4({', '.join(rows_o[:4])});")
+    body.add(f"float {he}2 = {rows_e[4]}, {ho}2 = {rows_o[4]};")
+    return f"vec4(dot({he}, we), dot({ho}, we), dot(vec4({he}.yzw, {he}2), wo), dot(vec4({ho}.yzw, {ho}2), wo))"
+
+
+def _inside(qx: int, qy: int) -> str:
+    # Vulkan leaves stores outside the image undefined (GL drops them): a partial block skips them.
+    return f"if (o.x + {qx} <= lim.x && o.y + {qy} <= lim.y)"
+
+
+# ------------------------------------------------------------------ passes
+
+
+def tiled_passes(low: Lowered, name: str, plan: TiledPlan | None = None) -> list[_Pass]:
+    """The network as ``len(plan.groups)`` fused compute passes (see the module docstring)."""
+    plan = (plan or default_plan(low)).check(low)
+    prefix = "UPSHADE_" + _identifier(name)
+    tag = f"upshade {name}"
+    g = low.groups
+    rows = g + 1  # texels per pixel handed from one pass to the next: features, then the running sum
+    if rows > MAX_BINDS:  # never: lower() already limits groups
+        raise UpshadeError(f"width {low.width} is too wide for the tiled export")
+    bx, by = plan.block
+    tx, ty = plan.threads
+    k = low.final_w.shape[-1]
+    rf = k // 2
+    single = low.n_out == 1
+    bicubic = low.residual == "bicubic"
+    block_px = [(qx, qy) for qy in range(by) for qx in range(bx)]
+    passes: list[_Pass] = []
+    first_layer = 1
+    for gi, depth in enumerate(plan.groups):
+        last = gi == len(plan.groups) - 1
+        layers = list(range(first_layer, first_layer + depth))
+        # Radius of every layer's grid: the last layer of a group is needed on the block only,
+        # except in the last pass, where the final conv reads it around the block.
+        radii = {layer: (rf if last else 0) + (layers[-1] - layer) for layer in layers}
+        grids = {layer: _Grid(f"f{layer}", radii[layer], plan.block) for layer in layers}
+        r_in = radii[layers[0]] + 1 if layers else rf
+        src_tex = f"{prefix}_T{gi}" if gi else None
+        body = _Body()
+        binds = []
+        if src_tex:
+            binds.append(src_tex)
+        if gi == 0 or last:
+            binds.append("HOOKED")
+        size_ref = "HOOKED" if "HOOKED" in binds else src_tex
+        body.add("ivec2 o = ivec2(gl_GlobalInvocationID.xy) * ivec2(%d, %d);" % (bx, by))
+        if size_ref == "HOOKED":
+            body.add("ivec2 lim = ivec2(HOOKED_size) - 1;")
+        else:
+            body.add(f"ivec2 lim = ivec2({src_tex}_size) / ivec2(1, {rows}) - 1;")
+        # Clamped coordinates of the widest window this pass reads.
+        r_luma = 0
+        if gi == 0:
+            r_luma = r_in
+        if last:
+            r_luma = max(r_luma, 2 if bicubic else 1)
+        reach = max(r_in, r_luma)
+        for axis, n in (("x", bx), ("y", by)):
+            decl = ", ".join(f"{axis}{i} = clamp(o.{axis} + {i - reach}, 0, lim.{axis})" for i in range(n + 2 * reach))
+            body.add(f"int {decl};")
+
+        def coord(dx: int, dy: int) -> tuple[str, str]:
+            return f"x{dx + reach}", f"y{dy + reach}"
+
+        luma = _Grid("l", r_luma, plan.block) if r_luma else None
+        if luma:
+            for i, j in luma.cells():
+                cx, cy = coord(i - luma.r, j - luma.r)
+                body.add(f"float {_luma(i, j)} = HOOKED_mul * texelFetch(HOOKED_raw, ivec2({cx}, {cy}), 0).x;")
+        # The running sum of the final conv for every block pixel.
+        acc_t = "float" if single else "vec4"
+        for qx, qy in block_px:
+            if gi == 0:
+                init = _num(low.final_b[0]) if single else _vec4(low.final_b)
+            else:
+                cx, cy = coord(qx, qy)
+                init = f"texelFetch({src_tex}_raw, ivec2({cx}, {rows} * {cy} + {g}), 0)" + (".x" if single else "")
+            body.add(f"{acc_t} s{qx}_{qy} = {init};")
+        # The group's input: the previous pass's last layer around the block, CReLU'd.
+        prev = first_layer - 1
+        if gi:
+            src = _Grid(f"f{prev}", r_in, plan.block)
+            for i, j in src.cells():
+                cx, cy = coord(i - r_in, j - r_in)
+                for t in range(g):
+                    body.add(f"vec4 {_feature(prev, t, i, j)} = texelFetch({src_tex}_raw, ivec2({cx}, {rows} * {cy} + {t}), 0);")
+            _crelu(body, prev, g, src, src.cells())
+            _final_terms(body, low, prev, src, plan.block)
+        for layer in layers:
+            grid = grids[layer]
+            if layer == 1:
+                _first_layer(body, low, luma, grid)
+            else:
+                _conv_layer(body, low, layer, src, grid)
+            needed_around = layer != layers[-1] or last
+            if needed_around and grid.r > 0:
+                _fix_edges(body, layer, g, grid)
+            if needed_around:
+                _crelu(body, layer, g, grid, grid.cells())
+                _final_terms(body, low, layer, grid, plan.block)
+            src = grid
+        cin = low.blocks * 2 * low.width
+        span = (f"conv{layers[0]}" + (f"-{layers[-1]}" if depth > 1 else "")) if layers else ""
+        convs = f"{span} ({2 * low.width if layers[0] > 1 else 1}->{low.width}, fused) + " if layers else ""
+        if not last:
+            for qx, qy in block_px:
+                body.add(f"{_inside(qx, qy)} {{")
+                q = f"ivec2(o.x + {qx}, {rows} * (o.y + {qy})"
+                for u in range(g):
+                    body.add(f"    imageStore(out_image, {q} + {u}), {_feature(layers[-1], u, *grids[layers[-1]].at(qx, qy))});")
+                s = f"vec4(s{qx}_{qy}, 0.0, 0.0, 0.0)" if single else f"s{qx}_{qy}"
+                body.add(f"    imageStore(out_image, {q} + {g}), {s});")
+                body.add("}")
+            desc = f"{tag} tiled {convs}final conv partial sum"
+            passes.append(_Pass(desc, binds, body.text(), save=f"{prefix}_T{gi + 1}",
+                                compute=(bx * tx, rows * by * ty, tx, ty), height_mul=rows))
+        else:
+            if bicubic:
+                body.add(f"const vec4 we = {_vec4(BICUBIC_EVEN)};")
+                body.add(f"const vec4 wo = {_vec4(BICUBIC_ODD)};")
+            else:
+                body.add("const vec2 up = vec2(0.25, 0.75), down = vec2(0.75, 0.25);")
+            for qx, qy in block_px:
+                res = (_bicubic if bicubic else _bilinear)(body, luma, qx, qy)
+                s = f"vec4(s{qx}_{qy})" if single else f"s{qx}_{qy}"
+                body.add(f"vec4 y{qx}_{qy} = {s} + {res};")
+                body.add(f"{_inside(qx, qy)} {{")
+                body.add(f"    ivec2 q = 2 * (o + ivec2({qx}, {qy}));")
+                for c, (sx, sy) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+                    body.add(f"    imageStore(out_image, q + ivec2({sx}, {sy}), vec4(y{qx}_{qy}.{'xyzw'[c]}, 0.0, 0.0, 1.0));")
+                body.add("}")
+            n_out = 4 if low.config["upscale"] == "pixel_shuffle" else 1
+            desc = f"{tag} tiled {convs}final ({cin}->{n_out}) + depth-to-space + {low.residual} residual (x2)"
+            passes.append(_Pass(desc, binds, body.text(), upscale=True,
+                                compute=(2 * bx * tx, 2 * by * ty, tx, ty)))
+        first_layer += depth
+    return passes
