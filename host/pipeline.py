@@ -7,6 +7,10 @@ Stages (each a hook point where passes may run)::
     (RGB) -> LINEAR -> SIGMOID -> PREKERNEL -> main scaler -> POSTKERNEL -> SCALED
     -> PREOUTPUT -> OUTPUT
 
+``Renderer._build_plan`` writes this order down once per (input format, output
+size, enabled) as a list of steps on named plane slots; texture lifetimes follow
+from which later step reads which slot, and ``render`` runs the steps in a loop.
+
 RGB inputs are converted on the GPU to full-range BT.601 YCbCr, so luma hooks
 (the CNN) apply to images too. Every stage texture is a ``Plane`` that knows
 where it sits in the source image, so prescalers (a LUMA pass that doubles the
@@ -33,18 +37,19 @@ LINEAR and SIGMOID fire on the unchanged MAIN texture (no linear-light scaling);
 
 from __future__ import annotations
 
+import functools
 import math
 import random as _random
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import moderngl
 import numpy as np
 
 from .colorspace import RGB_INPUT_REPR, neutral_chroma, rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import ShaderError, UpshadeError
-from .frames import Frame
+from .frames import Frame, FrameFormat
 from . import rawgl
 from .glsl import (
     GLSL_VERSION,
@@ -127,6 +132,8 @@ void main() {
 
 
 _IDENTITY4 = (tuple(float(v) for v in np.eye(4).reshape(-1)), (0.0, 0.0, 0.0, 0.0))
+# RGBA -> the alpha plane (in x), for an RGB input with alpha whose planes are hooked.
+_ALPHA_OF_RGBA = (tuple(1.0 if i == 12 else 0.0 for i in range(16)), (0.0, 0.0, 0.0, 1.0))  # column-major: m[0][3]
 
 # moderngl dtype for (numpy kind, itemsize, normalized) of a //!TEXTURE format.
 _USER_DTYPES = {
@@ -191,7 +198,41 @@ class _FrameState:
     trc: int = 1                 # transfer of linearize(): 0 sRGB (RGB input), 1 BT.1886 (video)
     saved: dict[str, Plane] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
-    live: dict[str, Plane] = field(default_factory=dict)
+    # Planes a later step of the plan still reads: hook passes must not recycle their textures.
+    held: tuple[Plane, ...] = ()
+    # (ratio, shift) when chroma reaches the merge still on its own rows (see _merge_source).
+    chroma_v: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One step of a frame: ``writes = run(state, *reads)`` on the plan's plane slots."""
+
+    group: str                     # where ``Renderer.profile`` books its time (``stage_times``)
+    reads: tuple[str, ...]
+    writes: str
+    run: Callable[..., Plane]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The steps of a frame for one (input format, output size, enabled) and this renderer's chain.
+
+    ``live[i]`` names the slots whose value after step ``i`` a later step reads: what the
+    texture pool must keep; everything else is recycled (texture lifetimes follow from it).
+    """
+
+    steps: tuple[_Step, ...]
+    live: tuple[frozenset[str], ...]
+    has_alpha: bool
+
+    @classmethod
+    def of(cls, steps: Sequence[_Step], has_alpha: bool) -> "_Plan":
+        live, needed = [], {"out"}   # the frame's result
+        for step in reversed(steps):
+            live.append(frozenset(needed))
+            needed = (needed - {step.writes}) | set(step.reads)
+        return cls(tuple(steps), tuple(reversed(live)), has_alpha)
 
 
 class Renderer:
@@ -247,6 +288,7 @@ class Renderer:
         self._unpacker: FrameUnpacker | None = None
         self._luma_input: moderngl.Texture | None = None
         self._compiled: dict[tuple[int, str], _Compiled] = {}
+        self._plans: dict[tuple, _Plan] = {}   # (frame format, output size, enabled) -> steps of a frame
         self._user_tex: dict[str, tuple[TextureDef, moderngl.Texture, str, str]] = {}
         self._buffers: dict[str, tuple[object, moderngl.Buffer]] = {}
         self._output_alpha = False
@@ -395,7 +437,7 @@ class Renderer:
 
     def _keep(self, st: _FrameState, *planes: Plane):
         keep = [p.tex for p in st.saved.values()]
-        keep += [p.tex for p in st.live.values()]
+        keep += [p.tex for p in st.held]
         keep += [p.tex for p in planes]
         return keep
 
@@ -568,6 +610,30 @@ class Renderer:
         """Run all stages on ``frame``; the returned RGBA texture (``out_size``) stays valid until the next call."""
         if self._released:
             raise UpshadeError("Renderer used after release()")
+        ow, oh = self._check_sizes(frame, out_size)
+        if self.profile:
+            self.stage_times = {}
+        t = time.perf_counter()
+        plan = self._plan_for(frame, (ow, oh), bool(enabled))
+        self.pool.begin_frame()
+        self._unpacker.upload(frame)
+        t = self._mark("upload", t)
+        fmt = frame.format
+        st = _FrameState((ow, oh), (fmt.width, fmt.height), frame_index, enabled, _random.Random(frame_index),
+                         trc=0 if fmt.kind == "rgb" else 1)
+        st.sizes["OUTPUT"] = (ow, oh)
+        st.sizes["NATIVE_CROPPED"] = (fmt.width, fmt.height)
+        slots = {name.lower(): plane for name, plane in self._unpacker.unpack(self.pool).items()}
+        t = self._mark("unpack", t)
+        out = self._execute(plan, slots, st, t)
+        self._output_alpha = plan.has_alpha
+        st.sizes.pop("HOOKED", None)
+        self.last_sizes = dict(st.sizes)
+        st.saved.clear()
+        self.pool.collect([out.tex])
+        return out.tex
+
+    def _check_sizes(self, frame: Frame, out_size: tuple[int, int]) -> tuple[int, int]:
         ow, oh = int(out_size[0]), int(out_size[1])
         if ow < 1 or oh < 1:
             raise UpshadeError(f"output size {ow}x{oh} is empty")
@@ -577,10 +643,13 @@ class Renderer:
         if max(ow, oh, widest, fmt.width, fmt.height) > limit:
             raise UpshadeError(f"frame {fmt.width}x{fmt.height} -> {ow}x{oh} exceeds this GPU's maximum "
                                f"texture size of {limit}")
-        if self.profile:
-            self.stage_times = {}
-        t = time.perf_counter()
-        geometry = (ow, oh, fmt.width, fmt.height)
+        return ow, oh
+
+    def _plan_for(self, frame: Frame, out_size: tuple[int, int], enabled: bool) -> _Plan:
+        """The frame's plan, built on first use of its (format, output size, enabled); the unpacker
+        for its format; the texture pool trimmed when the sizes change."""
+        fmt = frame.format
+        geometry = (*out_size, fmt.width, fmt.height)
         if geometry != self._geometry:
             # New sizes (a resized window, another clip): free the textures of the old ones.
             self.pool.begin_frame()
@@ -592,128 +661,138 @@ class Renderer:
                 self._unpacker.release()
                 self._unpacker = None
             self._unpacker = FrameUnpacker(self.ctx, fmt, row_samples)
-        self.pool.begin_frame()
-        self._unpacker.upload(frame)
-        t = self._mark("upload", t)
-        st = _FrameState((ow, oh), (fmt.width, fmt.height), frame_index, enabled, _random.Random(frame_index),
-                         trc=0 if fmt.kind == "rgb" else 1)
-        st.sizes["OUTPUT"] = (ow, oh)
-        st.sizes["NATIVE_CROPPED"] = (fmt.width, fmt.height)
-        planes = self._unpacker.unpack(self.pool)
-        has_alpha = self._unpacker.has_alpha
-        t = self._mark("unpack", t)
+            self._plans.clear()
+        key = (fmt, out_size, enabled)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 8:   # a window being resized: keep only recent sizes
+                self._plans.clear()
+            plan = self._plans[key] = self._build_plan(fmt, self._unpacker.has_alpha, out_size, enabled)
+        return plan
 
+    def _execute(self, plan: _Plan, slots: dict[str, Plane], st: _FrameState, t: float) -> Plane:
+        """Run ``plan`` on the unpacked planes in ``slots``; return the output plane."""
+        group = plan.steps[0].group
+        for step, live in zip(plan.steps, plan.live):
+            if step.group != group:
+                t = self._mark(group, t)
+                group = step.group
+            st.held = tuple(slots[n] for n in live if n != step.writes and n in slots)
+            slots[step.writes] = step.run(st, *(slots[n] for n in step.reads))
+            for name in [n for n in slots if n not in live]:
+                del slots[name]
+        self._mark(group, t)
+        return slots["out"]
+
+    def _build_plan(self, fmt: FrameFormat, has_alpha: bool, out_size: tuple[int, int], enabled: bool) -> _Plan:
+        """The stage order of a frame, in one place (see the module docstring).
+
+        Slots: ``rgb`` (the picture as RGB: an RGB input, then MAIN), ``luma``/``chroma``/``alpha``
+        (the planes), ``native`` (merged YCbCr, when something hooks NATIVE), ``out`` (at the output
+        size). Every hook point runs through ``_run_hooks`` even when nothing hooks it: it records
+        the stage's size (and saves it when some pass binds it) for later WHEN/WIDTH/HEIGHT.
+        """
+        steps: list[_Step] = []
+
+        def add(group: str, reads: Sequence[str], writes: str, run: Callable[..., Plane]) -> None:
+            steps.append(_Step(group, tuple(reads), writes, run))
+
+        def hooks(group: str, stage: str, slot: str) -> None:
+            add(group, [slot], slot, lambda st, plane: self._run_hooks(stage, plane, st))
+
+        hooked = functools.partial(self._hooked, enabled=enabled)
+        ow, oh = out_size
+        output = (ow, oh, ow / fmt.width, oh / fmt.height, 0.0, 0.0)   # placement of the output
         if fmt.kind == "rgb":
-            repr_ = RGB_INPUT_REPR
-            rgb = self._run_hooks("RGB", planes["RGB"], st)
-            st.live["RGB"] = rgb
-            if not (enabled and self._hooks_before_native()):
-                # Nothing looks at the YCbCr planes: skip the round trip (exact, and 4 passes cheaper).
-                main = rgb
-                st.live.clear()
-                main = self._after_native(main, st, None)
-                return self._finish(main, st, has_alpha)
-            m, off = rgb_to_ycbcr(*repr_)
-            planes = {"LUMA": self._apply_affine(rgb, _affine(m, off, [0], None), 1),
-                      "CHROMA": self._apply_affine(rgb, _affine(m, off, [1, 2], None), 2)}
-            if has_alpha:
-                planes["ALPHA"] = self._alpha_from(rgb)
-            del st.live["RGB"]
+            hooks("planes", "RGB", "rgb")
+            if enabled and self._hooks_before_native():
+                repr_ = RGB_INPUT_REPR
+                m, off = rgb_to_ycbcr(*repr_)
+                to_luma, to_chroma = _affine(m, off, [0], None), _affine(m, off, [1, 2], None)
+                add("planes", ["rgb"], "luma", lambda st, rgb: self._apply_affine(rgb, to_luma, 1))
+                add("planes", ["rgb"], "chroma", lambda st, rgb: self._apply_affine(rgb, to_chroma, 2))
+                if has_alpha:
+                    add("planes", ["rgb"], "alpha", lambda st, rgb: self._apply_affine(rgb, _ALPHA_OF_RGBA, 1))
+                has_chroma = True
+            else:
+                repr_ = None   # nothing looks at YCbCr planes: skip the round trip (exact, and 4 passes cheaper)
         else:
             repr_ = (fmt.matrix, fmt.range, fmt.bit_depth)
-        st.live.update(planes)
+            has_chroma = fmt.kind == "yuv"
 
-        luma = self._run_hooks("LUMA", planes["LUMA"], st)
-        st.live["LUMA"] = luma
-        chroma = planes.get("CHROMA")
-        if chroma is not None:
-            chroma = self._run_hooks("CHROMA", chroma, st)
-            st.live["CHROMA"] = chroma
-        alpha = planes.get("ALPHA")
-        if alpha is not None:
-            alpha = self._run_hooks("ALPHA", alpha, st)
-            st.live["ALPHA"] = alpha
-        t = self._mark("planes", t)
-        native_hooked = self._hooked("NATIVE", enabled)
-        chroma_v = None
-        if chroma is not None:
-            # Nothing looks at CHROMA_SCALED or NATIVE: resample chroma horizontally
-            # here and let the merge pass do the vertical taps (one full-size pass less).
-            ry, shy = axis_mapping(chroma.sy, chroma.ty, luma.sy, luma.ty)
-            if not (native_hooked or self._hooked("CHROMA_SCALED", enabled)) and ry <= 1.0:
-                chroma = self.scaler.resample(chroma, luma, axes="x")
-                if not (chroma.h == luma.h and abs(ry - 1.0) < 1e-9 and abs(shy) < 1e-6):
-                    chroma_v = (ry, shy)
-                st.sizes["CHROMA_SCALED"] = (luma.w, luma.h)
-                st.live["CHROMA"] = chroma
+        if repr_ is not None:
+            planes = ["luma"] + ["chroma"] * has_chroma + ["alpha"] * has_alpha
+            for slot in planes:
+                hooks("planes", slot.upper(), slot)
+            native_hooked = hooked("NATIVE")
+            if has_chroma:
+                if native_hooked or hooked("CHROMA_SCALED"):
+                    add("native", ["chroma", "luma"], "chroma",
+                        lambda st, c, luma: self._to_luma_grid("CHROMA_SCALED", c, luma, st))
+                else:
+                    add("native", ["chroma", "luma"], "chroma", self._chroma_for_merge)
+            if has_alpha:
+                add("native", ["alpha", "luma"], "alpha",
+                    lambda st, a, luma: self._to_luma_grid("ALPHA_SCALED", a, luma, st))
+            m, off = ycbcr_to_rgb(*repr_)
+            to_rgb = _affine(m, off, [0, 1, 2], 3 if has_alpha else None)
+            neutral = neutral_chroma(repr_[1], repr_[2])
+            if native_hooked:
+                add("native", planes, "native", self._merge_step(has_chroma, has_alpha, neutral, _IDENTITY4))
+                hooks("native", "NATIVE", "native")
+                add("native", ["native"], "rgb",
+                    lambda st, native: self._apply_affine(native, to_rgb, 4 if has_alpha else 3))
             else:
-                chroma = self._align(chroma, luma)
-                st.live["CHROMA"] = chroma
-                chroma = self._align(self._run_hooks("CHROMA_SCALED", chroma, st), luma)
-                st.live["CHROMA"] = chroma
-        if alpha is not None:
-            alpha = self._align(alpha, luma)
-            st.live["ALPHA"] = alpha
-            alpha = self._align(self._run_hooks("ALPHA_SCALED", alpha, st), luma)
-            st.live["ALPHA"] = alpha
-        m, off = ycbcr_to_rgb(*repr_)
-        to_rgb = _affine(m, off, [0, 1, 2], 3 if has_alpha else None)
-        neutral = neutral_chroma(repr_[1], repr_[2])
-        if native_hooked:
-            native = self._merge_native(luma, chroma, alpha, neutral)
-            st.live.clear()
-            native = self._run_hooks("NATIVE", native, st)
-            main = self._apply_affine(native, to_rgb, 4 if has_alpha else 3)
-        else:
-            # Nothing sees NATIVE: merge and convert in one pass.
-            st.sizes["NATIVE"] = (luma.w, luma.h)
-            # Nothing after this pass either (no MAIN..OUTPUT hooks, no scaling): it writes the output.
-            last = not any(self._hooked(s, enabled) for s in _MAIN_STAGES + _FIXED_SIZE_STAGES) \
-                and self.scaler.is_identity(luma, self._output_placement(st))
-            main = self._merge_native(luma, chroma, alpha, neutral, to_rgb, chroma_v=chroma_v,
-                                      dtype=self._out_dtype if last else None)
-            st.live.clear()
-        t = self._mark("native", t)
-        main = self._after_native(main, st, t)
-        return self._finish(main, st, has_alpha)
+                # Nothing sees NATIVE: merge and convert in one pass; with nothing after it either (no
+                # MAIN..OUTPUT hooks, no scaling) it writes the output format.
+                last = not any(hooked(s) for s in _MAIN_STAGES + _FIXED_SIZE_STAGES)
+                add("native", planes, "rgb",
+                    self._merge_step(has_chroma, has_alpha, neutral, to_rgb, output if last else None))
+
+        for stage in _MAIN_STAGES:
+            hooks("main", stage, "rgb")
+        last = not any(hooked(s) for s in _FIXED_SIZE_STAGES)
+        dtype = self._out_dtype if last else None
+        add("scale", ["rgb"], "out", lambda st, main: self.scaler.resample(main, output, dtype=dtype))
+        for stage in _FIXED_SIZE_STAGES:
+            hooks("output", stage, "out")
+        return _Plan.of(steps, has_alpha)
 
     def _hooked(self, stage: str, enabled: bool) -> bool:
         """Whether a pass runs at ``stage`` or some pass binds or sizes itself by it."""
         return (enabled and stage in self._by_stage) or stage in self._needed
 
-    @staticmethod
-    def _output_placement(st: _FrameState) -> tuple:
-        ow, oh = st.out_size
-        iw, ih = st.input_size
-        return (ow, oh, ow / iw, oh / ih, 0.0, 0.0)
+    def _to_luma_grid(self, stage: str, plane: Plane, luma: Plane, st: _FrameState) -> Plane:
+        """CHROMA_SCALED / ALPHA_SCALED: ``plane`` resampled onto the luma grid, hooked, and kept there."""
+        return self._align(self._run_hooks(stage, self._align(plane, luma), st), luma)
 
-    def _alpha_from(self, rgb: Plane) -> Plane:
-        m = np.zeros((4, 4))
-        m[0, 3] = 1.0
-        return self._apply_affine(rgb, (tuple(float(v) for v in m.T.reshape(-1)), (0.0, 0.0, 0.0, 1.0)), 1)
+    def _chroma_for_merge(self, st: _FrameState, chroma: Plane, luma: Plane) -> Plane:
+        """Nothing looks at CHROMA_SCALED or NATIVE: resample chroma horizontally here and let the
+        merge pass do the vertical taps (one full-size pass less)."""
+        ry, shy = axis_mapping(chroma.sy, chroma.ty, luma.sy, luma.ty)
+        if ry > 1.0:
+            return self._to_luma_grid("CHROMA_SCALED", chroma, luma, st)
+        chroma = self.scaler.resample(chroma, luma, axes="x")
+        if not (chroma.h == luma.h and abs(ry - 1.0) < 1e-9 and abs(shy) < 1e-6):
+            st.chroma_v = (ry, shy)
+        st.sizes["CHROMA_SCALED"] = (luma.w, luma.h)
+        return chroma
 
-    def _after_native(self, main: Plane, st: _FrameState, t: float | None) -> Plane:
-        t = time.perf_counter() if t is None else t
-        for stage in _MAIN_STAGES:
-            main = self._run_hooks(stage, main, st)
-        t = self._mark("main", t)
-        st.live["MAIN"] = main
-        last = not any(self._hooked(s, st.enabled) for s in _FIXED_SIZE_STAGES)
-        scaled = self.scaler.resample(main, self._output_placement(st), dtype=self._out_dtype if last else None)
-        st.live.clear()
-        t = self._mark("scale", t)
-        for stage in _FIXED_SIZE_STAGES:
-            scaled = self._run_hooks(stage, scaled, st)
-        self._mark("output", t)
-        return scaled
-
-    def _finish(self, out: Plane, st: _FrameState, has_alpha: bool) -> moderngl.Texture:
-        self._output_alpha = has_alpha
-        st.sizes.pop("HOOKED", None)
-        self.last_sizes = dict(st.sizes)
-        st.saved.clear()
-        self.pool.collect([out.tex])
-        return out.tex
+    def _merge_step(self, has_chroma: bool, has_alpha: bool, neutral: float, m_off,
+                    output: tuple | None = None) -> Callable[..., Plane]:
+        """The step merging luma, chroma and alpha through ``m_off``; with ``output`` (the output
+        placement) it writes the output format when no scaling follows (RGB and NATIVE are then
+        the output)."""
+        def run(st: _FrameState, luma: Plane, *rest: Plane) -> Plane:
+            chroma = rest[0] if has_chroma else None
+            alpha = rest[-1] if has_alpha else None
+            if m_off is _IDENTITY4:
+                return self._merge_native(luma, chroma, alpha, neutral)
+            st.sizes["NATIVE"] = (luma.w, luma.h)
+            last = output is not None and self.scaler.is_identity(luma, output)
+            return self._merge_native(luma, chroma, alpha, neutral, m_off, chroma_v=st.chroma_v,
+                                      dtype=self._out_dtype if last else None)
+        return run
 
     def read_rgb(self, tex: moderngl.Texture, dtype=np.uint8) -> np.ndarray:
         """Read an output texture back: HxWx3 (x4 if the last frame had alpha), clamped to the dtype's range."""
