@@ -50,20 +50,12 @@ import numpy as np
 from .colorspace import RGB_INPUT_REPR, neutral_chroma, rgb_to_ycbcr, ycbcr_to_rgb
 from .errors import ShaderError, UpshadeError
 from .frames import Frame, FrameFormat
-from . import rawgl
-from .glsl import (
-    GLSL_VERSION,
-    BufferBinding,
-    TexBinding,
-    UserTexBinding,
-    compile_error,
-    hook_source,
-    param_decls,
-)
+from .glsl import GLSL_VERSION
 from .gltex import OUTPUT_DTYPES, FullscreenProgram, Plane, TexturePool
 from .gpu import choose_fbo_format
-from .hookfmt import HookPass, ShaderFile, TextureDef
-from .hookparse import TEXTURE_FORMATS, resolve_params, rpn_eval, validate_chain
+from .hookfmt import ShaderFile
+from .hookparse import resolve_params, rpn_eval, validate_chain
+from .passes import ChainPrograms
 from .scalers import CUBIC4_GLSL, Scaler, axis_mapping
 from .upload import FrameUnpacker
 
@@ -135,21 +127,6 @@ _IDENTITY4 = (tuple(float(v) for v in np.eye(4).reshape(-1)), (0.0, 0.0, 0.0, 0.
 # RGBA -> the alpha plane (in x), for an RGB input with alpha whose planes are hooked.
 _ALPHA_OF_RGBA = (tuple(1.0 if i == 12 else 0.0 for i in range(16)), (0.0, 0.0, 0.0, 1.0))  # column-major: m[0][3]
 
-# moderngl dtype for (numpy kind, itemsize, normalized) of a //!TEXTURE format.
-_USER_DTYPES = {
-    ("u", 1, True): "f1", ("u", 2, True): "nu2", ("i", 1, True): "ni1", ("i", 2, True): "ni2",
-    ("f", 2, False): "f2", ("f", 4, False): "f4",
-    ("u", 1, False): "u1", ("u", 2, False): "u2", ("u", 4, False): "u4",
-    ("i", 1, False): "i1", ("i", 2, False): "i2", ("i", 4, False): "i4",
-}
-_IMAGE_SUFFIX = {
-    ("u", 1, True): "8", ("u", 2, True): "16", ("i", 1, True): "8_snorm", ("i", 2, True): "16_snorm",
-    ("f", 2, False): "16f", ("f", 4, False): "32f",
-    ("u", 1, False): "8ui", ("u", 2, False): "16ui", ("u", 4, False): "32ui",
-    ("i", 1, False): "8i", ("i", 2, False): "16i", ("i", 4, False): "32i",
-}
-
-
 def _affine(m3: np.ndarray, off3: np.ndarray, rows: Sequence[int], alpha_from: int | None):
     """A 4x4 affine map (column-major mat4 + vec4) selecting ``rows`` of (m3, off3) into x, y, ... ."""
     m = np.zeros((4, 4))
@@ -166,26 +143,6 @@ def _affine(m3: np.ndarray, off3: np.ndarray, rows: Sequence[int], alpha_from: i
 
 def _round_size(v: float) -> int:
     return int(math.floor(v + 0.5))
-
-
-@dataclass
-class _PassInfo:
-    index: int
-    ps: HookPass
-    file: ShaderFile
-
-
-@dataclass
-class _Compiled:
-    program: object                     # FullscreenProgram or moderngl.ComputeShader
-    compute: bool
-    plane_binds: list[tuple[str, int]]  # (texture name to look up, sampler unit)
-    user: list[tuple[moderngl.Texture, int, bool]]  # (texture, unit, storage)
-    buffers: list[tuple[moderngl.Buffer, int, bool]]
-    uniforms: dict[str, object]         # uniform name -> moderngl Uniform (only those that survived linking)
-    unit_uniforms: dict[int, tuple]     # unit -> (size, pixel_size, offset) uniforms or None
-    align_unit: int | None              # sampler unit of HOOKED when //!OFFSET ALIGN
-    out_comps: int = 4                  # components of a compute pass's out_image
 
 
 @dataclass
@@ -264,19 +221,12 @@ class Renderer:
         self.profile = False
         self._released = False
 
-        self._passes: list[_PassInfo] = []
-        self._by_stage: dict[str, list[_PassInfo]] = {}
-        for sf in self.shaders:
-            for ps in sf.passes:
-                info = _PassInfo(len(self._passes), ps, sf)
-                self._passes.append(info)
-                for stage in ps.hooks:
-                    self._by_stage.setdefault(stage, []).append(info)
+        self.programs: ChainPrograms | None = None
         # Stage textures worth keeping under their name (bound or sized by some pass).
         self._needed: set[str] = set()
-        for info in self._passes:
-            self._needed.update(info.ps.binds)
-            for expr in (info.ps.width, info.ps.height, info.ps.when):
+        for ps in (ps for sf in self.shaders for ps in sf.passes):
+            self._needed.update(ps.binds)
+            for expr in (ps.width, ps.height, ps.when):
                 if expr is not None:
                     self._needed.update(expr.textures)
 
@@ -287,145 +237,17 @@ class Renderer:
         self._geometry: tuple[int, int, int, int] | None = None  # (out w, out h, frame w, frame h) the pool holds
         self._unpacker: FrameUnpacker | None = None
         self._luma_input: moderngl.Texture | None = None
-        self._compiled: dict[tuple[int, str], _Compiled] = {}
         self._plans: dict[tuple, _Plan] = {}   # (frame format, output size, enabled) -> steps of a frame
-        self._user_tex: dict[str, tuple[TextureDef, moderngl.Texture, str, str]] = {}
-        self._buffers: dict[str, tuple[object, moderngl.Buffer]] = {}
         self._output_alpha = False
         # Stage/texture sizes of the last frame (name -> (w, h)), for diagnostics and tests.
         self.last_sizes: dict[str, tuple[int, int]] = {}
         try:
-            self._create_user_resources()
+            self.programs = ChainPrograms(ctx, self.shaders, self.param_values, self.fbo_format)
         except BaseException:
             self.release()
             raise
 
     # -- resources -------------------------------------------------------------
-
-    def _create_user_resources(self) -> None:
-        for sf in self.shaders:
-            for td in sf.textures:
-                self._user_tex[td.name] = self._create_texture(td)
-            for bd in sf.buffers:
-                data = bd.data if bd.data else bytes(bd.size)
-                self._buffers[bd.name] = (bd, self.ctx.buffer(data.ljust(max(bd.size, 4), b"\0")))
-
-    def _create_texture(self, td: TextureDef):
-        # The definition was validated by the parser (host/hookparse.py is the one place that
-        # checks a shader file): format known, no FILTER LINEAR on integers, no rgb STORAGE image,
-        # data of the right length or, for a STORAGE image, none at all (zero-filled, as libplacebo).
-        fmt = TEXTURE_FORMATS[td.format]
-        key = (fmt.dtype.kind, fmt.dtype.itemsize, fmt.normalized)
-        dtype = _USER_DTYPES[key]
-        comps = fmt.components
-        dims = len(td.size)
-        integer = fmt.is_integer
-        data = td.data or bytes(math.prod(td.size) * fmt.texel_size)
-        if (dims == 1 or td.border == "MIRROR") and not rawgl.available():
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': 1D textures and BORDER MIRROR need "
-                                                "libOpenGL/libGL, which cannot be loaded here")
-        try:
-            if dims == 1:
-                tex = rawgl.Texture1D(self.ctx, td.size[0], comps, data, dtype, td.filter == "LINEAR", td.border)
-            elif dims == 2:
-                tex = self.ctx.texture(td.size, comps, data, dtype=dtype, alignment=1)
-            else:
-                tex = self.ctx.texture3d(td.size, comps, data, dtype=dtype, alignment=1)
-        except (moderngl.Error, OSError) as exc:
-            raise ShaderError(td.file, td.line, f"TEXTURE '{td.name}': cannot create it: {exc}") from None
-        if dims > 1:
-            filt = moderngl.LINEAR if td.filter == "LINEAR" else moderngl.NEAREST
-            tex.filter = (filt, filt)
-            rep = td.border == "REPEAT"
-            tex.repeat_x = rep
-            tex.repeat_y = rep
-            if dims == 3:
-                tex.repeat_z = rep
-            if td.border == "MIRROR":
-                # moderngl only knows clamp and repeat
-                rawgl.set_wrap(tex, rawgl.GL_TEXTURE_2D if dims == 2 else rawgl.GL_TEXTURE_3D, "MIRROR", dims)
-        glsl_fmt = ("r", "rg", "rgb", "rgba")[comps - 1] + _IMAGE_SUFFIX[key]
-        prefix = ("u" if fmt.dtype.kind == "u" else "i") if integer else ""
-        return td, tex, glsl_fmt, prefix
-
-    def _compile(self, info: _PassInfo, stage: str) -> _Compiled:
-        ps = info.ps
-        texs: list[TexBinding] = []
-        plane_binds: list[tuple[str, int]] = []
-        user_bindings: list[UserTexBinding] = []
-        user: list[tuple[moderngl.Texture, int, bool]] = []
-        buf_bindings: list[BufferBinding] = []
-        buffers: list[tuple[moderngl.Buffer, int, bool]] = []
-        hooked_unit = None
-        align_unit = None
-        n_units = 0
-        n_images = 1  # image unit 0 is out_image
-        n_ubo = n_ssbo = 0
-        for name in ps.binds:
-            if name in ("HOOKED", stage):
-                if hooked_unit is None:
-                    hooked_unit = n_units
-                    n_units += 1
-                    texs.append(TexBinding(hooked_unit, ("HOOKED", stage)))
-                    plane_binds.append(("HOOKED", hooked_unit))
-                continue
-            if name in self._user_tex:
-                td, tex, glsl_fmt, prefix = self._user_tex[name]
-                if td.storage:
-                    unit = n_images
-                    n_images += 1
-                else:
-                    unit = n_units
-                    n_units += 1
-                user_bindings.append(UserTexBinding(unit, td, glsl_fmt, prefix))
-                user.append((tex, unit, td.storage))
-                continue
-            if name in self._buffers:
-                bd, buf = self._buffers[name]
-                if bd.storage:
-                    binding, n_ssbo = n_ssbo, n_ssbo + 1
-                else:
-                    binding, n_ubo = n_ubo, n_ubo + 1
-                buf_bindings.append(BufferBinding(binding, bd))
-                buffers.append((buf, binding, bd.storage))
-                continue
-            texs.append(TexBinding(n_units, (name,)))
-            plane_binds.append((name, n_units))
-            n_units += 1
-        if ps.offset == "ALIGN":
-            align_unit = hooked_unit  # the parser made sure an ALIGN pass binds HOOKED
-        comps = ps.components or 4
-        own_params = info.file.params
-        # A compute pass's out_image is declared in its texture's format: with COMPONENTS
-        # given, only those (writing r32f instead of rgba32f measured ~3x cheaper on llvmpipe).
-        out_comps = TexturePool.storage_components(ps.components) if ps.components else 4
-        out_format = {1: "r", 2: "rg", 4: "rgba"}[out_comps] + self.fbo_format[len("rgba"):]
-        src = hook_source(ps, texs, user_bindings, buf_bindings, param_decls(own_params, self.param_values),
-                          comps, out_format)
-        try:
-            if ps.compute is not None:
-                program = self.ctx.compute_shader(src)
-                prog = program
-            else:
-                program = FullscreenProgram(self.ctx, src)
-                prog = program.prog
-        except moderngl.Error as exc:
-            raise compile_error(exc, ps) from None
-        uniforms = {}
-        for name in ("frame", "random", "input_size", "target_size", "tex_offset", "upshade_out_pt", "upshade_trc"):
-            u = prog.get(name, None)
-            if u is not None:
-                uniforms[name] = u
-        unit_uniforms = {}
-        for _, unit in plane_binds:
-            unit_uniforms[unit] = tuple(prog.get(f"{n}{unit}", None) for n in ("texture_size", "pixel_size", "texture_off"))
-        for p in own_params:
-            if p.kind == "DYNAMIC":
-                u = prog.get(p.name, None)
-                if u is not None:
-                    u.value = self.param_values.get(p.name, p.default)
-        return _Compiled(program, ps.compute is not None, plane_binds, user, buffers, uniforms, unit_uniforms,
-                         align_unit, out_comps)
 
     # -- hooks -----------------------------------------------------------------
 
@@ -448,7 +270,7 @@ class Renderer:
         if not st.enabled:
             return plane
         sizes = st.sizes
-        for info in self._by_stage.get(stage, ()):
+        for info in self.programs.by_stage.get(stage, ()):
             ps = info.ps
             # HOOKED is not a stage: it is rebound before every pass (no per-pass dict copies).
             sizes["HOOKED"] = (plane.w, plane.h)
@@ -456,8 +278,7 @@ class Renderer:
                 continue
             # mpv: a pass binding a texture that does not exist (yet) is skipped.
             if any(
-                not (n in ("HOOKED", stage) or n in self._user_tex or n in self._buffers
-                     or self._lookup(st, n) is not None)
+                not (n in ("HOOKED", stage) or self.programs.is_resource(n) or self._lookup(st, n) is not None)
                 for n in ps.binds
             ):
                 continue
@@ -468,13 +289,10 @@ class Renderer:
                 expr = ps.width if not (1 <= w <= limit) else ps.height
                 raise ShaderError(ps.file, (expr or ps).line,
                                   f"pass output size {w}x{h} is out of range (1..{limit} on this GPU)")
-            key = (info.index, stage)
-            comp = self._compiled.get(key)
-            if comp is None:
-                comp = self._compiled[key] = self._compile(info, stage)
+            comp = self.programs.program(info, stage)
             comps = ps.components or plane.comps
             out = self.pool.acquire(w, h, comp.out_comps if comp.compute else comps)
-            self._dispatch(comp, ps, stage, plane, st, out, w, h)
+            self.programs.dispatch(comp, ps, plane, st, functools.partial(self._lookup, st), out, self.pool.fbo)
             kx, ky = w / plane.w, h / plane.h
             if ps.offset == "ALIGN":
                 tx, ty = 0.0, 0.0
@@ -494,53 +312,6 @@ class Renderer:
         if stage in self._needed:
             st.saved[stage] = plane
         return plane
-
-    def _dispatch(self, comp: _Compiled, ps: HookPass, stage: str, hooked: Plane, st: _FrameState,
-                  out: moderngl.Texture, w: int, h: int) -> None:
-        u = comp.uniforms
-        if "frame" in u:
-            u["frame"].value = st.frame_index
-        if "random" in u:
-            u["random"].value = st.rng.random()
-        if "input_size" in u:
-            u["input_size"].value = tuple(float(v) for v in st.input_size)
-        if "target_size" in u:
-            u["target_size"].value = tuple(float(v) for v in st.out_size)
-        if "tex_offset" in u:
-            u["tex_offset"].value = (hooked.tx, hooked.ty)
-        if "upshade_out_pt" in u:
-            u["upshade_out_pt"].value = (1.0 / w, 1.0 / h)
-        if "upshade_trc" in u:
-            u["upshade_trc"].value = st.trc
-        for name, unit in comp.plane_binds:
-            p = hooked if name == "HOOKED" else self._lookup(st, name)
-            p.tex.use(unit)
-            u_size, u_pt, u_off = comp.unit_uniforms[unit]
-            if u_size is not None:
-                u_size.value = (float(p.w), float(p.h))
-            if u_pt is not None:
-                u_pt.value = (1.0 / p.w, 1.0 / p.h)
-            if u_off is not None:
-                u_off.value = (p.tx, p.ty) if unit == comp.align_unit else (0.0, 0.0)
-        for tex, unit, storage in comp.user:
-            if storage:
-                tex.bind_to_image(unit, read=True, write=True)
-            else:
-                tex.use(unit)
-        for buf, binding, storage in comp.buffers:
-            if storage:
-                buf.bind_to_storage_buffer(binding)
-            else:
-                buf.bind_to_uniform_block(binding)
-        if comp.compute:
-            bw, bh, _, _ = ps.compute
-            out.bind_to_image(0, read=False, write=True)
-            comp.program.run(-(-w // bw), -(-h // bh), 1)
-            self.ctx.memory_barrier()
-        else:
-            comp.program.draw(self.pool.fbo(out))
-            if comp.user and any(s for _, _, s in comp.user) or any(s for _, _, s in comp.buffers):
-                self.ctx.memory_barrier()
 
     # -- built-in stages ---------------------------------------------------------
 
@@ -581,7 +352,7 @@ class Renderer:
         return plane if plane.placed_like(ref) else self.scaler.resample(plane, ref)
 
     def _hooks_before_native(self) -> bool:
-        return any(s in self._by_stage for s in _PRE_NATIVE_STAGES) or bool(self._needed & set(_PRE_NATIVE_STAGES))
+        return any(s in self.programs.by_stage for s in _PRE_NATIVE_STAGES) or bool(self._needed & set(_PRE_NATIVE_STAGES))
 
     def _mark(self, name: str, t0: float) -> float:
         if not self.profile:
@@ -599,11 +370,7 @@ class Renderer:
         ``render`` compiles lazily (passes that WHEN never enables cost nothing); call this
         first where failing mid-stream would be worse than the extra compile time.
         """
-        for info in self._passes:
-            for stage in info.ps.hooks:
-                key = (info.index, stage)
-                if key not in self._compiled:
-                    self._compiled[key] = self._compile(info, stage)
+        self.programs.precompile()
 
     def render(self, frame: Frame, out_size: tuple[int, int], *, frame_index: int = 0,
                enabled: bool = True) -> moderngl.Texture:
@@ -760,7 +527,7 @@ class Renderer:
 
     def _hooked(self, stage: str, enabled: bool) -> bool:
         """Whether a pass runs at ``stage`` or some pass binds or sizes itself by it."""
-        return (enabled and stage in self._by_stage) or stage in self._needed
+        return (enabled and stage in self.programs.by_stage) or stage in self._needed
 
     def _to_luma_grid(self, stage: str, plane: Plane, luma: Plane, st: _FrameState) -> Plane:
         """CHROMA_SCALED / ALPHA_SCALED: ``plane`` resampled onto the luma grid, hooked, and kept there."""
@@ -849,21 +616,14 @@ class Renderer:
         if self._released:
             return
         self._released = True
-        for comp in self._compiled.values():
-            comp.program.release()
-        self._compiled.clear()
+        if self.programs is not None:
+            self.programs.release()
         if self._unpacker is not None:
             self._unpacker.release()
             self._unpacker = None
         if self._luma_input is not None:
             self._luma_input.release()
             self._luma_input = None
-        for _, tex, _, _ in self._user_tex.values():
-            tex.release()
-        self._user_tex.clear()
-        for _, buf in self._buffers.values():
-            buf.release()
-        self._buffers.clear()
         for prog in getattr(self, "_merges", {}).values():
             prog.release()
         for obj in (getattr(self, "scaler", None), getattr(self, "_affine", None), getattr(self, "pool", None)):

@@ -546,11 +546,11 @@ def test_no_per_frame_allocation_or_compilation(gl_ctx, tmp_path, image):
     frame = rgb_frame(image)
     with Renderer(gl_ctx, [shader(tmp_path, PRESCALER)]) as r:
         r.render(frame, (64, 48))
-        allocs, programs = r.pool.allocations, len(r._compiled)
+        allocs, programs = r.pool.allocations, len(r.programs.compiled)
         for i in range(3):
             r.render(frame, (64, 48), frame_index=i + 1)
         assert r.pool.allocations == allocs
-        assert len(r._compiled) == programs
+        assert len(r.programs.compiled) == programs
 
 
 def test_release_is_idempotent_and_final(gl_ctx, image):
@@ -608,7 +608,7 @@ vec4 hook() {
 def test_uniform_and_storage_buffers(gl_ctx, tmp_path, image):
     with Renderer(gl_ctx, [shader(tmp_path, BUFFERS)]) as r:
         out = r.read_rgb(r.render(rgb_frame(image), (32, 24)), np.float32)
-        hits = np.frombuffer(r._buffers["counter"][1].read(), np.uint32)[0]
+        hits = np.frombuffer(r.programs.buffers["counter"][1].read(), np.uint32)[0]
     assert np.allclose(out, [1.0, 0.5, 0.25], atol=1e-3)
     assert hits == 32 * 24  # one fragment per MAIN pixel wrote to the storage buffer
 
