@@ -1,6 +1,6 @@
 """Audio playback that is also the master clock of ``upshade play``.
 
-A thread decodes the file's first audio stream with PyAV and resamples it to
+A thread decodes one of the file's audio streams (the first by default) with PyAV and resamples it to
 float32 stereo at the device rate; PortAudio (through sounddevice) pulls the
 samples in its callback. The clock reads the media time of the sample being
 heard: the time of the samples handed to the device, minus the device's output
@@ -73,7 +73,9 @@ class AudioClock:
 
     kind = "audio clock"
 
-    def __init__(self, path, start: float = 0.0, *, stream_factory=None, samplerate: int = 0, now=time.monotonic):
+    def __init__(self, path, start: float = 0.0, *, stream_factory=None, samplerate: int = 0, now=time.monotonic,
+                 stream: int = 0):
+        """``stream``: which audio stream plays (0 = the first; ``--aid N`` is stream N - 1)."""
         import av
 
         self.path = Path(path)
@@ -82,10 +84,10 @@ class AudioClock:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, OSError) as exc:
             raise AudioUnavailable(f"{self.path}: cannot open for audio: {exc}") from None
-        if not self._container.streams.audio:
+        if len(self._container.streams.audio) <= stream:
             self._container.close()
-            raise AudioUnavailable(f"{self.path}: no audio stream")
-        self._astream = self._container.streams.audio[0]
+            raise AudioUnavailable(f"{self.path}: no audio stream {stream + 1}")
+        self._astream = self._container.streams.audio[stream]
         self._lock = threading.Condition()
         self._chunks: collections.deque = collections.deque()  # (gen, pts, float32 [n, 2]) in play order
         self._queued = 0                 # samples in _chunks
@@ -302,15 +304,17 @@ class AudioClock:
             self._queued += len(data)
 
 
-def open_clock(path, has_audio: bool, start: float = 0.0, *, audio: bool = True, notify=None, stream_factory=None):
+def open_clock(path, has_audio: bool, start: float = 0.0, *, audio: bool = True, notify=None, stream_factory=None,
+               stream: int = 0):
     """The audio clock when the file has audio and a device can play it, else the system clock.
 
     When audio exists but cannot be played, ``notify`` (default: stderr) gets one line saying why.
+    ``stream`` picks the audio stream (0 = the first).
     """
     if not (audio and has_audio):
         return MonotonicClock(start)
     try:
-        return AudioClock(path, start, stream_factory=stream_factory)
+        return AudioClock(path, start, stream_factory=stream_factory, stream=stream)
     except AudioUnavailable as exc:
         message = f"upshade: no sound ({exc}); playing video only, timed by the system clock"
         (notify or (lambda m: print(m, file=sys.stderr)))(message)

@@ -149,7 +149,7 @@ void main() {{
 
 
 class TextOverlay:
-    """Draws up to ``rows`` x ``cols`` characters in the top-left corner of the current framebuffer."""
+    """Draws up to ``rows`` x ``cols`` characters in the current framebuffer (top-left corner by default)."""
 
     def __init__(self, ctx: moderngl.Context, cols: int = 64, rows: int = 8, scale: int = 2, margin: int = 8):
         self.ctx = ctx
@@ -177,11 +177,20 @@ class TextOverlay:
         self._text.write(self._codes.tobytes())
         self._grid = (max((len(s) for s in lines), default=0), len(lines))
 
-    def draw(self, fb_height: int) -> None:
-        """Blend the text over whatever is in the bound framebuffer (full-framebuffer viewport)."""
+    def text_size(self) -> tuple[int, int]:
+        """(width, height) in pixels of the text box as drawn."""
+        cols, rows = self._grid
+        return cols * CELL_W * self.scale, rows * CELL_H * self.scale
+
+    def draw(self, fb_height: int, origin: tuple[int, int] | None = None) -> None:
+        """Blend the text over whatever is in the bound framebuffer (full-framebuffer viewport).
+
+        ``origin``: the box's top-left corner in pixels from the framebuffer's top-left (default: the
+        top-left corner, ``margin`` pixels in)."""
         if not self._lines:
             return
-        self._prog["origin"].value = (self.margin, fb_height - self.margin)
+        x, y = origin if origin is not None else (self.margin, self.margin)
+        self._prog["origin"].value = (int(x), fb_height - int(y))
         self._prog["scale"].value = self.scale
         self._prog["grid"].value = self._grid
         self._atlas.use(0)

@@ -1,16 +1,24 @@
 """``upshade play FILE``: play a video upscaled live through hook shaders in a GLFW window.
 
-The loop is single-threaded on the GL side: decoding runs in the Decoder's
-thread and audio in PortAudio's, while ``Player.step`` takes the frame that is
-due on the clock (dropping the ones already too late), renders it through the
-Renderer of the selected shader entry at the size of the letterboxed video
-rectangle, and blits it 1:1 to the window. ``step`` is public so that tests can
-drive playback one iteration at a time with a deterministic clock.
+The player is built from small parts, each with one job:
+
+* host/playback.py ``Scheduler``: the decoder thread, the clock (audio or
+  system), which frame is due, drops, pause, seek, the audio track;
+* host/presenter.py ``Presenter``: where a frame is drawn (video, compare
+  halves and their labels, subtitles, the overlay, the buffer swap);
+* host/input.py ``InputHandler``: where a key press goes (the bindings);
+* host/subtitles.py ``Subtitles``: subtitle tracks and what shows when;
+* ``Player`` (here) holds them together with the window and one Renderer per
+  shader entry, keeps the user-visible state (paused, compare, network, ...)
+  and offers the actions the bindings call.
+
+``Player.step`` runs one iteration (events, the due frame, drawing); it is
+public so that tests can drive playback one iteration at a time with a
+deterministic clock.
 """
 
 from __future__ import annotations
 
-import collections
 import sys
 import time
 from dataclasses import dataclass
@@ -21,40 +29,11 @@ import moderngl
 import numpy as np
 
 from .errors import UpshadeError
-from .window import KeyEvent, MouseEvent, Rect, Window, collect_garbage, initial_window_size, letterbox
+from .input import HELP, SEEK_LARGE, SEEK_SMALL, InputHandler  # noqa: F401 - re-exported
+from .playback import Scheduler, Stats, audio_streams  # noqa: F401 - Stats re-exported
+from .window import Rect, Window, initial_window_size, letterbox
 
-SEEK_SMALL = 5.0
-SEEK_LARGE = 60.0
-STAT_ALPHA = 0.1  # smoothing of the per-stage timings shown by the overlay
-
-_BLIT_VS = """
-#version 430
-void main() {
-    vec2 p = vec2((gl_VertexID << 1) & 2, gl_VertexID & 2);
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-"""
-
-# Draws the pipeline output 1:1 into the video rectangle: texel rows run top-down (row 0 is the
-# picture's top, as Renderer.read_rgb reads them) while window rows run bottom-up. ``rotation``
-# (clockwise degrees) turns the picture for display; the texture is then rect-sized after turning.
-_BLIT_FS = """
-#version 430
-layout(binding = 0) uniform sampler2D src;
-uniform ivec4 rect;      // x, y, w, h of the video rectangle in window pixels
-uniform int rotation;
-out vec4 color;
-void main() {
-    ivec2 d = ivec2(floor(gl_FragCoord.xy)) - rect.xy;
-    d.y = rect.w - 1 - d.y;                      // (column, row) in display space, rows top-down
-    ivec2 s;
-    if (rotation == 90)       s = ivec2(d.y, rect.z - 1 - d.x);
-    else if (rotation == 180) s = ivec2(rect.z - 1 - d.x, rect.w - 1 - d.y);
-    else if (rotation == 270) s = ivec2(rect.w - 1 - d.y, d.x);
-    else                      s = d;
-    color = vec4(texelFetch(src, s, 0).rgb, 1.0);
-}
-"""
+OSD_SECONDS = 2.0   # how long a track or visibility change is announced on screen
 
 
 def sample_aspect_ratio(path) -> float:
@@ -81,41 +60,48 @@ class Entry:
     renderer: object
 
 
-class Stats:
-    """Presented/dropped counts, presented frame rate over the last second, smoothed stage times (ms)."""
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports included); 0 if unknown."""
+    try:
+        import os
 
-    def __init__(self):
-        self.presented = 0
-        self.dropped = 0
-        self.ms: dict[str, float] = {}
-        self._times: collections.deque = collections.deque(maxlen=240)
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])   # field 22 of stat(5): start time, clock ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
-    def add(self, stage: str, seconds: float) -> None:
-        ms = seconds * 1000.0
-        old = self.ms.get(stage)
-        self.ms[stage] = ms if old is None else old + STAT_ALPHA * (ms - old)
 
-    def frame_presented(self, now: float) -> None:
-        self.presented += 1
-        self._times.append(now)
-
-    @property
-    def fps(self) -> float:
-        if len(self._times) < 2:
-            return 0.0
-        span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+def choose_audio(n_tracks: int, aid) -> tuple[int | None, str | None]:
+    """(0-based audio stream or None, warning) for ``--aid`` "auto" / "no" / N (1-based, as mpv)."""
+    aid = "auto" if aid is None else str(aid).strip().lower()
+    if aid == "no" or n_tracks == 0:
+        return None, None
+    if aid == "auto":
+        return 0, None
+    try:
+        n = int(aid)
+    except ValueError:
+        return None, f"--aid {aid}: not a track number, 'auto' or 'no'; playing without sound"
+    if not 1 <= n <= n_tracks:
+        return None, f"--aid {n}: no such audio track (the file has {n_tracks}); playing without sound"
+    return n - 1, None
 
 
 class Player:
-    """A playback session: window, decoder, clock, one Renderer per shader entry.
+    """A playback session: window, scheduler, presenter, input, subtitles, one Renderer per shader entry.
 
     ``entries`` is a list of ``(label, [ShaderFile, ...])``: each is one chain that
     keys 1-9 switch to; an empty list means plain bicubic. The list may also be a
     callable taking the window's GL context (our models pick their export by
     renderer). ``clock="stepped"`` makes time advance only by presented frames
     (deterministic, never sleeps); ``clock`` may also be a clock object (see
-    host/clock.py).
+    host/clock.py). ``subs``: external subtitle files (``--sub``); ``sub_auto``: load
+    same-name files beside the video; ``sid``/``aid``: "auto", "no" or a track number
+    as mpv numbers them. ``subtitle_wait``: how long the first frame after a start or seek
+    waits for its subtitles to be read (None: always wait; tests). ``started_at``: the
+    ``time.perf_counter()`` the first-frame latency counts from (default: now).
     """
 
     def __init__(
@@ -135,9 +121,16 @@ class Player:
         window_size: tuple[int, int] | None = None,
         start: float = 0.0,
         notify=None,
+        subs: Sequence = (),
+        sub_auto: bool = True,
+        sid="auto",
+        aid="auto",
+        subtitle_wait: float | None = 0.25,
+        started_at: float | None = None,
     ):
-        from .video import Decoder, probe
+        from .video import probe
 
+        self.started_at = time.perf_counter() if started_at is None else started_at
         self.path = Path(path)
         self.info = probe(self.path)  # MediaError for a missing or non-video file, before any window
         self.screenshot_dir = Path(screenshot_dir)
@@ -145,12 +138,11 @@ class Player:
             raise UpshadeError(f"{self.screenshot_dir}: screenshot directory does not exist")
         self._notify = notify or (lambda m: print(m, file=sys.stderr))
         self.rotation = self.info.rotation % 360
-        # Anamorphic video (DVD: 720x480 at 8:9 pixels) is shown with square pixels, as mpv does:
+        # Anamorphic video (DVD: 720x480 at 8:9) is shown with square pixels, as mpv does:
         # the width is scaled by the sample aspect ratio, the height kept.
         self.sample_aspect = sample_aspect_ratio(self.path)
         w, h = max(1, round(self.info.width * self.sample_aspect)), self.info.height
         self.display_size = (h, w) if self.rotation in (90, 270) else (w, h)
-        self.paused = False
         self.network = True
         self.compare = bool(compare)
         self.show_info = False
@@ -158,22 +150,23 @@ class Player:
         self.entry_index = 0
         self.screenshots: list[Path] = []
         self.stats = Stats()
-        self.current = None           # the Frame on screen
-        self._pending = None          # decoded, not yet due
-        self._eof = False
-        self._resync = False          # set the system clock from the next frame (start, seek)
+        self.first_frame_s: float | None = None   # start to first picture on screen
+        self.audio_tracks = audio_streams(self.path) if self.info.has_audio else []
+        aid_index, warning = choose_audio(len(self.audio_tracks), aid)
+        if warning:
+            self._notify(f"upshade: warning: {warning}")
         self._idle = False            # nothing to draw last step: wait for events instead of spinning
-        self._show_next = False       # present one frame even while paused (after a seek)
-        self._seek_pos: float | None = None  # target of a seek whose first frame is not shown yet
-        self._info_at = -1.0          # when the overlay text was last refreshed
-        self._dirty_info = True       # refresh it now (state changed)
         self._dirty = True
+        self._dirty_info = True       # refresh the overlay text now (state changed)
         self._quit = False
+        self._osd: tuple[str, float] | None = None
+        self._timer = None            # GL timer queries of the network passes, while the overlay shows
+        self._network_state = ""      # why the overlay's network row has no time ("n/a": no timer queries)
         self.window = None
-        self.decoder = None
-        self.clock = None
+        self.scheduler = None
+        self.presenter = None
+        self.subtitles = None
         self.entries: list[Entry] = []
-        self._blit = self._blit_vao = self._overlay = None
         try:
             dw, dh = self.display_size
             size = window_size or (lambda area: initial_window_size(dw, dh, area))
@@ -186,26 +179,18 @@ class Player:
                 # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
                 self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
                                                           output="unorm8")))
-            self._blit = self.ctx.program(vertex_shader=_BLIT_VS, fragment_shader=_BLIT_FS)
-            self._blit_vao = self.ctx.vertex_array(self._blit, [])
-            from .overlay import TextOverlay
+            from .presenter import Presenter
 
-            self._overlay = TextOverlay(self.ctx)
-            self.decoder = Decoder(self.path, start=start, info=self.info)
-            if not isinstance(clock, str):
-                self.clock = clock  # any object with the clock interface (tests)
-            elif clock == "stepped":
-                from .clock import SteppedClock
+            self.presenter = Presenter(self.window)
+            self.scheduler = Scheduler(self.path, self.info, start=start, clock=clock, audio=audio,
+                                       aid=aid_index, notify=self._notify, stats=self.stats)
+            from .subtitles import Subtitles
 
-                self.clock = SteppedClock(start)
-            elif clock == "auto":
-                from .audio import open_clock
-
-                self.clock = open_clock(self.path, self.info.has_audio, start, audio=audio, notify=self._notify)
-            else:
-                raise ValueError(f"clock must be 'auto', 'stepped' or a clock object, not {clock!r}")
-            self._system_clock = self.clock.kind == "system clock"
-            self._resync = self._system_clock
+            self.subtitles = Subtitles(self.path, self.info, external=subs, auto_load=sub_auto, sid=sid,
+                                       notify=self._notify, display_size=self.display_size, wait=subtitle_wait)
+            if start:
+                self.subtitles.seek(start)
+            self.input = InputHandler(self)
             if fullscreen:
                 self.window.set_fullscreen(True)
             self._update_title()
@@ -219,16 +204,35 @@ class Player:
         return self.entries[self.entry_index].renderer
 
     @property
-    def position(self) -> float:
-        """Media time of the frame on screen (the clock's time before the first one).
+    def label(self) -> str:
+        return self.entries[self.entry_index].label
 
-        While a seek is pending it is the seek target, so that repeated seek keys add up.
-        """
-        if self._seek_pos is not None:
-            return self._seek_pos
-        if self.current is not None and self.current.pts is not None:
-            return float(self.current.pts)
-        return self.clock.time()
+    @property
+    def clock(self):
+        return self.scheduler.clock if self.scheduler is not None else None
+
+    @property
+    def _system_clock(self) -> bool:
+        return self.scheduler.system_clock
+
+    @property
+    def current(self):
+        return self.scheduler.current if self.scheduler is not None else None
+
+    @property
+    def paused(self) -> bool:
+        return self.scheduler.paused if self.scheduler is not None else False
+
+    @property
+    def audio_track(self) -> int | None:
+        """The audio track playing, 1-based as ``--aid`` (None: none)."""
+        aid = self.scheduler.aid
+        return None if aid is None else aid + 1
+
+    @property
+    def position(self) -> float:
+        """Media time of the frame on screen (the seek target while a seek is pending)."""
+        return self.scheduler.position
 
     @property
     def video_rect(self) -> Rect:
@@ -238,59 +242,103 @@ class Player:
     def _title(self) -> str:
         parts = [self.path.name]
         if self.entries:
-            parts.append(self.entries[self.entry_index].label)
+            parts.append(self.label)
         state = ["paused" if self.paused else "playing", f"network {'on' if self.network else 'off'}"]
         if self.compare:
-            state.append("compare: bicubic | network")
+            state.append(f"compare: bicubic | {self.label if self.entries else 'network'}")
+        if self.subtitles is not None:
+            state.append(self.subtitles.describe())
         return " - ".join(parts) + " [" + ", ".join(state) + "] - upshade"
 
     def _update_title(self) -> None:
         self.window.set_title(self._title())
         self._dirty = self._dirty_info = True
 
-    # --- input ------------------------------------------------------------------------------
+    def _announce(self, text: str) -> None:
+        """Show ``text`` on screen for a moment (a track or visibility change)."""
+        self._osd = (text, time.monotonic() + OSD_SECONDS)
+        self._update_title()
+
+    # --- actions (what the key bindings call, see host/input.py) ------------------------------
     def handle_key(self, key: int, repeat: bool = False) -> None:
         """React to a GLFW key code (glfw.KEY_*); auto-repeat only moves seeks."""
-        import glfw
+        self.input.key(key, repeat)
 
-        seeks = {glfw.KEY_LEFT: -SEEK_SMALL, glfw.KEY_RIGHT: SEEK_SMALL, glfw.KEY_DOWN: -SEEK_LARGE, glfw.KEY_UP: SEEK_LARGE}
-        if key in seeks:
-            self.seek(self.position + seeks[key])
-            return
-        if repeat:
-            return
-        if key in (glfw.KEY_Q, glfw.KEY_ESCAPE):
-            self._quit = True
-            self.window.request_close()
-        elif key == glfw.KEY_SPACE:
-            self.set_paused(not self.paused)
-        elif key == glfw.KEY_F:
-            self.window.set_fullscreen(not self.window.fullscreen)
-            self._dirty = True
-        elif key == glfw.KEY_C:
-            self.compare = not self.compare
-            self._update_title()
-        elif key == glfw.KEY_N:
-            self.network = not self.network
-            self._update_title()
-        elif key == glfw.KEY_I:
-            self.show_info = not self.show_info
-            self._dirty_info = True
-            for e in self.entries:
-                e.renderer.profile = self.show_info  # per-stage timing costs a GPU sync: only while shown
-            self._dirty = True
-        elif key == glfw.KEY_S:
-            self.screenshot()
-        elif glfw.KEY_1 <= key <= glfw.KEY_9:
-            index = key - glfw.KEY_1
-            if index < len(self.entries) and index != self.entry_index:
-                self.entry_index = index
-                self.renderer.profile = self.show_info
-                self._update_title()
+    def handle_char(self, ch: str) -> None:
+        """React to a typed character (mpv's bindings by character: v, j, J, #)."""
+        self.input.char(ch)
 
     def handle_mouse(self, x: float, y: float, pressed: bool) -> None:
         """Left-button state at window position (x, y) (top-left origin): a drag moves the compare divider."""
-        if not (pressed and self.compare):
+        self.input.mouse(x, y, pressed)
+
+    def quit(self) -> None:
+        self._quit = True
+        self.window.request_close()
+
+    def toggle_pause(self) -> None:
+        self.set_paused(not self.paused)
+
+    def set_paused(self, paused: bool) -> None:
+        self.scheduler.set_paused(paused)
+        self._update_title()
+
+    def seek(self, t: float) -> None:
+        """Jump to ``t`` seconds (clamped to the file); the next frame shown is the first at or after it."""
+        t = self.scheduler.seek(t)
+        self.subtitles.seek(t)
+
+    def seek_by(self, dt: float) -> None:
+        self.seek(self.position + dt)
+
+    def toggle_fullscreen(self) -> None:
+        self.window.set_fullscreen(not self.window.fullscreen)
+        self._dirty = True
+
+    def toggle_compare(self) -> None:
+        self.compare = not self.compare
+        self._update_title()
+
+    def toggle_network(self) -> None:
+        self.network = not self.network
+        self._update_title()
+
+    def toggle_info(self) -> None:
+        self.show_info = not self.show_info
+        self._set_timing(self.show_info)
+        self._dirty = self._dirty_info = True
+
+    def select_entry(self, index: int) -> None:
+        if index < len(self.entries) and index != self.entry_index:
+            self._set_timing(False)
+            self.entry_index = index
+            self._set_timing(self.show_info)
+            self._update_title()
+
+    def toggle_subtitles(self) -> None:
+        """mpv's ``v``."""
+        visible = self.subtitles.toggle()
+        self._announce("subtitles visible" if visible else "subtitles hidden")
+
+    def cycle_subtitles(self, step: int = 1) -> None:
+        """mpv's ``j`` (``J`` backwards): the next subtitle track, then off."""
+        track = self.subtitles.cycle(step)
+        self._announce(f"subtitles {track.describe()}" if track is not None else "subtitles off")
+
+    def cycle_audio(self, step: int = 1) -> None:
+        """mpv's ``#``: the next audio track, then none."""
+        n = len(self.audio_tracks)
+        if n == 0:
+            self._announce("audio: the file has none")
+            return
+        options = list(range(n)) + [None]
+        cur = self.scheduler.aid
+        nxt = options[(options.index(cur) + step) % len(options)]
+        self.scheduler.set_audio(nxt)
+        self._announce("audio off" if nxt is None else f"audio {nxt + 1}: {self.audio_tracks[nxt]}")
+
+    def drag_divider(self, x: float, y: float) -> None:
+        if not self.compare:
             return
         fx, _fy = self.window.to_framebuffer(x, y)
         rect = self.video_rect
@@ -298,105 +346,34 @@ class Player:
             self.divider = min(1.0, max(0.0, (fx - rect.x) / rect.w))
             self._dirty = True
 
-    def set_paused(self, paused: bool) -> None:
-        if paused == self.paused:
-            return
-        self.paused = paused
-        if paused:
-            self.clock.pause()
-        else:
-            self.clock.resume()
-            self._resync = self._system_clock
-        self._update_title()
-
-    def seek(self, t: float) -> None:
-        """Jump to ``t`` seconds (clamped to the file); the next frame shown is the first at or after it."""
-        end = self.info.duration
-        t = max(0.0, float(t))
-        if end is not None:
-            t = min(t, max(0.0, end - 1.0 / max(1.0, self.info.fps)))
-        self.decoder.seek(t)
-        self.clock.seek(t)
-        self._seek_pos = t
-        self._pending = None
-        self._eof = False
-        self._resync = self._system_clock
-        self._show_next = True
-
     # --- the loop ---------------------------------------------------------------------------
-    def _frame_duration(self, frame) -> float:
-        d = frame.extra.get("duration") if frame.extra else None
-        return float(d) if d else 1.0 / max(1.0, self.info.fps)
-
-    def _next_decoded(self):
-        t0 = time.perf_counter()
-        try:
-            frame = next(self.decoder)
-        except StopIteration:
-            self._eof = True
-            frame = None
-        self.stats.add("decode", time.perf_counter() - t0)
-        return frame
-
-    def _due_frame(self):
-        """The frame to present now, or None (not due yet: waited a little; or end of file)."""
-        if self._pending is None:
-            self._pending = self._next_decoded()
-            if self._pending is None:
-                return None
-        if self._show_next or (self._resync and self._pending.pts is not None):
-            # After a start or seek the first frame defines the time (system clock) or is shown at once.
-            if self._resync:
-                self.clock.seek(self._pending.pts)
-                self._resync = False
-            frame, self._pending = self._pending, None
-            return frame
-        now = self.clock.time()
-        # Drop frames whose display interval is already over: skipping them keeps the delay bounded.
-        while self._pending.pts is not None and self._pending.pts + self._frame_duration(self._pending) <= now:
-            nxt = self._next_decoded()
-            if nxt is None:
-                break
-            self.stats.dropped += 1
-            self._pending = nxt
-            now = self.clock.time()
-        pts = self._pending.pts
-        if pts is not None and pts > now:
-            self.clock.wait(min(pts - now, 0.01))
-            if pts > self.clock.time():
-                return None
-        frame, self._pending = self._pending, None
-        return frame
-
     def step(self) -> bool:
         """One iteration: handle input, present the due frame (or redraw); False when playback is over."""
         self.window.make_current()
-        for ev in self.window.poll(0.05 if self._idle else None):
-            if isinstance(ev, KeyEvent):
-                self.handle_key(ev.key, ev.repeat)
-            elif isinstance(ev, MouseEvent):
-                self.handle_mouse(ev.x, ev.y, ev.pressed)
+        self.input.dispatch(self.window.poll(0.05 if self._idle else None))
         if self._quit or self.window.should_close:
             return False
         if self.window.resized:
             self.window.resized = False
             self._dirty = True
+        if self._osd is not None and time.monotonic() > self._osd[1]:
+            self._osd = None
+            self._dirty = True
         new = None
-        if not self.paused or self._show_next:
-            new = self._due_frame()
-            if new is None and self._eof and self._pending is None:
+        if self.scheduler.wants_frame:
+            new = self.scheduler.next_frame()
+            if new is None and self.scheduler.ended:
                 return False
         if new is not None:
-            self._show_next = False
-            self._seek_pos = None
-            self.current = new
             self._dirty = True
         self._idle = False
         if self._dirty:
             self.present()
             if new is not None:
-                self.clock.presented(new.pts or 0.0, self._frame_duration(new))
-                self.stats.frame_presented(time.monotonic())
+                self.scheduler.presented(new)
+                if self.first_frame_s is None:
+                    self.first_frame_s = time.perf_counter() - self.started_at
+                    self._dirty_info = True
         elif self.paused:
             self._idle = True  # nothing to do until an event: the next step sleeps in the window system
         return True
@@ -416,91 +393,89 @@ class Player:
                 break
 
     # --- drawing ----------------------------------------------------------------------------
-    def _render(self, frame, size, enabled: bool) -> moderngl.Texture:
-        return self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
+    def _set_timing(self, on: bool) -> None:
+        """Per-stage timing while the overlay shows: upload by the renderer's profiling (a GPU sync
+        per stage), the network by GL timer queries of its passes alone."""
+        from . import gltimer
 
-    def _draw(self, tex: moderngl.Texture, rect: Rect, scissor: tuple[int, int, int, int] | None) -> None:
-        screen = self.ctx.screen
-        screen.use()
-        self.ctx.viewport = rect.viewport
-        self.ctx.scissor = scissor
-        tex.use(0)
-        self._blit["rect"].value = rect.viewport
-        self._blit["rotation"].value = self.rotation
-        self._blit_vao.render(moderngl.TRIANGLES, vertices=3)
-        self.ctx.scissor = None
+        renderer = self.renderer
+        renderer.profile = on
+        if on and self._timer is None:
+            try:
+                self._timer = gltimer.PassTimer()
+            except OSError:
+                self._timer = None
+        if on and (self._timer is None or not gltimer.attach(renderer, self._timer)):
+            self._network_state = "n/a (no GL timer queries)"
+        elif not on:
+            gltimer.attach(renderer, None)
+
+    def _render(self, frame, size, enabled: bool):
+        tex = self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
+        if self._timer is not None and self.show_info:
+            self._timer.end_frame()
+        return tex
 
     def present(self, capture: bool = False) -> np.ndarray | None:
         """Draw the current frame into the window and swap; with ``capture``, return the window's
         pixels as drawn (HxWx3 uint8, rows top-down) read back before the swap."""
+        from .presenter import Scene
+
         self._dirty = False
-        self.window.make_current()
-        ctx = self.ctx
-        fw, fh = self.window.framebuffer_size()
-        ctx.screen.use()
-        ctx.scissor = None
-        ctx.viewport = (0, 0, fw, fh)
-        ctx.clear(0.0, 0.0, 0.0, 1.0)  # the letterbox bars
-        rect = self.video_rect
-        frame = self.current
-        t_rendered = time.perf_counter()
-        if frame is not None and rect.w > 0 and rect.h > 0:
-            size = (rect.h, rect.w) if self.rotation in (90, 270) else (rect.w, rect.h)
-            renderer = self.renderer
-            if self.compare:
-                split = rect.x + int(round(self.divider * rect.w))
-                tex = self._render(frame, size, enabled=False)
-                self._draw(tex, rect, (rect.x, rect.y, split - rect.x, rect.h))
-                tex = self._render(frame, size, enabled=True)
-                t_rendered = time.perf_counter()
-                self._draw(tex, rect, (split, rect.y, rect.x + rect.w - split, rect.h))
-                ctx.screen.use()
-                line = (max(rect.x, split - 1), rect.y, 2, rect.h)
-                ctx.screen.clear(1.0, 1.0, 1.0, 1.0, viewport=line)
-            else:
-                tex = self._render(frame, size, enabled=self.network)
-                t_rendered = time.perf_counter()
-                self._draw(tex, rect, None)
-            if self.show_info:
-                st = renderer.stage_times
-                upload = st.get("upload", 0.0) + st.get("unpack", 0.0)
-                self.stats.add("upload", upload)
-                self.stats.add("network", max(0.0, sum(st.values()) - upload))
+        osd = self._osd[0] if self._osd is not None else None
+        scene = Scene(
+            frame=self.current, render=self._render, rect=self.video_rect, rotation=self.rotation,
+            network=self.network, compare=self.compare, divider=self.divider,
+            labels=("bicubic", Path(self.label).stem), subtitles=self.subtitles,
+            info=self._info_lines if self.show_info else None, force_info=self._dirty_info, osd=osd)
+        self._dirty_info = False
+        image = self.presenter.present(scene, capture=capture)
         if self.show_info:
-            ctx.screen.use()
-            ctx.viewport = (0, 0, fw, fh)
-            now = time.monotonic()
-            if now - self._info_at >= 0.25 or self._dirty_info:
-                # A few refreshes a second are readable; every frame would only flicker the digits.
-                self._info_at = now
-                self._dirty_info = False
-                self._overlay.set_text(self._info_lines())
-            self._overlay.draw(fh)
-        image = None
-        t_capture = 0.0
-        if capture:  # tests and tools only: a synchronous readback of the back buffer
             t = time.perf_counter()
-            raw = ctx.screen.read(viewport=(0, 0, fw, fh), components=3, alignment=1)
-            image = np.frombuffer(raw, np.uint8).reshape(fh, fw, 3)[::-1].copy()
-            t_capture = time.perf_counter() - t
-        self.window.swap()
-        if self.show_info:
-            # Present: blit, divider, overlay and swap (the render's GPU work was finished by its profiling).
-            self.stats.add("present", time.perf_counter() - t_rendered - t_capture)
-        collect_garbage(ctx)  # ctx.gc(): delete GL objects Python dropped since the last frame, context current
+            self._collect_times(scene, t)
         return image
+
+    def _collect_times(self, scene, now: float) -> None:
+        st = self.renderer.stage_times
+        if self.current is not None:
+            self.stats.add("upload", st.get("upload", 0.0) + st.get("unpack", 0.0))
+        if self._timer is not None:
+            for seconds, passes in self._timer.poll():
+                if passes:
+                    self.stats.add("network", seconds)
+        # Present: blit, divider, subtitles, overlay and swap (the render's GPU work was finished by its profiling).
+        self.stats.add("present", now - scene.times.get("rendered", now) - scene.times.get("capture", 0.0))
 
     def _info_lines(self) -> list[str]:
         ms = self.stats.ms
-        pos = self.position
-        return [
+        stale = "*" if self.paused else ""   # timings shown while paused are the last frame's
+
+        def v(stage: str) -> str:
+            return f"{ms[stage]:6.2f} ms{stale}" if stage in ms else "     - ms"
+
+        if not (self.network or self.compare):
+            net = "network off"
+        elif not self.renderer.shaders:
+            net = "network none (bicubic)"
+        elif self._network_state:
+            net = f"network {self._network_state}"
+        else:
+            net = f"network {v('network')} (GPU timer, network passes only)"
+        first = f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"
+        audio = f"audio {self.audio_track}: {self.audio_tracks[self.audio_track - 1]}" \
+            if self.audio_track is not None else "audio off"
+        lines = [
             f"{self.path.name[:40]}  {self.info.width}x{self.info.height} -> {self.video_rect.w}x{self.video_rect.h}",
-            f"t {pos:8.3f} s   fps {self.stats.fps:5.1f}   dropped {self.stats.dropped}",
-            f"decode {ms.get('decode', 0):6.2f} ms   upload {ms.get('upload', 0):6.2f} ms",
-            f"network {ms.get('network', 0):6.2f} ms   present {ms.get('present', 0):6.2f} ms",
-            f"{self.entries[self.entry_index].label[:30]}   network {'on' if self.network else 'off'}"
-            f"   clock: {self.clock.kind}",
+            f"t {self.position:8.3f} s   fps {self.stats.fps:5.1f}{stale}   dropped {self.stats.dropped}",
+            f"decode {v('decode')}   upload {v('upload')}   present {v('present')}",
+            net,
+            f"first frame {first} (start to picture, shaders compiled)",
+            f"{self.label[:30]}   network {'on' if self.network else 'off'}   clock: {self.clock.kind}",
+            f"{self.subtitles.describe()[:40]}   {audio}",
         ]
+        if stale:
+            lines.append("paused: * = last values before the pause")
+        return lines
 
     # --- screenshots ------------------------------------------------------------------------
     def screenshot(self) -> Path | None:
@@ -508,29 +483,15 @@ class Player:
 
         x2 of the display size: rotated and with square pixels, like the picture in the window.
         """
-        from .fileio import atomic_output
-        from .imageio import write_image
+        from .presenter import write_screenshot
 
         frame = self.current
         if frame is None:
             return None
         self.window.make_current()
-        dw, dh = self.display_size
-        size = (2 * dh, 2 * dw) if self.rotation in (90, 270) else (2 * dw, 2 * dh)
-        tex = self._render(frame, size, enabled=self.network)
-        rgb = self.renderer.read_rgb(tex, np.uint8)[..., :3]
-        if self.rotation:
-            rgb = np.ascontiguousarray(np.rot90(rgb, -self.rotation // 90))
-        label = Path(self.entries[self.entry_index].label).stem if self.network else "bicubic"
-        pts = frame.pts or 0.0
-        stem = f"{self.path.stem}-{int(pts // 60):02d}m{pts % 60:06.3f}s-{label}"
-        out = self.screenshot_dir / f"{stem}.png"
-        n = 1
-        while out.exists():
-            out = self.screenshot_dir / f"{stem}-{n}.png"
-            n += 1
-        with atomic_output(out, [self.path]) as tmp:
-            write_image(tmp, rgb)
+        label = Path(self.label).stem if self.network else "bicubic"
+        out = write_screenshot(self.renderer, frame, display_size=self.display_size, rotation=self.rotation,
+                               network=self.network, label=label, video=self.path, folder=self.screenshot_dir)
         self.screenshots.append(out)
         self._notify(f"upshade: screenshot written to {out}")
         self._dirty = True
@@ -538,24 +499,23 @@ class Player:
 
     # --- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Release everything (GL objects, decoder, audio) and terminate GLFW; safe to call twice."""
+        """Release everything (GL objects, decoder, audio, subtitles) and terminate GLFW; safe to call twice."""
         try:
             if self.window is not None:
                 self.window.make_current()  # the GL objects below belong to this window's context
-            if self.decoder is not None:
-                self.decoder.close()
-                self.decoder = None
-            if self.clock is not None:
-                self.clock.close()
-                self.clock = None
-            self.current = self._pending = None
+            if self.scheduler is not None:
+                self.scheduler.close()
+            if self.subtitles is not None:
+                self.subtitles.close()
             for e in self.entries:
                 e.renderer.release()
             self.entries = []
-            for obj in (self._overlay, self._blit_vao, self._blit):
-                if obj is not None:
-                    obj.release()
-            self._overlay = self._blit_vao = self._blit = None
+            if self._timer is not None:
+                self._timer.release()
+                self._timer = None
+            if self.presenter is not None:
+                self.presenter.release()
+                self.presenter = None
         finally:
             if self.window is not None:
                 self.window.close()
@@ -583,8 +543,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fbo-format", choices=("auto", "rgba16f", "rgba32f"), default="auto",
                         help="format of intermediate textures (default: auto, see `upshade info`)")
     parser.add_argument("--screenshot-dir", default=".", metavar="DIR", help="where the s key writes PNGs (default: .)")
-    parser.epilog = ("keys: space pause, left/right seek 5 s, up/down 60 s, f fullscreen, c compare, "
-                     "n network on/off, 1-9 shader, s screenshot, i info, q/Esc quit")
+    parser.add_argument("--sub", action="append", default=[], metavar="FILE",
+                        help="external subtitle file (.ass/.ssa/.srt/.vtt; repeatable), as mpv's --sub-file")
+    parser.add_argument("--sub-auto", choices=("exact", "no"), default="exact",
+                        help="load same-name subtitle files beside the video (video.srt, video.en.ass; default exact)")
+    parser.add_argument("--sid", default="auto", metavar="N|no|auto",
+                        help="subtitle track to show, numbered as mpv: embedded tracks first, then files (default auto)")
+    parser.add_argument("--aid", default="auto", metavar="N|no|auto", help="audio track to play (default auto: the first)")
+    parser.epilog = HELP
 
 
 def _entries(model: str | None, shaders: Sequence[str], no_model: bool = False,
@@ -614,12 +580,15 @@ def run(args) -> int:
     from .paths import default_model
     from .video import probe
 
+    started = time.perf_counter() - process_age()
     params = parse_params(args.param)
     info = probe(args.file)  # a bad file is reported before shaders are compiled or a window opens
     entries = _entries(args.model, args.shader, args.no_model, info)
     model = args.model or (default_model(info) if not args.shader and not args.no_model else None)
     with Player(args.file, entries, params=params, fbo_format=args.fbo_format, audio=not args.no_audio,
-                fullscreen=args.fullscreen, compare=args.compare, screenshot_dir=args.screenshot_dir) as player:
+                fullscreen=args.fullscreen, compare=args.compare, screenshot_dir=args.screenshot_dir,
+                subs=args.sub, sub_auto=args.sub_auto != "no", sid=args.sid, aid=args.aid,
+                started_at=started) as player:
         rect = player.video_rect
         print(f"upshade: {describe_chain(player.renderer.shaders, model and model.upper())}, "
               f"{info.width}x{info.height} -> {rect.w}x{rect.h}", file=sys.stderr)

@@ -63,6 +63,13 @@ class KeyEvent:
 
 
 @dataclass(frozen=True)
+class CharEvent:
+    """A typed character (layout and Shift applied: '#', 'J'), for keys bound by character as in mpv."""
+
+    char: str
+
+
+@dataclass(frozen=True)
 class MouseEvent:
     x: float          # window coordinates, origin top-left
     y: float
@@ -176,11 +183,12 @@ class Window:
         except BaseException:
             self.close()
             raise
-        self.events: list[KeyEvent | MouseEvent] = []
+        self.events: list[KeyEvent | CharEvent | MouseEvent] = []
         self.resized = True
         self._button = False
         self._saved_geometry: tuple[int, int, int, int] | None = None
         glfw.set_key_callback(handle, self._on_key)
+        glfw.set_char_callback(handle, self._on_char)
         glfw.set_mouse_button_callback(handle, self._on_button)
         glfw.set_cursor_pos_callback(handle, self._on_cursor)
         glfw.set_framebuffer_size_callback(handle, self._on_resize)
@@ -190,6 +198,9 @@ class Window:
         g = self._glfw
         if action in (g.PRESS, g.REPEAT):
             self.events.append(KeyEvent(key, action == g.REPEAT))
+
+    def _on_char(self, _win, codepoint):
+        self.events.append(CharEvent(chr(codepoint)))
 
     def _on_button(self, win, button, action, _mods):
         g = self._glfw
@@ -258,7 +269,7 @@ class Window:
             g.set_window_monitor(self._handle, None, x, y, w, h, 0)
         self.resized = True
 
-    def poll(self, timeout: float | None = None) -> list[KeyEvent | MouseEvent]:
+    def poll(self, timeout: float | None = None) -> list[KeyEvent | CharEvent | MouseEvent]:
         """Process window-system events (waiting up to ``timeout`` s for one) and return the new ones."""
         if timeout:
             self._glfw.wait_events_timeout(timeout)

@@ -19,6 +19,7 @@ from upshade.host.audio import AudioClock, AudioUnavailable, open_clock
 from upshade.host.clock import MonotonicClock, SteppedClock
 from upshade.host.errors import MediaError, UpshadeError
 from upshade.host.overlay import CELL_H, CELL_W, GLYPH_H, GLYPH_W, TextOverlay, _FONT, glyph, render_text_cpu
+from upshade.host.presenter import LABEL_MARGIN
 from upshade.host.window import Rect, fit_size, initial_window_size, letterbox
 
 REPO = Path(__file__).resolve().parent.parent
@@ -436,8 +437,14 @@ def test_compare_split_follows_the_mouse(make_player):
     bic, net = offscreen(p, enabled=False).astype(int), offscreen(p).astype(int)
     shown = window_video(p, img).astype(int)
     left, right = split - 1 - 20, split + 1 - 20  # in video-rectangle columns, beside the line
+    # The right half is labelled with the shader's name at the top, right of the divider (scale 2); the
+    # left half is too narrow here for "bicubic" even at scale 1 and stays unlabelled.
+    ink = render_text_cpu(["invert"], 2)
+    band = LABEL_MARGIN + ink.shape[0]
+    label = img[LABEL_MARGIN:band, split + LABEL_MARGIN: split + LABEL_MARGIN + ink.shape[1], 0]
+    assert np.array_equal(label == 255, ink)
     assert np.abs(shown[:, :left] - bic[:, :left]).max() <= 1
-    assert np.abs(shown[:, right:] - net[:, right:]).max() <= 1
+    assert np.abs(shown[band:, right:] - net[band:, right:]).max() <= 1
     assert np.abs(bic - net).mean() > 20  # so the halves really come from different renders
     # A release does not move it; a drag does.
     p.handle_mouse(150, 60, False)

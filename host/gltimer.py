@@ -1,0 +1,124 @@
+"""GPU time of the network passes, measured with GL timer queries (GL_TIME_ELAPSED).
+
+The player's overlay shows how long the shader network takes on the GPU, and
+only that: a ``PassTimer`` set as a Renderer's ``pass_timer`` brackets every
+hook pass (the network's passes; built-in upload, colour and scaling passes are
+not hook passes) with a query. Results are read when the GPU has them, a
+frame or two later, so timing never stalls the pipeline.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+
+GL_TIME_ELAPSED = 0x88BF
+GL_QUERY_RESULT = 0x8866
+GL_QUERY_RESULT_AVAILABLE = 0x8867
+MAX_FRAMES_IN_FLIGHT = 8
+
+
+class PassTimer:
+    """Sums the GPU time of the passes bracketed by ``begin``/``end`` per frame (``end_frame``).
+
+    ``poll()`` returns ``(seconds, passes)`` of every frame whose queries have finished, oldest first.
+    Uses the GL context current on the calling thread (the one the Renderer draws with).
+    """
+
+    def __init__(self):
+        from .rawgl import _gl
+
+        gl = _gl()
+        if gl is None:
+            raise OSError("no libOpenGL/libGL for timer queries")
+        self._gl = gl
+        gl.glGetQueryObjectui64v.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_uint64)]
+        gl.glGetQueryObjectiv.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_int)]
+        self._free: list[int] = []
+        self._all: list[int] = []
+        self._frame: list[int] = []
+        self._frames: collections.deque = collections.deque()
+        self._active = False
+
+    def _query(self) -> int:
+        if not self._free:
+            ids = (ctypes.c_uint * 16)()
+            self._gl.glGenQueries(16, ids)
+            self._free.extend(ids)
+            self._all.extend(ids)
+        return self._free.pop()
+
+    def begin(self) -> None:
+        q = self._query()
+        self._gl.glBeginQuery(GL_TIME_ELAPSED, q)
+        self._frame.append(q)
+        self._active = True
+
+    def end(self) -> None:
+        if self._active:
+            self._gl.glEndQuery(GL_TIME_ELAPSED)
+            self._active = False
+
+    def end_frame(self) -> None:
+        """Close the current frame's set of passes (a frame without passes reads 0 s)."""
+        self._frames.append(self._frame)
+        self._frame = []
+        while len(self._frames) > MAX_FRAMES_IN_FLIGHT:  # nobody polls: forget the oldest
+            self._free.extend(self._frames.popleft())
+
+    def _available(self, q: int) -> bool:
+        v = ctypes.c_int(0)
+        self._gl.glGetQueryObjectiv(q, GL_QUERY_RESULT_AVAILABLE, ctypes.byref(v))
+        return bool(v.value)
+
+    def poll(self, wait: bool = False) -> list[tuple[float, int]]:
+        """Finished frames as (GPU seconds of their passes, number of passes); ``wait``: all of them."""
+        out = []
+        while self._frames:
+            queries = self._frames[0]
+            if queries and not wait and not self._available(queries[-1]):
+                break
+            total = 0
+            v = ctypes.c_uint64(0)
+            for q in queries:
+                self._gl.glGetQueryObjectui64v(q, GL_QUERY_RESULT, ctypes.byref(v))
+                total += v.value
+            self._frames.popleft()
+            self._free.extend(queries)
+            out.append((total / 1e9, len(queries)))
+        return out
+
+    def release(self) -> None:
+        if self._all:
+            ids = (ctypes.c_uint * len(self._all))(*self._all)
+            self._gl.glDeleteQueries(len(self._all), ids)
+        self._all, self._free, self._frame = [], [], []
+        self._frames.clear()
+
+
+def attach(renderer, timer: PassTimer | None) -> bool:
+    """Time ``renderer``'s hook passes with ``timer`` (None: stop timing); False when it cannot be.
+
+    A Renderer with a ``pass_timer`` attribute takes the timer there; otherwise its per-pass
+    ``_dispatch`` (the one call every hook pass, and only hook passes, goes through) is wrapped on
+    this instance."""
+    if hasattr(renderer, "pass_timer"):
+        renderer.pass_timer = timer
+        return True
+    original = renderer.__dict__.get("_upshade_dispatch") or getattr(renderer, "_dispatch", None)
+    if original is None:
+        return False
+    renderer.__dict__["_upshade_dispatch"] = original
+    if timer is None:
+        renderer.__dict__.pop("_dispatch", None)
+        return True
+
+    def timed(*args, **kwargs):
+        timer.begin()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timer.end()
+
+    renderer._dispatch = timed
+    return True
