@@ -430,7 +430,7 @@ def run(args: argparse.Namespace) -> int:
     from .encode import available_encoder, encoder_options
     from .gpu import create_headless_context, shader_form
     from .hookparse import load_shader
-    from .image_cmd import describe_chain
+    from .chain import describe_chain
     from .paths import default_model, shipped_shader
     from .progress import progress
 

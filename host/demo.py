@@ -17,12 +17,22 @@ host/samples/README.md).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .argtypes import integer
+from .chain import describe_chain, shader_chain, upscale_array
 from .errors import UpshadeError
+from .fileio import atomic_output, check_output_path
+from .gpu import create_headless_context
+from .hookparse import load_shader
+from .imageio import read_image, write_image
+from .paths import MODEL_SIZES, default_model, model_shader, sample
+from .upscale import upscale_video
+from .video import probe
 
 COMPARE_NAME = "upshade_demo_compare.png"
 CLIP_NAME = "upshade_demo_x2.mkv"
@@ -36,8 +46,6 @@ ATTRIBUTION = "Big Buck Bunny (c) Blender Foundation, CC-BY 3.0 - upscaled by up
 
 
 def add_arguments(parser) -> None:
-    from .paths import MODEL_SIZES, default_model
-
     parser.add_argument("--model", choices=MODEL_SIZES, type=str.upper, metavar="S|M|L",
                         help=f"the shipped model to show (default: {default_model()})")
     parser.add_argument("--files", action="store_true",
@@ -50,12 +58,8 @@ def add_arguments(parser) -> None:
 
 
 def _loops(text: str) -> int:
-    from .argtypes import integer
-
     n = integer(text)
     if n < 0:
-        import argparse
-
         raise argparse.ArgumentTypeError(f"{text!r}: must not be negative")
     return n
 
@@ -118,12 +122,6 @@ def compare_image(plain: np.ndarray, model: np.ndarray, model_label: str) -> np.
 
 def write_compare(ctx, model: str, out: Path) -> Path:
     """Upscale the sample frame with and without ``model``; write the labelled comparison PNG."""
-    from .fileio import atomic_output
-    from .hookparse import load_shader
-    from .image_cmd import upscale_array
-    from .imageio import read_image, write_image
-    from .paths import model_shader, sample
-
     img = read_image(sample("image"))
     size = (img.shape[1] * SCALE, img.shape[0] * SCALE)
     shader = model_shader(model, ctx)
@@ -139,12 +137,10 @@ def write_compare(ctx, model: str, out: Path) -> Path:
 
 
 def _play(model: str, audio: bool, loops: int) -> None:
-    from .image_cmd import describe_chain
-    from .paths import sample
-    from .player import Player, _entries
+    from .player import Player   # the window system: only when a window is wanted
 
     video = sample("video")
-    with Player(video, _entries(model, []), audio=audio, compare=True) as player:
+    with Player(video, shader_chain(model, []).entries(), audio=audio, compare=True) as player:
         rect = player.video_rect
         print(f"upshade: {describe_chain(player.renderer.shaders, model)}, {player.info.width}x{player.info.height} "
               f"-> {rect.w}x{rect.h}, compare mode: bicubic left, network right (drag the divider; q quits)",
@@ -159,13 +155,6 @@ def _play(model: str, audio: bool, loops: int) -> None:
 
 
 def _files(model: str, out_dir: Path) -> list[tuple[Path, str]]:
-    from .fileio import check_output_path
-    from .gpu import create_headless_context
-    from .image_cmd import describe_chain
-    from .paths import sample
-    from .upscale import upscale_video
-    from .video import probe
-
     video = sample("video")
     compare, clip = out_dir / COMPARE_NAME, out_dir / CLIP_NAME
     for p in (compare, clip):
@@ -174,9 +163,6 @@ def _files(model: str, out_dir: Path) -> list[tuple[Path, str]]:
     size = (info.width * SCALE, info.height * SCALE)
     ctx = create_headless_context()
     try:
-        from .hookparse import load_shader
-        from .paths import model_shader
-
         files = [load_shader(model_shader(model, ctx))]
         print(f"upshade: {describe_chain(files, model)}, {info.width}x{info.height} -> {size[0]}x{size[1]}",
               file=sys.stderr)
@@ -192,7 +178,6 @@ def _files(model: str, out_dir: Path) -> list[tuple[Path, str]]:
 
 
 def run(args) -> int:
-    from .paths import default_model, sample
     from .window import NoDisplayError
 
     model = args.model or default_model()

@@ -18,6 +18,9 @@ RANGES = ("limited", "full")
 # MPEG-2/H.264 default (co-sited horizontally, centred vertically), "center" is
 # JPEG/MPEG-1, "topleft" is co-sited in both directions (common for 4:2:2 / BT.2020).
 CHROMA_LOCATIONS = ("left", "center", "topleft")
+# The largest picture side anything here takes (a video, an output size): the largest texture
+# side GL drivers commonly allow.
+MAX_SIDE = 16384
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,11 @@ from typing import Sequence
 import moderngl
 import numpy as np
 
+from .chain import add_model_arguments, add_param_arguments, describe_chain, parse_params, shader_chain
 from .errors import UpshadeError
 from .input import HELP, SEEK_LARGE, SEEK_SMALL, InputHandler  # noqa: F401 - re-exported
 from .playback import Scheduler, Stats, audio_streams  # noqa: F401 - Stats re-exported
+from .video import probe
 from .window import Rect, Window, initial_window_size, letterbox
 
 OSD_SECONDS = 2.0   # how long a track or visibility change is announced on screen
@@ -128,8 +130,6 @@ class Player:
         subtitle_wait: float | None = 0.25,
         started_at: float | None = None,
     ):
-        from .video import probe
-
         self.started_at = time.perf_counter() if started_at is None else started_at
         self.path = Path(path)
         self.info = probe(self.path)  # MediaError for a missing or non-video file, before any window
@@ -531,17 +531,12 @@ class Player:
 # --- command line ------------------------------------------------------------------------------
 
 def add_arguments(parser) -> None:
-    from .image_cmd import add_model_arguments
-
     parser.add_argument("file", metavar="FILE", help="video file to play")
     add_model_arguments(parser, "mpv user shader; repeat to load several and switch with keys 1-9")
     parser.add_argument("--compare", action="store_true", help="start in split-screen compare mode (bicubic | network)")
     parser.add_argument("--no-audio", action="store_true", help="do not play sound (time by the system clock)")
     parser.add_argument("--fullscreen", action="store_true", help="start fullscreen")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a shader //!PARAM (repeatable)")
-    parser.add_argument("--fbo-format", choices=("auto", "rgba16f", "rgba32f"), default="auto",
-                        help="format of intermediate textures (default: auto, see `upshade info`)")
+    add_param_arguments(parser)
     parser.add_argument("--screenshot-dir", default=".", metavar="DIR", help="where the s key writes PNGs (default: .)")
     parser.add_argument("--sub", action="append", default=[], metavar="FILE",
                         help="external subtitle file (.ass/.ssa/.srt/.vtt; repeatable), as mpv's --sub-file")
@@ -553,44 +548,19 @@ def add_arguments(parser) -> None:
     parser.epilog = HELP
 
 
-def _entries(model: str | None, shaders: Sequence[str], no_model: bool = False,
-             source=None) -> list[tuple[str, object]]:
-    """The switchable chains (keys 1-9): ``--model`` (else the default model, unless ``--shader`` or
-    ``--no-model`` is given) first, then each ``--shader`` file."""
-    from .hookparse import load_shader
-    from .paths import default_model, model_shader, shipped_shader
-
-    entries: list[tuple[str, object]] = []
-    if not model and not shaders and not no_model:
-        model = default_model(source)
-    if model:
-        shipped_shader(model)  # unknown size or missing file: fail before a window opens
-        key = model.upper()
-        entries.append((f"upshade_{key}.glsl", lambda ctx: [load_shader(model_shader(key, ctx))]))
-    entries += [(Path(s).name, [load_shader(s)]) for s in shaders]
-    if not entries:
-        entries.append(("bicubic", []))
-    if len(entries) > 9:
-        raise UpshadeError(f"{len(entries)} shaders given: keys 1-9 switch among at most 9")
-    return entries
-
-
 def run(args) -> int:
-    from .image_cmd import describe_chain, parse_params
-    from .paths import default_model
-    from .video import probe
-
     started = time.perf_counter() - process_age()
     params = parse_params(args.param)
     info = probe(args.file)  # a bad file is reported before shaders are compiled or a window opens
-    entries = _entries(args.model, args.shader, args.no_model, info)
-    model = args.model or (default_model(info) if not args.shader and not args.no_model else None)
+    chain = shader_chain(args.model, args.shader, args.no_model)
+    entries = chain.entries(info)
+    model = chain.model_for(info)
     with Player(args.file, entries, params=params, fbo_format=args.fbo_format, audio=not args.no_audio,
                 fullscreen=args.fullscreen, compare=args.compare, screenshot_dir=args.screenshot_dir,
                 subs=args.sub, sub_auto=args.sub_auto != "no", sid=args.sid, aid=args.aid,
                 started_at=started) as player:
         rect = player.video_rect
-        print(f"upshade: {describe_chain(player.renderer.shaders, model and model.upper())}, "
+        print(f"upshade: {describe_chain(player.renderer.shaders, model)}, "
               f"{info.width}x{info.height} -> {rect.w}x{rect.h}", file=sys.stderr)
         player.run()
     return 0

@@ -26,11 +26,10 @@ import av
 import numpy as np
 
 from .errors import MediaError
-from .frames import Frame, FrameFormat, PlaneFormat
+from .frames import MAX_SIDE, Frame, FrameFormat, PlaneFormat
 
 log = logging.getLogger("upshade.video")
 
-MAX_DIMENSION = 16384  # the largest texture side GL drivers commonly allow
 
 # --- pixel formats -----------------------------------------------------------
 
@@ -292,8 +291,8 @@ def _video_stream(container, path: Path):
 def _check_size(path: Path, w: int, h: int) -> None:
     if w <= 0 or h <= 0:
         raise MediaError(f"{path}: invalid video size {w}x{h}")
-    if w > MAX_DIMENSION or h > MAX_DIMENSION:
-        raise MediaError(f"{path}: video size {w}x{h} exceeds the supported maximum {MAX_DIMENSION}x{MAX_DIMENSION}")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise MediaError(f"{path}: video size {w}x{h} exceeds the supported maximum {MAX_SIDE}x{MAX_SIDE}")
 
 
 def _first_frame(container, stream, path: Path) -> av.VideoFrame:
@@ -331,7 +330,7 @@ def probe(path) -> VideoInfo:
     try:
         stream = _video_stream(container, path)
         cc = stream.codec_context
-        if cc.width > MAX_DIMENSION or cc.height > MAX_DIMENSION:
+        if cc.width > MAX_SIDE or cc.height > MAX_SIDE:
             _check_size(path, cc.width, cc.height)  # refuse before allocating a gigantic frame
         try:
             first = _first_frame(container, stream, path)

@@ -493,8 +493,11 @@ def test_anamorphic_video_gets_square_pixels(make_player, media):
 
 
 def test_shader_entries_from_the_command_line(media, tmp_path):
+    from upshade.host.chain import shader_chain
     from upshade.host.paths import SHADERS_DIR
-    from upshade.host.player import _entries
+
+    def _entries(model, shaders, no_model=False):
+        return shader_chain(model, shaders, no_model).entries()
 
     entries = _entries(None, [str(media["invert"]), str(media["darken"])])
     assert [label for label, _ in entries] == ["invert.glsl", "darken.glsl"]
