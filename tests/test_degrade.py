@@ -214,8 +214,11 @@ def test_bank_sampler_crops_are_aligned_and_mix_is_checked(torch):
     pooled = torch.nn.functional.avg_pool2d(hr, 2)
     assert float((pooled - lr).abs().mean()) < 0.05
     only_clean = B.build_bank([_image(96, 96, 7)], _small_cfg(share={"clean": 1}), "c")
-    with pytest.raises(UpshadeError, match="no codec frames"):
+    with pytest.raises(UpshadeError, match="no bank has codec frames"):
         D.BankPairSampler([only_clean], [1.0], {"clean": 1, "codec": 1}, patch=16)
+    # A key one bank lacks gives its share to that bank's other keys; the other bank still serves it.
+    both = D.BankPairSampler([only_clean, bank], [1.0, 1.0], {"clean": 1, "codec": 1}, patch=16)
+    assert abs(both.probs.sum() - 1.0) < 1e-9
     with pytest.raises(UpshadeError, match="bank_mix"):
         D.BankPairSampler([only_clean], [1.0], {"noisy": 1}, patch=16)
 
@@ -245,3 +248,21 @@ def test_training_on_banks_with_degraded_validation(torch, tmp_path):
         T.TrainConfig(**{**cfg.to_dict(), "select_mix": {"val@x264:23": 1}}).validate()
     with pytest.raises(UpshadeError, match="must include clean"):
         T.TrainConfig(**{**cfg.to_dict(), "val_specs": ["x264:30"], "select_mix": {}}).validate()
+
+
+def test_bank_mix_weighs_single_kernels():
+    from upshade.tools import data as D
+
+    bank = B.build_bank([_image(96, 96, s) for s in range(6)], _small_cfg(share={"kernel": 1}), "k")
+    kernels = [r["kernel"] for r in bank.records]
+    target = max(set(kernels), key=kernels.count)
+    pairs = D.bank_pairs([bank], [1.0], {f"kernel:{target}": 3, "kernel": 1}, patch=16)
+    by_kernel = {}
+    for (hr, lr, w) in pairs:
+        idx = next(i for i, h in enumerate(bank.hr) if h is hr)
+        by_kernel[bank.records[idx]["kernel"]] = by_kernel.get(bank.records[idx]["kernel"], 0.0) + w
+    assert abs(by_kernel[target] - 0.75) < 1e-9 and abs(sum(by_kernel.values()) - 1.0) < 1e-9
+    with pytest.raises(UpshadeError, match="unknown kernel:nearest"):
+        D.check_bank_mix({"kernel:nearest": 1})
+    with pytest.raises(UpshadeError, match="bank_mix"):
+        D.check_bank_mix({"clean": -1, "codec": 2})

@@ -354,33 +354,59 @@ def image_pairs(sets: list[TrainSet], weights: list[float], patch: int, scale: i
             yield rgb_to_luma_full(hr), rgb_to_luma_full(lr), share * p_img
 
 
-def bank_pairs(banks, weights: list[float], mix: dict, patch: int, scale: int = 2):
-    """``pairs=bank``: frames of degraded banks (tools/bank.py), ``mix`` weighing their categories.
+def _mix_key(category: str, kernel: str, mix: dict) -> str | None:
+    """The most specific ``bank_mix`` key an item falls under: ``kernel:box`` before ``kernel``."""
+    specific = f"{category}:{kernel}"
+    return specific if specific in mix else (category if category in mix else None)
 
-    Within a bank and category a frame is drawn in proportion to its area;
-    a category the mix names but a bank lacks is an error.
+
+def check_bank_mix(mix: dict) -> None:
+    """Keys are categories (``clean``, ``kernel``, ``codec``) or ``CATEGORY:KERNEL`` (``kernel:sws:area``)."""
+    from .bank import CATEGORIES, KERNEL_NAMES
+
+    ok = set(CATEGORIES) | {f"{c}:{k}" for c in CATEGORIES[1:] for k in KERNEL_NAMES}
+    bad = sorted(set(mix) - ok)
+    if bad or sum(float(v) for v in mix.values()) <= 0 or any(float(v) < 0 for v in mix.values()):
+        raise UpshadeError(f"bank_mix {mix}: weigh {', '.join(CATEGORIES)} or CATEGORY:KERNEL "
+                           f"(kernels: {', '.join(KERNEL_NAMES)})" + (f"; unknown {', '.join(bad)}" if bad else ""))
+
+
+def bank_pairs(banks, weights: list[float], mix: dict, patch: int, scale: int = 2):
+    """``pairs=bank``: frames of degraded banks (tools/bank.py), ``mix`` weighing their kinds.
+
+    ``mix`` maps a category (``clean``, ``kernel``, ``codec``) or a category and
+    kernel (``kernel:box``, ``codec:sws:area``) to its share of samples; a frame
+    counts under its most specific key, so ``{"kernel:box": 1, "kernel": 1}``
+    gives box downscales half the samples and every other kernel the other half.
+    Within a key a frame is drawn in proportion to its area. A key a bank has no
+    frame for gives its share to that bank's other keys (small sources lack rare
+    kernels); a key no bank has a frame for is an error.
     """
     from .bank import CATEGORIES
 
     if patch % scale:
         raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
-    unknown = set(mix) - set(CATEGORIES)
-    if unknown or sum(mix.values()) <= 0:
-        raise UpshadeError(f"bank_mix {mix}: weigh categories of {', '.join(CATEGORIES)}")
+    check_bank_mix(mix)
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
-    total = sum(mix.values())
+    found: set[str] = set()
+    out = []
     for bank, share in zip(banks, w):
-        for ci, cat in enumerate(CATEGORIES):
-            cshare = float(mix.get(cat, 0.0)) / total
-            if cshare <= 0:
-                continue
-            idx = [i for i in range(len(bank)) if bank.category[i] == ci and min(bank.hr[i].shape) >= patch]
-            if not idx:
-                raise UpshadeError(f"bank {bank.name}: no {cat} frames of at least {patch}x{patch} for bank_mix {mix}")
+        groups: dict[str, list[int]] = {k: [] for k, v in mix.items() if float(v) > 0}
+        for i in range(len(bank)):
+            key = _mix_key(CATEGORIES[bank.category[i]], bank.records[i].get("kernel", "matlab"), mix)
+            if key in groups and min(bank.hr[i].shape) >= patch:
+                groups[key].append(i)
+        groups = {k: idx for k, idx in groups.items() if idx}
+        found |= set(groups)
+        total = sum(float(mix[k]) for k in groups)
+        for key, idx in groups.items():
             area = np.asarray([bank.hr[i].size for i in idx], dtype=np.float64)
-            for i, a in zip(idx, area / area.sum()):
-                yield bank.hr[i], bank.lr[i], share * cshare * a
+            out += [(bank.hr[i], bank.lr[i], share * float(mix[key]) / total * a) for i, a in zip(idx, area / area.sum())]
+    missing = [k for k, v in mix.items() if float(v) > 0 and k not in found]
+    if missing:
+        raise UpshadeError(f"no bank has {', '.join(missing)} frames of at least {patch}x{patch} for bank_mix {mix}")
+    return out
 
 
 class ImagePairSampler(AlignedPairSampler):

@@ -121,6 +121,7 @@ class TrainConfig:
             from .bank import BankConfig
 
             BankConfig.from_dict(self.bank)
+            D.check_bank_mix(self.bank_mix)
         if self.expand < 0:
             raise UpshadeError(f"train config: expand must be >= 0, got {self.expand}")
         if self.expand and self.expand < max(self.model_config().width, 4):
