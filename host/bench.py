@@ -300,7 +300,8 @@ class Bench:
         RGB) on the GPU -> lagged PBO readback (its ``encoder_readback``) -> encoder thread, the encoder's
         flush and close included."""
         from .encode import Encoder
-        from .upscale import PlaneReadback, default_pix_fmt, encoder_readback
+        from .readback import PlaneReadback, encoder_readback
+        from .upscale import default_pix_fmt
 
         pix_fmt = default_pix_fmt(self.info, codec)
         ow, oh = self.out_size

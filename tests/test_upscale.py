@@ -12,10 +12,12 @@ import pytest
 from media import (assert_patches, corrupted_copy, make_clip, make_vfr_clip, packets, truncated_copy,
                    video_frame_times)
 from upshade.host import cli
+from upshade.host import readback as readback_mod
 from upshade.host import upscale as upscale_mod
 from upshade.host.errors import UpshadeError
 from upshade.host.pipeline import Renderer
-from upshade.host.upscale import PlaneReadback, Readback, upscale_video
+from upshade.host.readback import PlaneReadback, Readback
+from upshade.host.upscale import upscale_video
 from upshade.host.video import Decoder, probe
 
 pytestmark = pytest.mark.gl
@@ -363,9 +365,9 @@ def test_plane_readback_lags_and_copies_into_any_row_stride(gl_ctx, monkeypatch)
     want = [reference_planes(a, "yuv420p", "bt601") for a in rgb]
     try:
         for pad in (0, 64):
-            real = upscale_mod.ffmpeg_strides
+            real = readback_mod.ffmpeg_strides
             # pad > 0: the pixel buffer's rows are longer than the frame's, which are copied row by row
-            monkeypatch.setattr(upscale_mod, "ffmpeg_strides", lambda *a: [s + pad for s in real(*a)])
+            monkeypatch.setattr(readback_mod, "ffmpeg_strides", lambda *a: [s + pad for s in real(*a)])
             with PlaneReadback(gl_ctx, (w, h), "yuv420p", "bt601", lag=2) as rb:
                 got = []
                 for k, tex in enumerate(texs):
@@ -394,7 +396,7 @@ def test_encoder_readback_picks_gpu_or_swscale(gl_ctx, tmp_path):
         out = tmp_path / f"{pix_fmt}.mkv"
         enc = Encoder(out, width=64, height=48, pix_fmt=pix_fmt, preset="ultrafast")
         try:
-            with upscale_mod.encoder_readback(gl_ctx, enc) as rb:
+            with readback_mod.encoder_readback(gl_ctx, enc) as rb:
                 assert type(rb) is kind, pix_fmt
         finally:
             enc.abort()
