@@ -72,3 +72,13 @@ def neutral_chroma(range_: str, bit_depth: int) -> float:
 # full-range BT.601 YCbCr so that LUMA/CHROMA hooks (the CNN) run on images too,
 # and converts back with the exact inverse at MAIN.
 RGB_INPUT_REPR = ("bt601", "full", 8)
+
+
+def is_hd(width: int, height: int) -> bool:
+    """HD by the rule players use for untagged video (mpv, FFmpeg): 720 rows or 1280 columns and up."""
+    return height >= 720 or width >= 1280
+
+
+def default_matrix(width: int, height: int) -> str:
+    """The matrix of untagged video: BT.709 for HD, BT.601 for SD (as mpv and FFmpeg assume)."""
+    return "bt709" if is_hd(width, height) else "bt601"

@@ -30,6 +30,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .colorspace import KR_KB, default_matrix, is_hd
 from .errors import UpshadeError
 from .fileio import atomic_output
 
@@ -46,7 +47,6 @@ X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 _SWS_MATRIX = {"bt601": "ITU601", "bt709": "ITU709", "bt2020nc": "BT2020"}
 _AV_MATRIX = {"bt601": 6, "bt709": 1, "bt2020nc": 9}          # AVColorSpace
-_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020nc": (0.2627, 0.0593)}
 _AV_PRIMARIES = {"bt709": 1, "bt470bg": 5, "smpte170m": 6, "bt2020": 9}
 _AV_TRC = {"bt709": 1, "smpte170m": 6, "bt2020-10": 14}
 
@@ -115,7 +115,7 @@ def ycbcr_matrix(matrix: str, bits: int) -> np.ndarray:
     its output with: Y = (16 + 219 Y') * 2^(bits-8), Cb/Cr = (128 + 224 C') * 2^(bits-8).
     """
     try:
-        kr, kb = _KR_KB[matrix]
+        kr, kb = KR_KB[matrix]
     except KeyError:
         raise UpshadeError(f"unknown colour matrix {matrix!r}") from None
     luma = np.array([kr, 1.0 - kr - kb, kb])
@@ -129,7 +129,7 @@ def ycbcr_matrix(matrix: str, bits: int) -> np.ndarray:
 
 def _guessed_primaries(width: int, height: int) -> int:
     """The primaries players assume for untagged video of this size (as mpv does)."""
-    if height >= 720 or width >= 1280:
+    if is_hd(width, height):
         return _AV_PRIMARIES["bt709"]
     if height in (576, 288) or (500 < height < 600):
         return _AV_PRIMARIES["bt470bg"]
@@ -214,7 +214,7 @@ class Encoder:
             if src_fmt is not None and src_fmt.kind in ("yuv", "gray"):
                 matrix = src_fmt.matrix
             else:
-                matrix = "bt709" if self.height >= 720 or self.width >= 1280 else "bt601"
+                matrix = default_matrix(self.width, self.height)
         if matrix not in _SWS_MATRIX:
             raise UpshadeError(f"unknown colour matrix {matrix!r}")
         self.matrix = matrix

@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .colorspace import default_matrix
 from .errors import MediaError
 from .frames import MAX_SIDE, Frame, FrameFormat, PlaneFormat
 
@@ -133,7 +134,7 @@ def frame_format(
     defaults: BT.709 for HD (height >= 720 or width >= 1280), BT.601 for SD,
     limited range except for the JPEG (``yuvj``) formats and grey.
     """
-    matrix = _MATRIX.get(colorspace) or ("bt709" if height >= 720 or width >= 1280 else "bt601")
+    matrix = _MATRIX.get(colorspace) or default_matrix(width, height)
     jpeg = pix_fmt.startswith("yuvj")
     # swscale treats untagged grey as full range (its handle_jpeg()); following
     # it keeps grey files written by FFmpeg tools right.
