@@ -175,13 +175,16 @@ class Encoder:
         rotation: int | None = None,
         copy_streams: bool = True,
         threads: int = 0,
+        skip_streams=(),
     ):
+        """``skip_streams``: source stream indices not to copy (a subtitle track burned into the picture)."""
         self.out_path = Path(out_path)
         self.source_path = Path(source_path) if source_path is not None else None
         self.width, self.height = int(width), int(height)
         self.start = float(start or 0.0)
         self.end = self.start + float(duration) if duration is not None else None
         self.frames_written = 0
+        self._skip_streams = frozenset(skip_streams)
         self._error: BaseException | None = None
         self._closed = False
 
@@ -325,7 +328,7 @@ class Encoder:
 
     def _add_side_streams(self, src, out, supported) -> None:
         for s in src.streams:
-            if s.type not in ("audio", "subtitle"):
+            if s.type not in ("audio", "subtitle") or s.index in self._skip_streams:
                 continue
             name = s.codec_context.name
             if name not in supported and s.codec_context.codec.canonical_name not in supported:

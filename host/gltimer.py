@@ -99,18 +99,22 @@ class PassTimer:
 def attach(renderer, timer: PassTimer | None) -> bool:
     """Time ``renderer``'s hook passes with ``timer`` (None: stop timing); False when it cannot be.
 
-    A Renderer with a ``pass_timer`` attribute takes the timer there; otherwise its per-pass
-    ``_dispatch`` (the one call every hook pass, and only hook passes, goes through) is wrapped on
-    this instance."""
+    A Renderer with a ``pass_timer`` attribute takes the timer there. Otherwise the one call every
+    hook pass, and only hook passes, goes through is wrapped on this instance: its chain's
+    ``programs.dispatch`` (host/passes.py), or the older ``Renderer._dispatch``."""
     if hasattr(renderer, "pass_timer"):
         renderer.pass_timer = timer
         return True
-    original = renderer.__dict__.get("_upshade_dispatch") or getattr(renderer, "_dispatch", None)
+    owner = getattr(renderer, "programs", None)
+    name = "dispatch"
+    if owner is None or not hasattr(owner, name):
+        owner, name = renderer, "_dispatch"
+    original = owner.__dict__.get("_upshade_untimed") or getattr(owner, name, None)
     if original is None:
         return False
-    renderer.__dict__["_upshade_dispatch"] = original
+    owner.__dict__["_upshade_untimed"] = original
     if timer is None:
-        renderer.__dict__.pop("_dispatch", None)
+        owner.__dict__.pop(name, None)
         return True
 
     def timed(*args, **kwargs):
@@ -120,5 +124,5 @@ def attach(renderer, timer: PassTimer | None) -> bool:
         finally:
             timer.end()
 
-    renderer._dispatch = timed
+    setattr(owner, name, timed)
     return True

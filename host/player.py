@@ -469,7 +469,7 @@ class Player:
             f"t {self.position:8.3f} s   fps {self.stats.fps:5.1f}{stale}   dropped {self.stats.dropped}",
             f"decode {v('decode')}   upload {v('upload')}   present {v('present')}",
             net,
-            f"first frame {first} (start to picture, shaders compiled)",
+            f"first frame {first} after start",
             f"{self.label[:30]}   network {'on' if self.network else 'off'}   clock: {self.clock.kind}",
             f"{self.subtitles.describe()[:40]}   {audio}",
         ]

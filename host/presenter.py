@@ -112,6 +112,8 @@ class Presenter:
         the largest of two sizes that fits its side (a side too narrow for it goes unlabelled)."""
         rect = scene.rect
         top = fb_h - (rect.y + rect.h) + LABEL_MARGIN       # rows from the window's top
+        if scene.info is not None:   # below the overlay's box, not under it
+            top = max(top, self._overlay.text_size()[1] + 2 * self._overlay.margin)
         self.ctx.viewport = (0, 0, *self.window.framebuffer_size())
         room = (split - rect.x - 2 * LABEL_MARGIN, rect.x + rect.w - split - 2 * LABEL_MARGIN)
         for side, (overlay, text) in enumerate(zip(self._labels, scene.labels)):

@@ -91,3 +91,64 @@ class ImageLayer:
         self._textures.clear()
         self._vao.release()
         self._prog.release()
+
+
+class SubtitleBurner:
+    """``upscale --burn-subs``: blends one subtitle track into each upscaled frame (a Renderer output
+    texture, row 0 at the top) at the output resolution, with the player's renderers.
+
+    ``track``: "auto" (as ``play`` chooses), a track number as ``--sid`` numbers them, or a subtitle
+    file. A track that cannot be drawn is an error here, before any frame is encoded."""
+
+    def __init__(self, ctx, path, info, track="auto", *, display_size=None):
+        from pathlib import Path
+
+        from .subtitles import Subtitles
+
+        self.ctx = ctx
+        external = ()
+        sid = track
+        if track not in (None, "auto") and not str(track).strip().lstrip("-").isdigit() and str(track) != "no":
+            external, sid = (Path(track),), "auto"   # a file: it becomes the (only external) track
+            if not Path(track).is_file():
+                from .errors import UpshadeError
+
+                raise UpshadeError(f"--burn-subs {track}: no such subtitle file or track number")
+        self.subtitles = Subtitles(path, info, external=external, auto_load=not external, sid=sid, strict=True,
+                                   display_size=display_size, wait=None, option="--burn-subs")
+        if self.subtitles.current is None:
+            from .errors import UpshadeError
+
+            raise UpshadeError(f"--burn-subs: {Path(path).name} has no subtitle track to burn in")
+        self.track = self.subtitles.current
+        self.layer = ImageLayer(ctx)
+
+    @property
+    def stream_index(self) -> int | None:
+        """The burned track's stream in the source (not copied to the output), None for a file."""
+        return self.track.stream_index
+
+    def burn(self, tex, t: float | None) -> bool:
+        """Blend the subtitles at media time ``t`` into ``tex``; whether anything was drawn."""
+        w, h = tex.size
+        images = self.subtitles.images(t, (w, h))
+        if not images:
+            self.layer.draw([], (0, 0, w, h), (w, h))   # frees the textures of the last picture
+            return False
+        fbo = self.ctx.framebuffer(color_attachments=[tex])
+        try:
+            fbo.use()
+            self.layer.draw(images, (0, 0, w, h), (w, h), top_down=True)
+        finally:
+            fbo.release()
+        return True
+
+    def release(self) -> None:
+        self.layer.release()
+        self.subtitles.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

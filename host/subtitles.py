@@ -71,7 +71,7 @@ class TrackInfo:
         parts = [f"{self.id}: {self.codec}"]
         if self.language:
             parts.append(self.language)
-        if self.title:
+        if self.title and self.file is None:
             parts.append(repr(self.title))
         if self.file is not None:
             parts.append(f"external {self.file.name}")
@@ -128,13 +128,13 @@ def list_tracks(path, external=(), *, auto: bool = True) -> list[TrackInfo]:
                     forced=bool(disp & int(av.stream.Disposition.forced))))
     except (av.FFmpegError, OSError):
         pass
-    files = [Path(f) for f in external]
+    files = [Path(f) for f in external if Path(f).is_file()]   # a missing one is reported by the caller
     if auto:
         seen = {f.resolve() for f in files if f.exists()}
         files += [f for f in auto_subtitle_files(Path(path)) if f.resolve() not in seen]
     for f in files:
         ext = f.suffix.lower().lstrip(".")
-        codec = {"srt": "subrip", "vtt": "webvtt", "ssa": "ass"}.get(ext, ext)
+        codec = {"vtt": "webvtt", "ssa": "ass"}.get(ext, ext)   # the names FFmpeg gives such streams
         m = re.search(r"\.([A-Za-z]{2,3})$", f.stem)
         tracks.append(TrackInfo(len(tracks) + 1, codec, "text", m.group(1) if m else None, f.name, file=f))
     return tracks
@@ -670,7 +670,10 @@ class Subtitles:
     """
 
     def __init__(self, path, info=None, *, external=(), auto_load: bool = True, sid="auto",
-                 notify=_warn_default, display_size: tuple[int, int] | None = None, wait: float | None = 0.25):
+                 notify=_warn_default, display_size: tuple[int, int] | None = None, wait: float | None = 0.25,
+                 strict: bool = False, option: str = "--sid"):
+        """``strict``: a track that cannot be shown is an error (UpshadeError), not a warning line
+        (``upscale --burn-subs``: the user asked for that track)."""
         from .video import probe
 
         self.path = Path(path)
@@ -679,10 +682,11 @@ class Subtitles:
         self.visible = True
         self.wait_timeout = wait
         self.display_size = display_size or (self.info.width, self.info.height)
+        self.strict = strict
         self.tracks = list_tracks(self.path, external, auto=auto_load)
         for f in external:
             if not Path(f).is_file():
-                self.notify(f"upshade: warning: {f}: no such subtitle file")
+                self._problem(f"{f}: no such subtitle file")
         self._reader: EmbeddedReader | None = None
         self._fonts: list[tuple[str, bytes]] | None = None
         self._text: _TextRenderer | None = None
@@ -692,11 +696,16 @@ class Subtitles:
         self._libass_error: str | None = None
         self.current: TrackInfo | None = None
         self._must_wait = True      # after a start, seek or track change: wait once for the reader
-        track, warning = choose_track(self.tracks, sid)
+        track, warning = choose_track(self.tracks, sid, option)
         if warning:
-            self.notify(f"upshade: warning: {warning}; playing without subtitles")
+            self._problem(warning + ("" if strict else "; playing without subtitles"))
         if track is not None:
             self.select(track.id)
+
+    def _problem(self, text: str) -> None:
+        if self.strict:
+            raise UpshadeError(text)
+        self.notify(f"upshade: warning: {text}")
 
     # --- selection -----------------------------------------------------------------------------
     def describe(self) -> str:
@@ -720,7 +729,7 @@ class Subtitles:
         except UpshadeError as exc:
             self._broken.add(track.id)
             self._drop_renderers()
-            self.notify(f"upshade: warning: subtitle track {track.describe()}: {exc}")
+            self._problem(f"subtitle track {track.describe()}: {exc}")
             return None
         self.current = track
         self._must_wait = True

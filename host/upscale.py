@@ -16,6 +16,7 @@ included) and its colour matrix (see host/encode.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ def add_arguments(parser) -> None:
                         help="output pixel format (default: yuv420p, or yuv420p10le for sources deeper than 8 bits)")
     parser.add_argument("--start", type=nonnegative_float, default=0.0, metavar="T", help="start at T seconds")
     parser.add_argument("--duration", type=positive_float, metavar="D", help="process only D seconds")
+    parser.add_argument("--burn-subs", nargs="?", const="auto", default=None, metavar="TRACK",
+                        help="render a subtitle track into the picture at the output size (TRACK: a number as "
+                             "`play --sid`, or a subtitle file; default: the track `play` would show); "
+                             "the other subtitle tracks are still copied")
 
 
 def _frame_budget(info, start: float, duration: float | None) -> int | None:
@@ -88,11 +93,14 @@ def upscale_video(
     info=None,
     progress: bool = True,
     notify=None,
+    burn_subs=None,
 ) -> int:
     """Decode ``src``, render every frame through ``shaders`` at ``size``, encode to ``out``. Returns frames written.
 
     A damaged source (cut short, corrupt packets) is upscaled as far as it decodes, and ``notify``
     (default: stderr) gets one warning line with the counts (``damage_warning``); that is not an error.
+    ``burn_subs``: a subtitle track ("auto", a number as ``play --sid``, or a file) blended into the
+    frames at the output size (host/subdraw.SubtitleBurner); that track is then not copied.
     """
     import av
 
@@ -122,10 +130,17 @@ def upscale_video(
     # The renderer's last pass writes unorm texels as deep as the output: as exact as
     # float for the encoder and cheaper to write and convert.
     output = "unorm16" if av.VideoFormat(pix_fmt).components[0].bits > 8 else "unorm8"
-    with Renderer(ctx, shaders, params=params, fbo_format=fbo_format, output=output) as renderer, \
+    burner = None
+    if burn_subs:
+        from .subdraw import SubtitleBurner
+
+        burner = SubtitleBurner(ctx, src, info, burn_subs)  # a track that cannot be drawn fails here
+    skip = (burner.stream_index,) if burner is not None and burner.stream_index is not None else ()
+    with (burner or contextlib.nullcontext()), \
+            Renderer(ctx, shaders, params=params, fbo_format=fbo_format, output=output) as renderer, \
             Decoder(src, start=start, info=info, warn_damage=False) as decoder, \
             Encoder(out, source_path=src, source_info=info, width=ow, height=oh, codec=codec, crf=crf,
-                    preset=preset, pix_fmt=pix_fmt, start=start, duration=duration) as encoder, \
+                    preset=preset, pix_fmt=pix_fmt, start=start, duration=duration, skip_streams=skip) as encoder, \
             encoder_readback(ctx, encoder) as readback, \
             progress_bar(total=_frame_budget(info, start, duration), unit="frame", desc=src.name,
                          disable=not progress) as bar:
@@ -134,6 +149,8 @@ def upscale_video(
             if end is not None and frame.pts is not None and frame.pts >= end - 1e-6:
                 break
             tex = renderer.render(frame, (ow, oh), frame_index=n)
+            if burner is not None:
+                burner.burn(tex, frame.pts)
             tag = (frame.pts, frame.extra.get("duration"))
             del frame  # hand the decoder's buffer back before waiting on anything
             for image, (pts, dur) in readback.submit(tex, tag):
@@ -193,7 +210,7 @@ def run(args) -> int:
         n = upscale_video(
             ctx, inp, out, shaders=files, params=params, size=size, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, start=args.start, duration=args.duration,
-            fbo_format=args.fbo_format, info=info,
+            fbo_format=args.fbo_format, info=info, burn_subs=args.burn_subs,
         )
     finally:
         ctx.release()
