@@ -151,6 +151,7 @@ class BenchResult:
     playback: Row
     encode: Row
     device: str = ""
+    first_frame_s: float | None = None   # Renderer created -> first frame decoded, compiled, rendered, finished
 
     @property
     def rows(self) -> list[Row]:
@@ -173,6 +174,7 @@ class BenchResult:
             "device": self.device,
             "rows": [{"stage": r.name, "ms_per_frame": r.ms, "fps": r.fps, "note": r.note} for r in self.rows],
             "ratios": self.ratios(),
+            "first_frame_s": self.first_frame_s,
         }
 
     def format(self) -> str:
@@ -198,6 +200,9 @@ class BenchResult:
                                                             else f"{r['gl_vs_torch_speedup']:.2f}x"))
         lines.append("playback throughput:              " + pct(r["playback_pct_of_gl_only"]))
         lines.append("encode throughput:                " + pct(r["encode_pct_of_gl_only"]))
+        lines.append("first-frame latency:              " + ("-" if self.first_frame_s is None else
+                     f"{self.first_frame_s:.3f} s (renderer created, shaders compiled and linked, first frame "
+                     f"decoded and rendered)"))
         return "\n".join(lines)
 
 
@@ -238,6 +243,15 @@ class Bench:
         if frame is None:
             raise UpshadeError(f"{self.clip}: no video frames could be decoded")
         return frame
+
+    def first_frame(self, since: float) -> float:
+        """Seconds from ``since`` (before this Bench and its Renderer were made) until the first frame is
+        decoded and rendered with the GPU work finished: every pass is compiled and linked on the way,
+        as when a player starts (the driver's own shader cache, Mesa's or NVIDIA's, may be warm)."""
+        frame = self._first_frame()
+        self.renderer.render(frame, self.out_size)
+        self.ctx.finish()
+        return time.perf_counter() - since
 
     def warm_up(self, frame=None) -> None:
         """Compile every pass and allocate every texture, so no measurement pays for it."""
@@ -483,7 +497,9 @@ def run(args: argparse.Namespace) -> int:
             shaders = [load_shader(p) for p in shader_paths]
             title = describe_chain(shaders, model_name)
             clip = args.file if args.file is not None else make_test_clip(tmp / "synthetic.mp4", size, args.frames)
+            t_start = time.perf_counter()
             bench = Bench(ctx, shaders, clip, args.frames)
+            first_s = bench.first_frame(t_start)
             torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
             n_threads = len({1, max(1, os.cpu_count() or 1)})
             bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
@@ -532,6 +548,7 @@ def run(args: argparse.Namespace) -> int:
                                              f"(preset {args.preset or 'default'}), {enc_n} frames"
                                              + rounds_note),
                 device=f"{renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run",
+                first_frame_s=first_s,
             )
         finally:
             if bench is not None:

@@ -161,6 +161,7 @@ class Player:
         self._quit = False
         self._osd: tuple[str, float] | None = None
         self._timer = None            # GL timer queries of the network passes, while the overlay shows
+        self.network_passes = 0       # hook passes the last timed frame ran (the overlay's network row)
         self._network_state = ""      # why the overlay's network row has no time ("n/a": no timer queries)
         self.window = None
         self.scheduler = None
@@ -443,6 +444,7 @@ class Player:
             for seconds, passes in self._timer.poll():
                 if passes:
                     self.stats.add("network", seconds)
+                    self.network_passes = passes
         # Present: blit, divider, subtitles, overlay and swap (the render's GPU work was finished by its profiling).
         self.stats.add("present", now - scene.times.get("rendered", now) - scene.times.get("capture", 0.0))
 
@@ -460,7 +462,7 @@ class Player:
         elif self._network_state:
             net = f"network {self._network_state}"
         else:
-            net = f"network {v('network')} (GPU timer, network passes only)"
+            net = f"network {v('network')} (GPU timer, {self.network_passes} passes)"
         first = f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"
         audio = f"audio {self.audio_track}: {self.audio_tracks[self.audio_track - 1]}" \
             if self.audio_track is not None else "audio off"

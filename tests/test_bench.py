@@ -73,6 +73,10 @@ def test_bench_with_a_model_fills_every_row_and_ratio(tiny_model, shared_ctx, ca
     assert data["input"] == [64, 48] and data["output"] == [128, 96]
     assert "64x48 -> 128x96, 3 frames" in out
     assert out.count("median of 3 rounds") == 4  # GL network, GL frame, playback, encode: interleaved
+    # First-frame latency: creating the renderer, compiling the passes, the first frame decoded and rendered.
+    m = re.search(r"^first-frame latency:\s+(\d+\.\d{3}) s \(renderer created, shaders compiled and linked",
+                  out, re.M)
+    assert m and data["first_frame_s"] > 0 and float(m.group(1)) == pytest.approx(data["first_frame_s"], abs=5e-4)
     t = parse_table(out)
     h = 0.005  # the table prints ms with 2 decimals: every check allows for that rounding
     for name in ROWS:

@@ -553,6 +553,65 @@ def test_info_overlay_and_fullscreen(make_player):
     assert not p.window.fullscreen and p.window.framebuffer_size() == (200, 120)
 
 
+def test_overlay_times_the_network_passes_alone_and_marks_stale_values(make_player, media):
+    """The network row is the GPU time of the hook passes (GL timer queries), not the whole render;
+    with the network off it says so; values shown while paused are marked; first-frame latency shown."""
+    import glfw
+
+    (media["dir"] / "two_pass.glsl").write_text(INVERT_LUMA + "\n" + DARKEN_LUMA)
+    media["two_pass"] = media["dir"] / "two_pass.glsl"
+    p = make_player(shaders=("invert", "two_pass"))
+    p.handle_key(glfw.KEY_I)
+    p.run(max_frames=4)
+    assert p.first_frame_s is not None and p.first_frame_s > 0
+    lines = p._info_lines()
+    assert f"first frame {p.first_frame_s:.2f} s after start" in lines
+    assert p.stats.ms["network"] > 0 and p.network_passes == 1
+    assert any(line.startswith("network") and "(GPU timer, 1 passes)" in line for line in lines)
+    p.handle_key(glfw.KEY_2)                      # the two-pass chain: both passes timed, nothing else
+    p.run(max_frames=3)
+    p.present()
+    assert p.network_passes == 2
+    p.handle_key(glfw.KEY_N)
+    p.run(max_frames=2)
+    assert "network off" in p._info_lines()
+    p.handle_key(glfw.KEY_N)
+    assert not any("*" in line for line in p._info_lines())
+    p.handle_key(glfw.KEY_SPACE)
+    lines = p._info_lines()
+    assert lines[-1] == "paused: * = last values before the pause"
+    assert "ms*" in lines[2] and "ms*" in lines[3]
+    q = make_player(shaders=())                   # no shader: plain bicubic, nothing to time
+    q.handle_key(glfw.KEY_I)
+    q.run(max_frames=2)
+    assert "network none (bicubic)" in q._info_lines()
+
+
+def test_pass_timer_counts_hook_passes_only(gl_ctx, media):
+    from upshade.host.gltimer import PassTimer, attach
+    from upshade.host.hookparse import load_shader
+    from upshade.host.pipeline import Renderer
+    from upshade.host.video import Decoder
+
+    (media["dir"] / "two_pass.glsl").write_text(INVERT_LUMA + "\n" + DARKEN_LUMA)
+    with Decoder(media["short"]) as dec:
+        frame = next(dec)
+    timer = PassTimer()
+    with Renderer(gl_ctx, [load_shader(media["dir"] / "two_pass.glsl")]) as r:
+        assert attach(r, timer)
+        for enabled in (True, False, True):
+            r.render(frame, (128, 96), enabled=enabled)
+            timer.end_frame()
+        done = timer.poll(wait=True)
+        assert [n for _, n in done] == [2, 0, 2]
+        assert done[0][0] > 0 and done[1][0] == 0
+        assert attach(r, None)                    # detached: nothing is timed any more
+        r.render(frame, (128, 96))
+        timer.end_frame()
+        assert timer.poll(wait=True) == [(0.0, 0)]
+    timer.release()
+
+
 def test_late_frames_are_dropped_not_delayed(make_player):
     now = [0.0]
     clock = MonotonicClock(0.0, now=lambda: now[0])
