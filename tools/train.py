@@ -34,9 +34,11 @@ import torch.nn.functional as F
 
 from ..host.errors import UpshadeError
 from ..host.fileio import atomic_output
+from ..host.progress import progress as progress_bar
 from . import data as D
 from .metrics import psnr_y, ssim_y
-from .model import SIZES, ModelConfig, UpshadeNet, param_count, size_config
+from .model import SIZES, ModelConfig, UpshadeNet, flops_per_output_pixel, load_checkpoint, param_count, size_config
+from .modelcard import model_card, selection_text
 
 # ---------------------------------------------------------------- config
 
@@ -512,8 +514,6 @@ def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
 
 def _banks(cfg: TrainConfig, sets, progress: bool):
     """The degraded bank of every training set (built and cached on first use)."""
-    from ..host.progress import progress as progress_bar
-
     from .bank import BankConfig, bank_for
 
     bcfg = BankConfig.from_dict(cfg.bank)
@@ -536,6 +536,19 @@ def load_validation(cfg: TrainConfig) -> dict[str, list[D.ValImage]]:
     return {next(keys): D.load_val_set(v, cfg.data_root, degradation=sp.name) for v in cfg.val_sets for sp in specs}
 
 
+@dataclass
+class _State:
+    """What a run carries from epoch to epoch (and a checkpoint restores)."""
+
+    model: UpshadeNet
+    opt: torch.optim.Optimizer
+    sched: object
+    rng: np.random.Generator
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=dict)
+
+
 def train(
     cfg: TrainConfig,
     out: Path,
@@ -549,155 +562,60 @@ def train(
     progress: bool = True,
 ) -> dict:
     """Train (or resume) the run in ``out``; returns the last checkpoint dict."""
-    from ..host.progress import progress as progress_bar
-
     cfg.validate()
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    # Everything that can be wrong is checked before the (slow) data loading.
-    saved = None
-    if resume:
-        saved = read_checkpoint(last_path, map_location=dev)
-        _check_resume(saved["train_config"], cfg, last_path)
-    elif last_path.exists():
-        raise UpshadeError(f"{out}: already holds a run (last.pt); use --resume to continue it or another --out")
-    elif cfg.init and not Path(cfg.init).is_file():
-        raise UpshadeError(f"{cfg.init}: init checkpoint not found")
+    last_path = out / "last.pt"
+    saved = _check_run_folder(cfg, out, resume, dev)   # everything that can be wrong, before the slow loading
     loss_fn = Loss(cfg.loss, vgg_weights).to(dev)
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.monotonic()
-    sets = [D.load_train_set(s, cfg.patch, cfg.data_root, tuple(cfg.train_scales)) for s in cfg.train_sets]
-    weights = [float(w) for w in cfg.train_sets.values()]
-    if cfg.pairs == "image":
-        sampler = D.ImagePairSampler(sets, weights, cfg.patch, 2, device=dev)
-    elif cfg.pairs == "bank":
-        sampler = D.BankPairSampler(_banks(cfg, sets, progress), weights, cfg.bank_mix, cfg.patch, 2, device=dev)
-    else:
-        sampler = D.PairSampler(sets, weights, cfg.patch, 2)
+    sampler, n_images, steps = _training_data(cfg, dev, progress)
     val = load_validation(cfg)
-    steps = cfg.steps_per_epoch or D.steps_for(sum(len(s.paths) for s in sets), cfg.batch)
     load_s = time.monotonic() - t0
-
-    torch.manual_seed(cfg.seed)
+    run = _start(cfg, dev, steps, saved)
     mcfg = cfg.model_config()
-    model = UpshadeNet(mcfg, expand=cfg.expand).to(dev)
-    if cfg.init and not resume:
-        from .model import load_checkpoint
-
-        init_model, _ = load_checkpoint(cfg.init)
-        if init_model.cfg != mcfg:
-            raise UpshadeError(f"{cfg.init}: its model {init_model.cfg} differs from this run's {mcfg}")
-        model.load_plain(init_model.to(dev))  # exact, also into the expanded training form
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest conv kernels once
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    sched = make_scheduler(cfg, opt, steps)
-    rng = np.random.default_rng(cfg.seed)
-    history: list[dict] = []
-    best: dict = {}
-    epoch = 0
-
-    if saved is not None:
-        ckpt = saved
-        model.load_state_dict(ckpt["train_model"] if cfg.expand else ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["metrics"]
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        rng.bit_generator.state = json.loads(ckpt["rng"]["numpy"])
-        if dev.type == "cuda" and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu())
-
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     title = f"upshade {cfg.size} ({mcfg.blocks}x{mcfg.width}, {param_count(mcfg):,} params), loss {cfg.loss}"
     print(
-        f"{title}: {sum(len(s.images) for s in sets)} train images ({', '.join(cfg.train_sets)}), "
+        f"{title}: {n_images} train images ({', '.join(cfg.train_sets)}), "
         f"val {', '.join(f'{k} ({len(v)})' for k, v in val.items())}, loaded in {load_s:.1f}s; "
         f"{steps} steps/epoch of {cfg.batch}x{cfg.patch}px on {dev}"
-        + (f", resuming after epoch {epoch}" if resume else ""),
+        + (f", resuming after epoch {run.epoch}" if resume else ""),
         flush=True,
     )
 
     started = time.monotonic()
     done_here = 0
-    bar = progress_bar(total=cfg.epochs * steps, initial=epoch * steps, unit="step", desc="train",
-               disable=not progress, smoothing=0.05)
-    model.train()
+    bar = progress_bar(total=cfg.epochs * steps, initial=run.epoch * steps, unit="step", desc="train",
+                       disable=not progress, smoothing=0.05)
+    run.model.train()
     ckpt = None
     try:
-        while epoch < cfg.epochs:
+        while run.epoch < cfg.epochs:
             epoch_t = time.monotonic()
-            # The loss is summed on the device and read back only every few steps: a read per
-            # step would make a GPU wait for the CPU each time.
-            total_t, total, count = torch.zeros((), device=dev), 0.0, 0
-            for _ in range(steps):
-                if cfg.pairs in ("image", "bank"):
-                    lr_t, hr_t = sampler.batch(cfg.batch, rng)
-                else:
-                    lr_np, hr_np = sampler.batch(cfg.batch, rng)
-                    lr_t = torch.from_numpy(lr_np).to(dev)
-                    hr_t = torch.from_numpy(hr_np).to(dev)
-                loss = loss_fn(model(lr_t), hr_t)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                if cfg.schedule != "plateau":
-                    sched.step()
-                total_t += loss.detach()
-                count += 1
-                bar.update(1)
-                if count % 25 == 0 or count == steps or dev.type == "cpu":
-                    total = float(total_t)
-                    best_psnr = best.get("select_score" if cfg.select_mix else cfg.select_on + "_psnr")
-                    bar.set_postfix_str(
-                        f"loss {total / count:.3g} val {'-' if best_psnr is None else f'{best_psnr:.2f}'}dB "
-                        f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
-                    )
-            total = float(total_t)
-            epoch += 1
-            plain = model.collapsed()  # validate exactly what the checkpoint will hold
+            train_loss = _train_epoch(cfg, run, sampler, loss_fn, steps, dev, bar)
+            run.epoch += 1
+            plain = run.model.collapsed()  # validate exactly what the checkpoint will hold
             val_loss, vm = validate(plain, val, loss_fn, dev)
             if cfg.schedule == "plateau":
-                sched.step(val_loss)
-            rec = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss,
-                   "lr": opt.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_t, "device": device_name, **vm}
-            history.append(rec)
+                run.sched.step(val_loss)
+            rec = {"epoch": run.epoch, "train_loss": train_loss, "val_loss": val_loss,
+                   "lr": run.opt.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_t,
+                   "device": device_name, **vm}
+            run.history.append(rec)
             vm["select_score"] = rec["select_score"] = selection_score(cfg, vm)
-            improved = not best or vm["select_score"] > best.get("select_score", selection_score(cfg, best))
+            improved = not run.best or vm["select_score"] > run.best.get("select_score", selection_score(cfg, run.best))
             if improved:
-                best = {"epoch": epoch, **vm}
-            rng_state = {"torch": torch.get_rng_state(), "numpy": json.dumps(rng.bit_generator.state)}
-            if dev.type == "cuda":
-                rng_state["cuda"] = torch.cuda.get_rng_state()
-            ckpt = {
-                "config": mcfg.to_dict(),
-                "train_config": cfg.to_dict(),
-                "model": {k: v.detach().cpu() for k, v in plain.state_dict().items()},
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "metrics": best,
-                "rng": rng_state,
-            }
-            if cfg.expand:
-                ckpt["train_model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            _atomic_torch_save(ckpt, last_path)
-            if improved:
-                _atomic_torch_save(shipped_checkpoint(ckpt), best_path)
-            summary = {"title": title, "params": param_count(mcfg), "config": mcfg.to_dict(),
-                       "train_config": cfg.to_dict(), "epochs_done": epoch, "best": best, "last": rec}
-            _atomic_text(json.dumps(summary, indent=2) + "\n", out / "metrics.json")
-            plot_history(history, out / "loss.png", title, cfg.select_on)
+                run.best = {"epoch": run.epoch, **vm}
+            ckpt = _checkpoint(cfg, run, plain, dev)
+            _save_epoch(cfg, out, ckpt, improved, title, rec)
             sets_txt = " ".join(f"{k[:-5]} {v:.3f}" for k, v in vm.items() if k.endswith("_psnr"))
             bar.write(
-                f"epoch {epoch}/{cfg.epochs}: train {rec['train_loss']:.4g} val {val_loss:.4g} | {sets_txt} dB | "
+                f"epoch {run.epoch}/{cfg.epochs}: train {rec['train_loss']:.4g} val {val_loss:.4g} | {sets_txt} dB | "
                 f"lr {rec['lr']:.2g} | {rec['seconds']:.0f}s" + (" *" if improved else "")
             )
             done_here += 1
@@ -713,6 +631,126 @@ def train(
     return ckpt
 
 
+def _check_run_folder(cfg: TrainConfig, out: Path, resume: bool, dev) -> dict | None:
+    """The checkpoint to resume from (None for a new run), after checking that the run may start."""
+    last_path = out / "last.pt"
+    if resume:
+        saved = read_checkpoint(last_path, map_location=dev)
+        _check_resume(saved["train_config"], cfg, last_path)
+        return saved
+    if last_path.exists():
+        raise UpshadeError(f"{out}: already holds a run (last.pt); use --resume to continue it or another --out")
+    if cfg.init and not Path(cfg.init).is_file():
+        raise UpshadeError(f"{cfg.init}: init checkpoint not found")
+    return None
+
+
+def _training_data(cfg: TrainConfig, dev, progress: bool):
+    """(pair sampler, number of training images, steps per epoch)."""
+    sets = [D.load_train_set(s, cfg.patch, cfg.data_root, tuple(cfg.train_scales)) for s in cfg.train_sets]
+    weights = [float(w) for w in cfg.train_sets.values()]
+    if cfg.pairs == "image":
+        sampler = D.ImagePairSampler(sets, weights, cfg.patch, 2, device=dev)
+    elif cfg.pairs == "bank":
+        sampler = D.BankPairSampler(_banks(cfg, sets, progress), weights, cfg.bank_mix, cfg.patch, 2, device=dev)
+    else:
+        sampler = D.PairSampler(sets, weights, cfg.patch, 2)
+    steps = cfg.steps_per_epoch or D.steps_for(sum(len(s.paths) for s in sets), cfg.batch)
+    return sampler, sum(len(s.images) for s in sets), steps
+
+
+def _start(cfg: TrainConfig, dev, steps: int, saved: dict | None) -> _State:
+    """Model, optimiser, schedule and RNG of a new run (seeded, or from ``cfg.init``), or of the checkpoint."""
+    torch.manual_seed(cfg.seed)
+    mcfg = cfg.model_config()
+    model = UpshadeNet(mcfg, expand=cfg.expand).to(dev)
+    if cfg.init and saved is None:
+        init_model, _ = load_checkpoint(cfg.init)
+        if init_model.cfg != mcfg:
+            raise UpshadeError(f"{cfg.init}: its model {init_model.cfg} differs from this run's {mcfg}")
+        model.load_plain(init_model.to(dev))  # exact, also into the expanded training form
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest conv kernels once
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    run = _State(model, opt, make_scheduler(cfg, opt, steps), np.random.default_rng(cfg.seed))
+    if saved is not None:
+        model.load_state_dict(saved["train_model"] if cfg.expand else saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        run.sched.load_state_dict(saved["scheduler"])
+        run.epoch, run.history, run.best = saved["epoch"], saved["history"], saved["metrics"]
+        torch.set_rng_state(saved["rng"]["torch"].cpu())
+        run.rng.bit_generator.state = json.loads(saved["rng"]["numpy"])
+        if dev.type == "cuda" and "cuda" in saved["rng"]:
+            torch.cuda.set_rng_state(saved["rng"]["cuda"].cpu())
+    return run
+
+
+def _train_epoch(cfg: TrainConfig, run: _State, sampler, loss_fn: "Loss", steps: int, dev, bar) -> float:
+    """One epoch of ``steps`` optimiser steps; the mean training loss."""
+    # The loss is summed on the device and read back only every few steps: a read per
+    # step would make a GPU wait for the CPU each time.
+    model, opt = run.model, run.opt
+    total_t, count = torch.zeros((), device=dev), 0
+    for _ in range(steps):
+        if cfg.pairs in ("image", "bank"):
+            lr_t, hr_t = sampler.batch(cfg.batch, run.rng)
+        else:
+            lr_np, hr_np = sampler.batch(cfg.batch, run.rng)
+            lr_t = torch.from_numpy(lr_np).to(dev)
+            hr_t = torch.from_numpy(hr_np).to(dev)
+        loss = loss_fn(model(lr_t), hr_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if cfg.schedule != "plateau":
+            run.sched.step()
+        total_t += loss.detach()
+        count += 1
+        bar.update(1)
+        if count % 25 == 0 or count == steps or dev.type == "cpu":
+            best_psnr = run.best.get("select_score" if cfg.select_mix else cfg.select_on + "_psnr")
+            bar.set_postfix_str(
+                f"loss {float(total_t) / count:.3g} val {'-' if best_psnr is None else f'{best_psnr:.2f}'}dB "
+                f"lr {opt.param_groups[0]['lr']:.2g}", refresh=False
+            )
+    return float(total_t) / count
+
+
+def _checkpoint(cfg: TrainConfig, run: _State, plain: UpshadeNet, dev) -> dict:
+    """The resumable checkpoint dict (last.pt) after ``run.epoch``: plain weights and everything to continue."""
+    rng_state = {"torch": torch.get_rng_state(), "numpy": json.dumps(run.rng.bit_generator.state)}
+    if dev.type == "cuda":
+        rng_state["cuda"] = torch.cuda.get_rng_state()
+    ckpt = {
+        "config": cfg.model_config().to_dict(),
+        "train_config": cfg.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in plain.state_dict().items()},
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "epoch": run.epoch,
+        "history": run.history,
+        "metrics": run.best,
+        "rng": rng_state,
+    }
+    if cfg.expand:
+        ckpt["train_model"] = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    return ckpt
+
+
+def _save_epoch(cfg: TrainConfig, out: Path, ckpt: dict, improved: bool, title: str, rec: dict) -> None:
+    """last.pt, best.pt (when improved), metrics.json and loss.png of the run folder."""
+    _atomic_torch_save(ckpt, out / "last.pt")
+    if improved:
+        _atomic_torch_save(shipped_checkpoint(ckpt), out / "best.pt")
+    mcfg = cfg.model_config()
+    summary = {"title": title, "params": param_count(mcfg), "config": mcfg.to_dict(),
+               "train_config": cfg.to_dict(), "epochs_done": ckpt["epoch"], "best": ckpt["metrics"], "last": rec}
+    _atomic_text(json.dumps(summary, indent=2) + "\n", out / "metrics.json")
+    plot_history(ckpt["history"], out / "loss.png", title, cfg.select_on)
+
+
 # ---------------------------------------------------------------- shipping
 
 
@@ -721,8 +759,6 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
 
     The test sets are scored here for the card only; they never choose anything.
     """
-    from .model import flops_per_output_pixel, load_checkpoint
-
     run, stem = Path(run), Path(stem)
     best_path = run / "best.pt"
     model, best = load_checkpoint(best_path)
@@ -748,19 +784,7 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
         "epochs_planned": cfg.epochs,
         "finished": finished,
     }
-    # The weights this run started from, and theirs, ...: the card then tells the whole recipe.
-    lineage, earlier, init, seen = [], [], cfg.init, set()
-    while init and init not in seen and len(lineage) < 16:
-        seen.add(init)
-        p = Path(init)
-        if not p.is_file():
-            lineage.append({"path": init, "epoch": None, "train_config": None})
-            break
-        ic = torch.load(p, map_location="cpu", weights_only=True)
-        tc = ic.get("train_config") or {}
-        lineage.append({"path": init, "epoch": ic.get("epoch"), "train_config": tc})
-        earlier.append([h for h in ic.get("history") or [] if h["epoch"] <= (ic.get("epoch") or 0)])
-        init = tc.get("init", "")
+    lineage, earlier = _lineage(cfg.init)
     if lineage:
         info["init"] = lineage
     # Wall time of every epoch that led to the shipped weights (earlier runs up to the epoch taken from them).
@@ -786,83 +810,19 @@ def ship_run(run: Path, stem: Path, test_sets: tuple[str, ...] = ("set14",)) -> 
     return info
 
 
-def _hours(seconds: float) -> str:
-    minutes = int(round(seconds / 60))
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
-
-
-def selection_text(info: dict) -> str:
-    """What chose the shipped epoch, for a card: one PSNR, or a weighted mix of them and its score."""
-    mix = info["train_config"].get("select_mix") or {}
-    b = info["best"]
-    if not mix:
-        return f"{b[info['select_on'] + '_psnr']:.3f} dB"
-    terms = " + ".join(f"{w:g} x {k}" for k, w in mix.items())
-    return f"weighted mean of Y-PSNRs ({terms}) = {b.get('select_score', float('nan')):.3f} dB"
-
-
-def model_card(info: dict, name: str) -> str:
-    c, t, b = info["config"], info["train_config"], info["best"]
-    vals = ", ".join(f"{k[:-5]} {v:.3f} dB / SSIM {b[k[:-5] + '_ssim']:.4f}" for k, v in b.items() if k.endswith("_psnr"))
-    tests = ", ".join(f"{k[:-5]} {v:.3f} dB / SSIM {info['test'][k[:-5] + '_ssim']:.4f}"
-                      for k, v in info["test"].items() if k.endswith("_psnr"))
-    status = (
-        f"finished: {info['epochs_done']} of {info['epochs_planned']} epochs"
-        if info["finished"]
-        else f"STILL TRAINING when shipped: best of {info['epochs_done']} of {info['epochs_planned']} planned epochs"
-    )
-    sets = ", ".join(f"{k} (weight {v})" for k, v in t["train_sets"].items())
-    init = ""
-    for depth, i in enumerate(info.get("init", [])):
-        it = i.get("train_config") or {}
-        lead = "- initialised from" if depth == 0 else "  " * depth + "- which started from"
-        init += (
-            f"{lead} `{i['path']}`: epoch {i['epoch']} of a run with data {', '.join(it.get('train_sets') or [])}, "
-            f"loss {it.get('loss')}, lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs "
-            f"of {it.get('steps_per_epoch')} steps\n"
-        )
-    lr_how = (
-        "LR cut from the protocol's downscale of the whole image"
-        if t.get("pairs") == "image" else "LR made per crop by the protocol's downscale"
-    )
-    expand = (
-        f"- trained over-parameterised: every conv as a k x k conv to {t['expand']} channels then a 1x1 back, "
-        "collapsed exactly into the shipped single convs\n" if t.get("expand") else ""
-    )
-    if init:
-        init += f"- every config of that chain: `init[].train_config` in `{name}.json`\n"
-    return f"""# {name}: upshade {info['size']} x2 luma model
-
-| | |
-|---|---|
-| architecture | {c['blocks']} blocks of 3x3 conv ({c['width']} ch) + CReLU, all block outputs concatenated, final {c['final_kernel']}x{c['final_kernel']} conv, {c['upscale']}, + {c['residual']} x2 of the input luma |
-| parameters | {info['params']:,} |
-| FLOPs per output pixel | {info['flops_per_output_pixel']:,.0f} (2 x multiply-adds) |
-| input / output | full-range BT.601 luma in 0..1 (what the host's LUMA hook sees), x2 |
-| status | {status} |
-| checkpoint chosen on | {'validation ' + selection_text(info) if t.get('select_mix') else info['select_on'] + ' Y-PSNR'}, epoch {b['epoch']} |
-| training wall time | {_hours(info.get('wall_seconds', 0.0))} to the chosen epoch, all runs of the chain (on {', '.join(info.get('devices') or ['cpu'])}) |
-
-## Scores (x2 protocol of shared/data/README.md: MATLAB-bicubic LR, Y of BT.601, 2 px shaved; PyTorch model)
-
-- validation (chose the checkpoint): {vals}
-- test, reported only (never used to choose anything): {tests}
-
-Bicubic under the same protocol: Set5 33.68 dB, Set14 30.33 dB. The exported shader's numbers come from `upshade eval`.
-
-## Training
-
-- data: {sets}; extra downscaled copies at scales {t['train_scales']}; random {t['patch']}x{t['patch']} HR crops with
-  flips/rotations, {lr_how} (uint8-rounded); SYNLA-1024's last 128 files by name are validation only
-{expand}- loss {t['loss']}; Adam lr {t['lr']:g}, betas {tuple(t['betas'])}; schedule {t['schedule']}
-  (warmup {t['warmup_epochs']} epochs, floor {t['min_lr']:g}); batch {t['batch']}; {t['steps_per_epoch'] or 'one crop per image'} steps per epoch; seed {t['seed']}
-{init}- full training config: `{name}.json` (train_config); loss curves: `{name}.png`
-
-Reproduce (a CUDA GPU is used when present; on 2 CPU cores use one thread per run):
-
-```sh
-upshade train --config CONFIG.json --out runs/{info['size']} --threads 1      # CONFIG.json = train_config above
-upshade train --config CONFIG.json --out runs/{info['size']} --threads 1 --resume   # continue an interrupted run
-upshade train --out runs/{info['size']} --ship weights/{name}                   # refresh these files
-```
-"""
+def _lineage(init: str) -> tuple[list[dict], list[list[dict]]]:
+    """The weights a run started from, and theirs, ... (the card then tells the whole recipe), and the
+    history of each of those runs up to the epoch taken from it."""
+    lineage, earlier, seen = [], [], set()
+    while init and init not in seen and len(lineage) < 16:
+        seen.add(init)
+        p = Path(init)
+        if not p.is_file():
+            lineage.append({"path": init, "epoch": None, "train_config": None})
+            break
+        ic = torch.load(p, map_location="cpu", weights_only=True)
+        tc = ic.get("train_config") or {}
+        lineage.append({"path": init, "epoch": ic.get("epoch"), "train_config": tc})
+        earlier.append([h for h in ic.get("history") or [] if h["epoch"] <= (ic.get("epoch") or 0)])
+        init = tc.get("init", "")
+    return lineage, earlier
