@@ -59,12 +59,15 @@ class PassTimer:
             self._gl.glEndQuery(GL_TIME_ELAPSED)
             self._active = False
 
-    def end_frame(self) -> None:
-        """Close the current frame's set of passes (a frame without passes reads 0 s)."""
+    def end_frame(self, keep: bool = True) -> None:
+        """Close the current frame's set of passes (a frame without passes reads 0 s). ``keep`` False:
+        measure but do not report it (a first frame, whose passes compile as they first run)."""
+        if not keep:
+            self._frame = [-q - 1 for q in self._frame]   # marked: freed when done, never reported
         self._frames.append(self._frame)
         self._frame = []
         while len(self._frames) > MAX_FRAMES_IN_FLIGHT:  # nobody polls: forget the oldest
-            self._free.extend(self._frames.popleft())
+            self._free.extend(q if q >= 0 else -q - 1 for q in self._frames.popleft())
 
     def _available(self, q: int) -> bool:
         v = ctypes.c_int(0)
@@ -75,7 +78,8 @@ class PassTimer:
         """Finished frames as (GPU seconds of their passes, number of passes); ``wait``: all of them."""
         out = []
         while self._frames:
-            queries = self._frames[0]
+            marked = self._frames[0]
+            queries = [q if q >= 0 else -q - 1 for q in marked]
             if queries and not wait and not self._available(queries[-1]):
                 break
             total = 0
@@ -85,7 +89,8 @@ class PassTimer:
                 total += v.value
             self._frames.popleft()
             self._free.extend(queries)
-            out.append((total / 1e9, len(queries)))
+            if not any(q < 0 for q in marked):
+                out.append((total / 1e9, len(queries)))
         return out
 
     def release(self) -> None:

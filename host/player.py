@@ -161,6 +161,7 @@ class Player:
         self._quit = False
         self._osd: tuple[str, float] | None = None
         self._timer = None            # GL timer queries of the network passes, while the overlay shows
+        self._rendered: set[tuple] = set()   # (entry, enabled, size) rendered at least once
         self.network_passes = 0       # hook passes the last timed frame ran (the overlay's network row)
         self._network_state = ""      # why the overlay's network row has no time ("n/a": no timer queries)
         self.window = None
@@ -414,7 +415,11 @@ class Player:
     def _render(self, frame, size, enabled: bool):
         tex = self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
         if self._timer is not None and self.show_info:
-            self._timer.end_frame()
+            # The first render of a chain at a size compiles its passes and allocates textures as they
+            # first run: the overlay reports steady frames only.
+            key = (self.entry_index, enabled, tuple(size))
+            self._timer.end_frame(keep=key in self._rendered)
+            self._rendered.add(key)
         return tex
 
     def present(self, capture: bool = False) -> np.ndarray | None:
