@@ -28,6 +28,7 @@ The runtime never needs torch: the PyTorch column imports it lazily (through
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -315,11 +316,25 @@ class Bench:
         flush and close included."""
         from .encode import Encoder
         from .readback import PlaneReadback, encoder_readback
-        from .upscale import default_pix_fmt
+        from .transcode import default_pix_fmt, encode_frames
 
         pix_fmt = default_pix_fmt(self.info, codec)
         ow, oh = self.out_size
         t0, n, written = None, 0, 0
+
+        def rendered():
+            nonlocal t0, n
+            if t0 is None:
+                # Start-up (first decode, encoder's first frame) stays out of the timing.
+                t0 = time.perf_counter()
+            else:
+                n += 1
+            self.tick()
+
+        def wrote():
+            nonlocal written
+            written += 1
+
         with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
             with Encoder(Path(tmp) / "bench.mkv", source_path=self.clip, source_info=self.info, width=ow,
                          height=oh, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt) as enc, \
@@ -327,24 +342,8 @@ class Bench:
                     self._decoder() as dec:
                 gpu = isinstance(readback, PlaneReadback)
                 self.encode_conversion = f"{pix_fmt} {'on the GPU' if gpu else 'by swscale from RGB'}"
-                for i, frame in enumerate(dec):
-                    if i >= self.frames:
-                        break
-                    tex = self.renderer.render(frame, self.out_size, frame_index=i)
-                    tag = (frame.pts, frame.extra.get("duration"))
-                    del frame
-                    for image, (pts, dur) in readback.submit(tex, tag):
-                        enc.write(image, pts, dur)
-                        written += 1
-                    if t0 is None:
-                        # Start-up (first decode, encoder's first frame) stays out of the timing.
-                        t0 = time.perf_counter()
-                    else:
-                        n += 1
-                    self.tick()
-                for image, (pts, dur) in readback.drain():
-                    enc.write(image, pts, dur)
-                    written += 1
+                encode_frames(itertools.islice(dec, self.frames), self.renderer, self.out_size, readback, enc,
+                              on_rendered=rendered, on_written=wrote)
             ms = self._steady_ms(n, t0)   # after the encoder's close: its flush is part of the work
             if written != enc.frames_written:
                 raise UpshadeError(f"encoder wrote {enc.frames_written} of {written} frames")

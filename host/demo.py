@@ -31,7 +31,7 @@ from .gpu import create_headless_context
 from .hookparse import load_shader
 from .imageio import read_image, write_image
 from .paths import MODEL_SIZES, default_model, model_shader, sample
-from .upscale import upscale_video
+from .transcode import upscale_video
 from .video import probe
 
 COMPARE_NAME = "upshade_demo_compare.png"

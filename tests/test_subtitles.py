@@ -425,7 +425,7 @@ def _frames(path):
 
 def test_burn_subs_changes_exactly_the_subtitle_region(clips, tmp_path, shared_ctx):
     need_libass()
-    from upshade.host.upscale import upscale_video
+    from upshade.host.transcode import upscale_video
 
     src = clips["two"]
     plain, burned = tmp_path / "plain.mkv", tmp_path / "burned.mkv"
@@ -451,7 +451,7 @@ def test_burn_subs_changes_exactly_the_subtitle_region(clips, tmp_path, shared_c
 
 
 def test_burn_subs_errors_before_any_work(clips, tmp_path, shared_ctx):
-    from upshade.host.upscale import upscale_video
+    from upshade.host.transcode import upscale_video
 
     out = tmp_path / "o.mkv"
     with pytest.raises(UpshadeError, match=r"^--burn-subs 5: no such subtitle track \(the file has: 1: ssa eng"):

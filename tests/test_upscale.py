@@ -13,11 +13,11 @@ from media import (assert_patches, corrupted_copy, make_clip, make_vfr_clip, pac
                    video_frame_times)
 from upshade.host import cli
 from upshade.host import readback as readback_mod
-from upshade.host import upscale as upscale_mod
+from upshade.host import transcode as transcode_mod
 from upshade.host.errors import UpshadeError
 from upshade.host.pipeline import Renderer
 from upshade.host.readback import PlaneReadback, Readback
-from upshade.host.upscale import upscale_video
+from upshade.host.transcode import upscale_video
 from upshade.host.video import Decoder, probe
 
 pytestmark = pytest.mark.gl
@@ -169,10 +169,10 @@ def test_frame_budget_for_progress():
         fps = 25.0
         duration = 4.0
 
-    assert upscale_mod._frame_budget(Info, 0.0, None) == 100
-    assert upscale_mod._frame_budget(Info, 1.0, None) == 75
-    assert upscale_mod._frame_budget(Info, 1.0, 0.4) == 10
-    assert upscale_mod._frame_budget(Info, 3.8, 2.0) == 5
+    assert transcode_mod.frame_budget(Info, 0.0, None) == 100
+    assert transcode_mod.frame_budget(Info, 1.0, None) == 75
+    assert transcode_mod.frame_budget(Info, 1.0, 0.4) == 10
+    assert transcode_mod.frame_budget(Info, 3.8, 2.0) == 5
     with pytest.raises(UpshadeError):
         upscale_video(None, Path("/nonexistent.mkv"), Path("/tmp/x.mkv"))
 
@@ -493,5 +493,5 @@ def test_damaged_input_is_upscaled_as_far_as_it_goes_with_one_warning(gl_ctx, tm
     assert re.fullmatch(rf"upshade: warning: {re.escape(str(bad))}: (decoded only \d+ of the 40 frames its "
                         rf"duration promises \(1.60 s at 25 fps\), )?[1-9]\d* corrupt packets? skipped or "
                         rf"concealed( \(\d+ frames decoded\))?; the output has what decoded", warnings[0])
-    assert upscale_mod.damage_warning(src, probe(src), 50, 50, 0) is None
-    assert upscale_mod.damage_warning(src, probe(src), 48, 50, 0) is None  # within rounding of the duration
+    assert transcode_mod.damage_warning(src, probe(src), 50, 50, 0) is None
+    assert transcode_mod.damage_warning(src, probe(src), 48, 50, 0) is None  # within rounding of the duration
