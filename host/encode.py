@@ -32,7 +32,8 @@ import numpy as np
 
 from .colorspace import KR_KB, default_matrix, is_hd
 from .errors import UpshadeError
-from .fileio import atomic_output
+from .fileio import AtomicOutput
+from .video import _video_stream, probe
 
 log = logging.getLogger("upshade.encode")
 
@@ -127,6 +128,20 @@ def ycbcr_matrix(matrix: str, bits: int) -> np.ndarray:
                      [*(224.0 * s * cr), 128.0 * s]])
 
 
+def _output_matrix(matrix: str | None, info, width: int, height: int) -> str:
+    """The matrix the output is converted with and tagged as: ``matrix``, else the one the source was
+    decoded with (YCbCr or grey sources), else the rule for untagged video of the output's size."""
+    if matrix is None:
+        src_fmt = info.format if info is not None else None
+        if src_fmt is not None and src_fmt.kind in ("yuv", "gray"):
+            matrix = src_fmt.matrix
+        else:
+            matrix = default_matrix(width, height)
+    if matrix not in _SWS_MATRIX:
+        raise UpshadeError(f"unknown colour matrix {matrix!r}")
+    return matrix
+
+
 def _guessed_primaries(width: int, height: int) -> int:
     """The primaries players assume for untagged video of this size (as mpv does)."""
     if is_hd(width, height):
@@ -188,49 +203,25 @@ class Encoder:
         self._error: BaseException | None = None
         self._closed = False
 
-        self.encoder_name = available_encoder(codec)
-        codec_obj = av.codec.Codec(self.encoder_name, "w")
-        formats = [f.name for f in codec_obj.video_formats or ()]
-        if formats and pix_fmt not in formats:
-            raise UpshadeError(f"{self.encoder_name} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats)}")
+        self.encoder_name, opts = self._check_format(codec, pix_fmt, crf, preset)
         self.pix_fmt = pix_fmt
-        opts = encoder_options(self.encoder_name, crf, preset)
-        if self.width <= 0 or self.height <= 0:
-            raise UpshadeError(f"{self.out_path}: invalid output size {self.width}x{self.height}")
-        fmt = av.VideoFormat(pix_fmt)
-        cw = 2 if fmt.chroma_width(2) == 1 else 1
-        ch = 2 if fmt.chroma_height(2) == 1 else 1
-        if self.width % cw or self.height % ch:
-            raise UpshadeError(
-                f"{self.out_path}: {pix_fmt} needs a width divisible by {cw} and a height divisible by {ch}; "
-                f"got {self.width}x{self.height}"
-            )
-
         info = source_info
         if info is None and self.source_path is not None:
-            from .video import probe
-
             info = probe(self.source_path)
         self.source_info = info
-        src_fmt = info.format if info is not None else None
-        if matrix is None:
-            if src_fmt is not None and src_fmt.kind in ("yuv", "gray"):
-                matrix = src_fmt.matrix
-            else:
-                matrix = default_matrix(self.width, self.height)
-        if matrix not in _SWS_MATRIX:
-            raise UpshadeError(f"unknown colour matrix {matrix!r}")
-        self.matrix = matrix
+        self.matrix = _output_matrix(matrix, info, self.width, self.height)
         self.rotation = int(rotation if rotation is not None else (info.rotation if info is not None else 0)) % 360
 
-        self._atomic = atomic_output(self.out_path, inputs=[self.source_path] if self.source_path else [])
-        self._tmp = self._atomic.__enter__()
+        self._file = AtomicOutput(self.out_path, inputs=[self.source_path] if self.source_path else [])
         self._out = None
         self._src = None
         try:
             self._setup(info, opts, copy_streams, threads)
         except BaseException as exc:
-            self._cleanup_failed(exc)
+            self._close_containers()
+            err = self._file.discard(exc)
+            if err is not exc:
+                raise err from None
             if isinstance(exc, av.FFmpegError):
                 raise UpshadeError(f"{self.out_path}: cannot write: {exc.strerror or exc}") from None
             raise
@@ -241,25 +232,52 @@ class Encoder:
 
     # --- setup (caller's thread) -------------------------------------------
 
+    def _check_format(self, codec: str, pix_fmt: str, crf: int | None, preset: str | None) -> tuple[str, dict]:
+        """(FFmpeg encoder, its options), after checking that it takes ``pix_fmt`` at this size."""
+        encoder = available_encoder(codec)
+        formats = [f.name for f in av.codec.Codec(encoder, "w").video_formats or ()]
+        if formats and pix_fmt not in formats:
+            raise UpshadeError(f"{encoder} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats)}")
+        opts = encoder_options(encoder, crf, preset)
+        if self.width <= 0 or self.height <= 0:
+            raise UpshadeError(f"{self.out_path}: invalid output size {self.width}x{self.height}")
+        fmt = av.VideoFormat(pix_fmt)
+        cw = 2 if fmt.chroma_width(2) == 1 else 1
+        ch = 2 if fmt.chroma_height(2) == 1 else 1
+        if self.width % cw or self.height % ch:
+            raise UpshadeError(
+                f"{self.out_path}: {pix_fmt} needs a width divisible by {cw} and a height divisible by {ch}; "
+                f"got {self.width}x{self.height}"
+            )
+        return encoder, opts
+
     def _setup(self, info, opts, copy_streams: bool, threads: int) -> None:
-        container_options = {}
-        if self.out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-            container_options["movflags"] = "+faststart"  # index first: playable while downloading
-        try:
-            self._out = av.open(str(self._tmp), "w", options=container_options)
-        except ValueError as exc:  # PyAV: no muxer for this extension
-            raise UpshadeError(f"{self.out_path}: unknown output container {self.out_path.suffix!r} ({exc})") from None
-        out = self._out
+        """Open the output and the source, add the streams, write the header."""
+        out = self._out = self._open_output()
         supported = out.supported_codecs
         if self.encoder_name not in supported and codec_id_name(self.encoder_name) not in supported:
             raise UpshadeError(f"{self.out_path}: the {out.format.name} container cannot hold {self.encoder_name} video")
         src = self._src = av.open(str(self.source_path)) if self.source_path is not None else None
-        src_video = None
+        src_video = _video_stream(src, self.source_path) if src is not None else None
+        self._video = self._add_video_stream(out, info, opts, threads, src_video)
+        self._side: dict[int, av.stream.Stream] = {}
         if src is not None:
-            from .video import _video_stream
+            self._copy_source_data(src, src_video, out, supported, copy_streams)
+        self._pending = None        # next side packet, not yet due
+        self._side_done = not self._side
+        out.start_encoding()        # write the header now: container problems surface before any work
 
-            src_video = _video_stream(src, self.source_path)
+    def _open_output(self):
+        container_options = {}
+        if self.out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            container_options["movflags"] = "+faststart"  # index first: playable while downloading
+        try:
+            return av.open(str(self._file.tmp), "w", options=container_options)
+        except ValueError as exc:  # PyAV: no muxer for this extension
+            raise UpshadeError(f"{self.out_path}: unknown output container {self.out_path.suffix!r} ({exc})") from None
 
+    def _add_video_stream(self, out, info, opts, threads: int, src_video):
+        """The video stream: rate, time base, threads, colour tags, rotation and pixel aspect."""
         rate = info.frame_rate if info is not None and info.frame_rate else Fraction(25)
         tb = info.time_base if info is not None and info.time_base else Fraction(1, 90000)
         if tb.denominator < 1000:  # too coarse for VFR times after trimming
@@ -274,9 +292,23 @@ class Encoder:
         cc.thread_count = threads
         self._tb = tb
         self._rate = rate
+        self._tags = self._colour_tags(info, src_video)
+        cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = self._tags
+        if self.rotation:
+            vs.set_display_rotation(-self.rotation % 360)  # PyAV takes counter-clockwise degrees
+        sar = output_sample_aspect(info, self.width, self.height)
+        if sar is not None:
+            # In the codec (H.264/HEVC VUI, AV1 via the container) and in the container (Matroska
+            # display size, MP4 pasp): players disagree about which one they read.
+            cc.sample_aspect_ratio = sar
+            vs.sample_aspect_ratio = sar
+        self.sample_aspect = sar
+        return vs
 
-        # Colour tags: the matrix we convert with, limited range, and the source's primaries/transfer
-        # (or what a player would have assumed for the source, so the picture does not shift).
+    def _colour_tags(self, info, src_video) -> tuple[int, int, int, int]:
+        """(matrix, range, primaries, transfer) of the output: the matrix we convert with, limited range,
+        and the source's primaries/transfer (or what a player would have assumed for the source, so
+        the picture does not shift)."""
         prim, trc = (src_video.codec_context.color_primaries, src_video.codec_context.color_trc) if src_video else (2, 2)
         if prim in (0, 2):
             if self.matrix == "bt2020nc":
@@ -287,44 +319,27 @@ class Encoder:
                 prim = _guessed_primaries(self.width, self.height)
         if trc in (0, 2):
             trc = _AV_TRC["bt2020-10"] if self.matrix == "bt2020nc" else _AV_TRC["bt709"]
-        cc.colorspace = _AV_MATRIX[self.matrix]
-        cc.color_range = 1
-        cc.color_primaries = prim
-        cc.color_trc = trc
-        self._tags = (cc.colorspace, cc.color_range, prim, trc)
-        if self.rotation:
-            vs.set_display_rotation(-self.rotation % 360)  # PyAV takes counter-clockwise degrees
-        sar = output_sample_aspect(info, self.width, self.height)
-        if sar is not None:
-            # In the codec (H.264/HEVC VUI, AV1 via the container) and in the container (Matroska
-            # display size, MP4 pasp): players disagree about which one they read.
-            cc.sample_aspect_ratio = sar
-            vs.sample_aspect_ratio = sar
-        self.sample_aspect = sar
-        self._video = vs
+        return _AV_MATRIX[self.matrix], 1, prim, trc
 
-        self._side: dict[int, av.stream.Stream] = {}
-        if src is not None:
-            out.metadata.update(_clean_tags(dict(src.metadata)))
-            vs.metadata.update(_clean_tags(dict(src_video.metadata)))
-            if copy_streams:
-                self._add_side_streams(src, out, supported)
-            chapters = _trim_chapters(src.chapters(), self.start, self.end)
-            if chapters:
-                out.set_chapters(chapters)
-            if self._side:
-                if self.start > 0:
-                    try:
-                        src.seek(int(self.start * av.time_base), backward=True)
-                    except av.FFmpegError:
-                        pass  # unseekable: read from the beginning and filter
-                self._side_iter = src.demux(*[s for s in src.streams if s.index in self._side])
-            else:
-                src.close()
-                self._src = None
-        self._pending = None        # next side packet, not yet due
-        self._side_done = not self._side
-        out.start_encoding()        # write the header now: container problems surface before any work
+    def _copy_source_data(self, src, src_video, out, supported, copy_streams: bool) -> None:
+        """Tags, chapters and (with ``copy_streams``) the audio and subtitle streams of the source."""
+        out.metadata.update(_clean_tags(dict(src.metadata)))
+        self._video.metadata.update(_clean_tags(dict(src_video.metadata)))
+        if copy_streams:
+            self._add_side_streams(src, out, supported)
+        chapters = _trim_chapters(src.chapters(), self.start, self.end)
+        if chapters:
+            out.set_chapters(chapters)
+        if self._side:
+            if self.start > 0:
+                try:
+                    src.seek(int(self.start * av.time_base), backward=True)
+                except av.FFmpegError:
+                    pass  # unseekable: read from the beginning and filter
+            self._side_iter = src.demux(*[s for s in src.streams if s.index in self._side])
+        else:
+            src.close()
+            self._src = None
 
     def _add_side_streams(self, src, out, supported) -> None:
         for s in src.streams:
@@ -351,14 +366,13 @@ class Encoder:
                 except (av.FFmpegError, ValueError, TypeError, AttributeError) as exc:
                     log.warning("%s: attachment %s not copied: %s", self.source_path, a.name, exc)
 
-    def _cleanup_failed(self, exc: BaseException) -> None:
+    def _close_containers(self) -> None:
         for c in (self._out, self._src):
             if c is not None:
                 try:
                     c.close()
                 except Exception:
                     pass
-        self._atomic.__exit__(type(exc), exc, exc.__traceback__)
 
     # --- caller side -------------------------------------------------------
 
@@ -411,7 +425,7 @@ class Encoder:
             self.abort(exc)
             raise
         self._closed = True
-        self._atomic.__exit__(None, None, None)
+        self._file.commit()
         return self.out_path
 
     def abort(self, exc: BaseException | None = None) -> None:
@@ -427,7 +441,9 @@ class Encoder:
         self._queue.put(_ABORT)
         self._thread.join()
         exc = exc or UpshadeError("aborted")
-        self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+        err = self._file.discard(exc)
+        if err is not exc:
+            raise err from None
 
     def __enter__(self):
         return self

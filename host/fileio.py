@@ -58,27 +58,49 @@ def temp_name(out: Path) -> Path:
     return out.with_name(f".{out.stem}.part-{secrets.token_hex(4)}{out.suffix}")
 
 
+class AtomicOutput:
+    """``atomic_output`` as an object, for a writer whose output outlives one ``with`` block (the
+    encoder, which finishes in its own thread): write to ``tmp``, then ``commit()`` or ``discard()``."""
+
+    def __init__(self, out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()):
+        self.out = check_output_path(out, inputs)
+        self.tmp = temp_name(self.out)
+
+    def commit(self) -> Path:
+        """Move the finished temporary file into place."""
+        if not self.tmp.exists():
+            raise UpshadeError(f"{self.out}: nothing was written")
+        try:
+            os.replace(self.tmp, self.out)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+            raise UpshadeError(f"{self.out}: cannot write: {exc.strerror or exc}") from None
+        return self.out
+
+    def discard(self, exc: BaseException | None = None) -> BaseException | None:
+        """Delete the temporary file after ``exc``; return the error to report: ``exc`` itself, or one
+        naming the output instead of the temporary file (a failed write: disk full, ...)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+        tmp, out = str(self.tmp), str(self.out)
+        # The temporary name means nothing to the user: errors name the output they asked for.
+        if isinstance(exc, UpshadeError) and tmp in str(exc):
+            exc.args = tuple(a.replace(tmp, out) if isinstance(a, str) else a for a in exc.args)
+        elif isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or str(exc.filename) == tmp):
+            return UpshadeError(f"{out}: cannot write: {exc.strerror or exc}")
+        return exc
+
+
 @contextlib.contextmanager
 def atomic_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
     """Yield a temporary path next to ``out``; rename it to ``out`` on success, delete it on failure."""
-    out = check_output_path(out, inputs)
-    tmp = temp_name(out)
+    f = AtomicOutput(out, inputs)
     try:
-        yield tmp
+        yield f.tmp
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        # The temporary name means nothing to the user: errors name the output they asked for.
-        if isinstance(exc, UpshadeError) and str(tmp) in str(exc):
-            exc.args = tuple(a.replace(str(tmp), str(out)) if isinstance(a, str) else a for a in exc.args)
-        elif isinstance(exc, OSError) and (exc.errno in _WRITE_ERRNOS or str(exc.filename) == str(tmp)):
-            raise UpshadeError(f"{out}: cannot write: {exc.strerror or exc}") from None
-        raise
-    if not tmp.exists():
-        raise UpshadeError(f"{out}: nothing was written")
-    try:
-        os.replace(tmp, out)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise UpshadeError(f"{out}: cannot write: {exc.strerror or exc}") from None
+        err = f.discard(exc)
+        if err is exc:
+            raise
+        raise err from None
+    f.commit()
