@@ -102,32 +102,7 @@ class PassTimer:
 
 
 def attach(renderer, timer: PassTimer | None) -> bool:
-    """Time ``renderer``'s hook passes with ``timer`` (None: stop timing); False when it cannot be.
-
-    A Renderer with a ``pass_timer`` attribute takes the timer there. Otherwise the one call every
-    hook pass, and only hook passes, goes through is wrapped on this instance: its chain's
-    ``programs.dispatch`` (host/passes.py), or the older ``Renderer._dispatch``."""
-    if hasattr(renderer, "pass_timer"):
-        renderer.pass_timer = timer
-        return True
-    owner = getattr(renderer, "programs", None)
-    name = "dispatch"
-    if owner is None or not hasattr(owner, name):
-        owner, name = renderer, "_dispatch"
-    original = owner.__dict__.get("_upshade_untimed") or getattr(owner, name, None)
-    if original is None:
-        return False
-    owner.__dict__["_upshade_untimed"] = original
-    if timer is None:
-        owner.__dict__.pop(name, None)
-        return True
-
-    def timed(*args, **kwargs):
-        timer.begin()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            timer.end()
-
-    setattr(owner, name, timed)
+    """Time ``renderer``'s hook passes with ``timer`` (None: stop timing): the renderer brackets every
+    hook pass, and only those, with the timer's begin()/end() (``Renderer.pass_timer``)."""
+    renderer.pass_timer = timer
     return True

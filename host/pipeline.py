@@ -219,6 +219,8 @@ class Renderer:
         self.stage_times: dict[str, float] = {}
         self._max_texture_size = int(ctx.info.get("GL_MAX_TEXTURE_SIZE") or 16384)
         self.profile = False
+        # Brackets every hook pass (and only those) with begin()/end(): host/gltimer.PassTimer.
+        self.pass_timer = None
         self._released = False
 
         self.programs: ChainPrograms | None = None
@@ -292,7 +294,12 @@ class Renderer:
             comp = self.programs.program(info, stage)
             comps = ps.components or plane.comps
             out = self.pool.acquire(w, h, comp.out_comps if comp.compute else comps)
+            timer = self.pass_timer
+            if timer is not None:
+                timer.begin()
             self.programs.dispatch(comp, ps, plane, st, functools.partial(self._lookup, st), out, self.pool.fbo)
+            if timer is not None:
+                timer.end()
             kx, ky = w / plane.w, h / plane.h
             if ps.offset == "ALIGN":
                 tx, ty = 0.0, 0.0
