@@ -44,11 +44,14 @@ Dialogue: 0,0:00:05.00,0:00:07.00,Blue,,0,0,0,,{\\pos(200,160)\\p1}m 0 0 l 80 0 
 SRT = "1\n00:00:00,000 --> 00:00:07,900\nHello there\n\n"
 
 
-def clip_with_subs(path, tracks, **video) -> Path:
-    """A clip of tests/media.make_clip remuxed with subtitle tracks ``[(ext, text, language), ...]``."""
+def clip_with_subs(path, tracks, attachments=(), **video) -> Path:
+    """A clip of tests/media.make_clip remuxed with subtitle tracks ``[(ext, text, language), ...]`` and
+    Matroska attachments ``[(name, mimetype, data), ...]``."""
     path = Path(path)
     base = make_clip(path.with_name(path.stem + "_video.mkv"), **video)
     with av.open(str(base)) as src, av.open(str(path), "w") as out:
+        for name, mime, data in attachments:
+            out.add_attachment(name, mime, data)
         omap = {s.index: out.add_stream_from_template(s) for s in src.streams}
         subs = []
         for i, (ext, text, lang) in enumerate(tracks):
@@ -184,6 +187,59 @@ def test_bitmap_subtitles_decode_with_their_palette(clips):
             assert (big.x, big.y, big.w, big.h) == (20, 20, 80, 40)
         finally:
             subs.close()
+
+
+def block_font() -> bytes:
+    """A TrueType font, family "UpshadeBlock", whose "A" is a solid box filling its whole advance."""
+    import io
+
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    def box(w):
+        pen = TTGlyphPen(None)
+        if w:
+            pen.moveTo((0, -200))
+            pen.lineTo((0, 800))
+            pen.lineTo((w, 800))
+            pen.lineTo((w, -200))
+            pen.closePath()
+        return pen.glyph()
+
+    fb = FontBuilder(1000, isTTF=True)
+    fb.setupGlyphOrder([".notdef", "A"])
+    fb.setupCharacterMap({ord("A"): "A"})
+    fb.setupGlyf({".notdef": box(0), "A": box(600)})
+    fb.setupHorizontalMetrics({".notdef": (600, 0), "A": (600, 0)})
+    fb.setupHorizontalHeader(ascent=800, descent=-200)
+    fb.setupNameTable({"familyName": "UpshadeBlock", "styleName": "Regular"})
+    fb.setupOS2(sTypoAscender=800, sTypoDescender=-200, usWinAscent=800, usWinDescent=200)
+    fb.setupPost()
+    out = io.BytesIO()
+    fb.save(out)
+    return out.getvalue()
+
+
+def test_fonts_attached_to_the_file_are_used(tmp_path):
+    """ASS styles name fonts that travel in the Matroska file: libass gets them (the block font's "AAAA"
+    is one solid bar; without the attachment a system font draws letters)."""
+    need_libass()
+    script = ASS.replace("Style: Box,DejaVu Sans,20", "Style: Box,UpshadeBlock,40").replace(
+        "{\\pos(40,30)\\p1}m 0 0 l 60 0 60 30 0 30{\\p0}", "{\\pos(40,30)}AAAA")
+    video = dict(width=64, height=48, frames=10, fps=10)
+    fill = {}
+    for name, attachments in (("with", [("block.ttf", "application/x-truetype-font", block_font())]),
+                              ("without", [])):
+        clip = clip_with_subs(tmp_path / f"{name}.mkv", [("ass", script, None)], attachments, **video)
+        subs = Subtitles(clip, wait=None)
+        try:
+            [img] = subs.images(0.5, (320, 240))
+        finally:
+            subs.close()
+        ink = img.rgba[..., 3] > 128
+        ys, xs = np.nonzero(ink)
+        fill[name] = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean()
+    assert fill["with"] > 0.95 and fill["without"] < 0.7, fill
 
 
 # --- in the player ------------------------------------------------------------------------------
