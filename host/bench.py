@@ -28,9 +28,11 @@ The runtime never needs torch: the PyTorch column imports it lazily (through
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -39,11 +41,25 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
+from . import offline
+from .argtypes import integer
+from .chain import ShaderChain, describe_chain, parse_size
+from .encode import CODECS, Encoder, available_encoder, encoder_options
 from .errors import UpshadeError
 from .fileio import atomic_output, check_output_path
-from .paths import MODEL_SIZES
+from .glsl import GLSL_VERSION
+from .gltex import FullscreenProgram
+from .gpu import create_headless_context, shader_form
+from .hookparse import load_shader
+from .paths import MODEL_SIZES, default_model
+from .pipeline import Renderer
+from .progress import progress
+from .readback import PlaneReadback, encoder_readback
+from .transcode import default_pix_fmt, encode_frames
+from .video import Decoder, probe
 
 DEFAULT_SIZE = (640, 360)
 DEFAULT_FRAMES = 60
@@ -53,7 +69,7 @@ SCALE = 2
 HOOK_STAGES = ("planes", "main", "output")
 TORCH_RUNS_MAX = 10  # PyTorch on 2 cores is slow; the median of 10 is stable enough
 
-_TO_RGBA8_FS = """#version 450
+_TO_RGBA8_FS = GLSL_VERSION + """
 // Copy the float output texture texel for texel into an RGBA8 target: the
 // conversion (clamp + round) that presenting into a window's back buffer does.
 uniform sampler2D src;
@@ -71,8 +87,6 @@ class RGBA8Target:
     """An output-sized RGBA8 framebuffer standing in for a window's back buffer (playback without a display)."""
 
     def __init__(self, ctx, size: tuple[int, int]):
-        from .gltex import FullscreenProgram
-
         self.ctx = ctx
         self.size = (int(size[0]), int(size[1]))
         self.tex = ctx.texture(self.size, 4, dtype="f1")
@@ -99,8 +113,6 @@ class RGBA8Target:
 
 def make_test_clip(path: str | os.PathLike, size: tuple[int, int], frames: int, fps: int = 25) -> Path:
     """Write a short H.264 clip with moving edges, gradients and texture (what upscalers work on)."""
-    import av
-
     w, h = size
     path = Path(path)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -211,9 +223,6 @@ class Bench:
     """One renderer and one clip; each ``measure_*`` is a separate, self-contained measurement."""
 
     def __init__(self, ctx, shaders, clip: Path, frames: int, out_size: tuple[int, int] | None = None):
-        from .pipeline import Renderer
-        from .video import probe
-
         self.ctx = ctx
         self.clip = Path(clip)
         self.info = probe(self.clip)
@@ -231,8 +240,6 @@ class Bench:
         self.renderer.release()
 
     def _decoder(self):
-        from .video import Decoder
-
         return Decoder(self.clip, info=self.info)
 
     def _first_frame(self):
@@ -314,10 +321,6 @@ class Bench:
         """ms per frame of `upshade upscale`'s loop: decode -> upload -> network -> YCbCr planes (or packed
         RGB) on the GPU -> lagged PBO readback (its ``encoder_readback``) -> encoder thread, the encoder's
         flush and close included."""
-        from .encode import Encoder
-        from .readback import PlaneReadback, encoder_readback
-        from .transcode import default_pix_fmt, encode_frames
-
         pix_fmt = default_pix_fmt(self.info, codec)
         ow, oh = self.out_size
         t0, n, written = None, 0, 0
@@ -352,9 +355,6 @@ class Bench:
 
 def same_weights(shader: Path, ckpt: Path) -> bool | None:
     """Whether an exported shader says it came from this checkpoint (None: the shader does not say)."""
-    import hashlib
-    import re
-
     m = re.search(r"sha256 ([0-9a-f]{8,64})", shader.read_text(errors="replace")[:2000])
     if not m:
         return None
@@ -365,34 +365,41 @@ def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None,
                     shader: Path | None = None) -> tuple[float | None, str]:
     """PyTorch CPU forward time for one of our models, or (None, why not)."""
     try:
-        import importlib
-
-        evaluate = importlib.import_module("upshade.tools.evaluate")
-        importlib.import_module("torch")
-    except ImportError:
-        return None, "PyTorch not installed (pip install 'upshade[train]')"
-    try:
-        method = evaluate.load_torch_method(spec)
+        method = offline.torch_model(spec)
+    except offline.NoTorch as exc:
+        return None, str(exc)
     except UpshadeError as exc:
         return None, f"not measured: {exc}"
-    ms, threads = evaluate.torch_forward_best(method.model, size, runs, tick=tick)
+    ms, threads = offline.torch_forward_ms(method.model, size, runs, tick=tick)
     note = f"median of {runs} forwards, best of 1 / {os.cpu_count()} threads: {threads}"
     if shader is not None and same_weights(shader, Path(method.source)) is False:
         note += f"; WARNING: {shader.name} was exported from other weights than {Path(method.source).name}"
     return ms, note
 
 
-def _export_checkpoint(ckpt: Path, out: Path, compute: bool = False) -> Path:
-    """Export a checkpoint's shader for the GL side (needs torch, like any checkpoint)."""
-    try:
-        import importlib
+def _is_size(model: str) -> bool:
+    """A shipped size (S, M, L), not a checkpoint file of that name."""
+    return model.upper() in MODEL_SIZES and not Path(model).is_file()
 
-        export = importlib.import_module("upshade.tools.export")
-    except ImportError:
+
+def _chain(args, model: str | None, source, ctx, tmp: Path) -> tuple[list, str | None]:
+    """The shader files that run, and the model's name for the title: ``--shader`` files, a shipped
+    model in the export that suits this renderer, or a checkpoint exported in that form."""
+    if args.shader:
+        return [load_shader(p) for p in args.shader], None
+    if model is None:
+        return [], None
+    if _is_size(model):
+        return ShaderChain(model, [], False)(ctx, source), model.upper()
+    ckpt = Path(model)
+    try:
+        text = offline.export_shader(ckpt, shader_form(ctx)[0])
+    except offline.NoTorch:
         raise UpshadeError(f"{ckpt}: benchmarking a checkpoint needs PyTorch to export it: "
-                           "pip install 'upshade[train]' (or give --model S|M|L or --shader)") from None
-    out.write_text(export.export_shader(ckpt, compute=compute))
-    return out
+                           f"{offline.INSTALL} (or give --model S|M|L or --shader)") from None
+    path = tmp / f"{ckpt.stem}.glsl"
+    path.write_text(text)
+    return [load_shader(path)], ckpt.name
 
 
 # ---------------------------------------------------------------- CLI
@@ -403,21 +410,7 @@ def _median(values: list) -> float | None:
     return statistics.median(known) if known else None
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UpshadeError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
-    if not (2 <= w <= 8192 and 2 <= h <= 8192) or w % 2 or h % 2:
-        raise UpshadeError(f"--size {text}: width and height must be even numbers from 2 to 8192")
-    return w, h
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .argtypes import integer
-    from .encode import CODECS
-    from .paths import default_model
-
     parser.add_argument("file", nargs="?", type=Path, metavar="FILE",
                         help="video to benchmark with (default: a generated clip of --size)")
     what = parser.add_mutually_exclusive_group()
@@ -441,111 +434,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .encode import available_encoder, encoder_options
-    from .gpu import create_headless_context, shader_form
-    from .hookparse import load_shader
-    from .chain import describe_chain
-    from .paths import default_model, shipped_shader
-    from .progress import progress
-
-    if args.frames < 2:
-        raise UpshadeError(f"--frames must be at least 2, got {args.frames}")
-    if args.rounds < 1:
-        raise UpshadeError(f"--rounds must be at least 1, got {args.rounds}")
-    if args.file is not None and args.size:
-        raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
-    size = _parse_size(args.size) if args.size else DEFAULT_SIZE
-    encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
-    if args.file is not None:
-        from .video import probe
-
-        source = probe(args.file)  # a bad file fails here, with its own one-line error
-    else:
-        source = None
-    model = None if args.shader or args.no_model else (args.model or default_model(source))
-    if args.json is not None:
-        check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])
-
-    if model is not None and model.upper() not in MODEL_SIZES and not Path(model).is_file():
-        raise UpshadeError(f"{model}: checkpoint file does not exist (or give S, M or L)")
-    for p in args.shader or ():
-        if not Path(p).is_file():
-            raise UpshadeError(f"{p}: shader file does not exist")
-        load_shader(p)  # a broken shader fails before any GL or video work
-
+    size, source, model = _check_args(args)
     with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
-        tmp = Path(tmp)
         # Other processes' load skews every number here: say how busy the machine was.
         load_before = os.getloadavg()[0]
         ctx = create_headless_context()
         bench = None
         try:
-            form = shader_form(ctx)[0]  # our models in the export that suits this renderer
-            if args.shader:
-                shader_paths = [Path(p) for p in args.shader]
-                model_name = None
-            elif model is None:
-                shader_paths, model_name = [], None
-            elif model.upper() in MODEL_SIZES and not Path(model).is_file():
-                shader_paths = [shipped_shader(model, form)]
-                model_name = model.upper()
-            else:
-                ckpt = Path(model)
-                shader_paths = [_export_checkpoint(ckpt, tmp / f"{ckpt.stem}.glsl", compute=form == "compute")]
-                model_name = ckpt.name
-            shaders = [load_shader(p) for p in shader_paths]
+            shaders, model_name = _chain(args, model, source, ctx, Path(tmp))
             title = describe_chain(shaders, model_name)
-            clip = args.file if args.file is not None else make_test_clip(tmp / "synthetic.mp4", size, args.frames)
+            clip = args.file if args.file is not None else make_test_clip(Path(tmp) / "synthetic.mp4", size, args.frames)
             t_start = time.perf_counter()
             bench = Bench(ctx, shaders, clip, args.frames)
             first_s = bench.first_frame(t_start)
-            torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
-            n_threads = len({1, max(1, os.cpu_count() or 1)})
             bench.warm_up()  # compiles every pass: a broken shader fails here, before the progress bar
             # One line naming what runs (the table on stdout repeats it).
             print(f"upshade: {title}, {bench.in_size[0]}x{bench.in_size[1]} -> "
                   f"{bench.out_size[0]}x{bench.out_size[1]}", file=sys.stderr, flush=True)
-            with progress(total=4 * args.frames * args.rounds + torch_runs * n_threads, unit="frame",
-                          desc="bench") as bar:
-                bench.tick = lambda: bar.update(1)
-                torch_ms, torch_note = None, "only for our models (--model)"
-                nets, frames, plays, encs = [], [], [], []
-                # Rounds interleave the measurements: the machine's speed drifts (shared
-                # hosts), and the ratios are only fair if every row saw the same drift.
-                for r in range(args.rounds):
-                    tag = f" {r + 1}/{args.rounds}" if args.rounds > 1 else ""
-                    bar.set_postfix_str("GL" + tag)
-                    net_ms, frame_ms = bench.measure_gl()
-                    nets.append(net_ms)
-                    frames.append(frame_ms)
-                    if model is not None and r == 0:
-                        bar.set_postfix_str("PyTorch")
-                        torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick,
-                                                               shader_paths[0])
-                    bar.set_postfix_str("playback" + tag)
-                    play_ms, play_n = bench.measure_playback()
-                    plays.append(play_ms)
-                    bar.set_postfix_str("encode" + tag)
-                    enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
-                    encs.append(enc_ms)
-                net_ms, frame_ms, play_ms, enc_ms = (_median(v) for v in (nets, frames, plays, encs))
-                rounds_note = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+            rows = _measure(bench, args, model, Path(shaders[0].path) if shaders else None)
             renderer = ctx.info.get("GL_RENDERER", "?")
             result = BenchResult(
-                title=title,
-                in_size=bench.in_size,
-                out_size=bench.out_size,
-                frames=args.frames,
-                network_gl=Row("network (GL)", net_ms, "shader passes alone, glFinish per stage" + rounds_note),
-                network_torch=Row("network (PyTorch CPU)", torch_ms, torch_note),
-                gl_frame=Row("GL only (whole frame)", frame_ms,
-                             "upload + shaders + colour + output scaling, glFinish" + rounds_note),
-                playback=Row("playback (no display)", play_ms,
-                             f"decode thread + GL + present, {play_n} frames" + rounds_note),
-                encode=Row("encode", enc_ms, f"decode + GL + {bench.encode_conversion} + PBO readback + "
-                                             f"{args.codec} thread "
-                                             f"(preset {args.preset or 'default'}), {enc_n} frames"
-                                             + rounds_note),
+                title=title, in_size=bench.in_size, out_size=bench.out_size, frames=args.frames, **rows,
                 device=f"{renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run",
                 first_frame_s=first_s,
             )
@@ -559,3 +468,71 @@ def run(args: argparse.Namespace) -> int:
             tmp_json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_args(args) -> tuple[tuple[int, int], object, str | None]:
+    """(size of the generated clip, the FILE's VideoInfo or None, the model to run or None), after every
+    check that can fail before minutes of work."""
+    if args.frames < 2:
+        raise UpshadeError(f"--frames must be at least 2, got {args.frames}")
+    if args.rounds < 1:
+        raise UpshadeError(f"--rounds must be at least 1, got {args.rounds}")
+    if args.file is not None and args.size:
+        raise UpshadeError(f"--size conflicts with {args.file}: the frame size is the video's")
+    size = DEFAULT_SIZE
+    if args.size:
+        size = parse_size(args.size)
+        if size[0] % 2 or size[1] % 2:
+            raise UpshadeError(f"--size {args.size}: width and height must be even (the generated clip is 4:2:0)")
+    encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
+    source = probe(args.file) if args.file is not None else None  # a bad file fails here, in one line
+    model = None if args.shader or args.no_model else (args.model or default_model(source))
+    if args.json is not None:
+        check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])
+    if model is not None and not _is_size(model) and not Path(model).is_file():
+        raise UpshadeError(f"{model}: checkpoint file does not exist (or give S, M or L)")
+    for p in args.shader or ():
+        if not Path(p).is_file():
+            raise UpshadeError(f"{p}: shader file does not exist")
+        load_shader(p)  # a broken shader fails before any GL or video work
+    return size, source, model
+
+
+def _measure(bench: Bench, args, model: str | None, shader: Path | None) -> dict[str, Row]:
+    """The table's rows: medians over ``args.rounds`` interleaved rounds of the GL, playback and encode
+    measurements (the machine's speed drifts on shared hosts, and the ratios are only fair if every
+    row saw the same drift), and PyTorch once for our models."""
+    torch_runs = min(args.frames, TORCH_RUNS_MAX) if model is not None else 0
+    n_threads = len({1, max(1, os.cpu_count() or 1)})
+    torch_ms, torch_note = None, "only for our models (--model)"
+    nets, frames, plays, encs = [], [], [], []
+    with progress(total=4 * args.frames * args.rounds + torch_runs * n_threads, unit="frame",
+                  desc="bench") as bar:
+        bench.tick = lambda: bar.update(1)
+        for r in range(args.rounds):
+            tag = f" {r + 1}/{args.rounds}" if args.rounds > 1 else ""
+            bar.set_postfix_str("GL" + tag)
+            net_ms, frame_ms = bench.measure_gl()
+            nets.append(net_ms)
+            frames.append(frame_ms)
+            if model is not None and r == 0:
+                bar.set_postfix_str("PyTorch")
+                torch_ms, torch_note = _torch_model_ms(model, bench.in_size, torch_runs, bench.tick, shader)
+            bar.set_postfix_str("playback" + tag)
+            play_ms, play_n = bench.measure_playback()
+            plays.append(play_ms)
+            bar.set_postfix_str("encode" + tag)
+            enc_ms, enc_n = bench.measure_encode(args.codec, args.crf, args.preset)
+            encs.append(enc_ms)
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    return {
+        "network_gl": Row("network (GL)", _median(nets), "shader passes alone, glFinish per stage" + rounds),
+        "network_torch": Row("network (PyTorch CPU)", torch_ms, torch_note),
+        "gl_frame": Row("GL only (whole frame)", _median(frames),
+                        "upload + shaders + colour + output scaling, glFinish" + rounds),
+        "playback": Row("playback (no display)", _median(plays),
+                        f"decode thread + GL + present, {play_n} frames" + rounds),
+        "encode": Row("encode", _median(encs), f"decode + GL + {bench.encode_conversion} + PBO readback + "
+                                               f"{args.codec} thread (preset {args.preset or 'default'}), "
+                                               f"{enc_n} frames" + rounds),
+    }

@@ -164,12 +164,10 @@ def test_name_columns():
 
 def test_cli_real_world_board(tiny_set, random_model, shared_ctx, tmp_path, capsys, monkeypatch):
     """Several specs: a column per (set, spec) in table and JSON; each LR made once for all methods."""
-    from upshade.tools import degrade as dg
-
     _, _, shader = random_model
     calls = []
-    real = dg.degrade
-    monkeypatch.setattr(dg, "degrade", lambda hr, spec: calls.append(spec.name) or real(hr, spec))
+    real = ev.degrade
+    monkeypatch.setattr(ev, "degrade", lambda hr, spec: calls.append(spec.name) or real(hr, spec))
     out = tmp_path / "board.json"
     specs = ["clean", "x264:28", "kernel:area", "x264:28"]  # a repeat is scored once
     assert cli.main(["eval", "--set", str(tiny_set), "--shader", str(shader), "--degrade", *specs,

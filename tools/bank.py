@@ -47,8 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..host.errors import UpshadeError
-from ..host.fileio import atomic_output
+from ..host.api import UpshadeError, atomic_output
 from . import degrade as G
 from .metrics import crop_to_multiple, imresize_down, rgb_to_luma_full
 

@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..host.errors import UpshadeError
-from ..host.imageio import read_image
+from ..host.api import UpshadeError, read_image
 from .metrics import as_rgb, crop_to_multiple, imresize, imresize_down, rgb_to_luma_full, rgb_to_y
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

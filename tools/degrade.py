@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..host.errors import UpshadeError
+from ..host.api import UpshadeError
 from .metrics import imresize_down
 
 # swscale's scaler flags by the protocol's names (plus two more the training banks use).

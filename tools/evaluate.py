@@ -35,18 +35,32 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import av
 import numpy as np
 
-from ..host.errors import MediaError, UpshadeError
-from ..host.fileio import atomic_output, check_output_path
+from ..host.api import (
+    MODEL_SIZES,
+    MediaError,
+    Renderer,
+    UpshadeError,
+    WEIGHTS_DIR,
+    atomic_output,
+    check_output_path,
+    create_headless_context,
+    image_to_frame,
+    load_shader,
+    progress,
+    read_image,
+)
 from .data import NAMED_SOURCES, list_images, resolve_source, source_label
-from .degrade import SPEC_HELP, Spec, parse_spec, parse_specs
+from .degrade import CODECS, SPEC_HELP, Spec, codec_available, degrade, parse_spec, parse_specs
 from .metrics import as_rgb, crop_to_multiple, imresize_down, psnr_y, ssim_y
 
 SCALE = 2
@@ -86,8 +100,6 @@ class TestSet:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from ..host.imageio import read_image
-
     try:
         img = read_image(path)
     except UpshadeError:
@@ -159,8 +171,6 @@ def load_sets(path: str | os.PathLike, specs: Sequence[Spec | str], progress=Non
 def _degrade_checked(f: Path, hr: np.ndarray, spec: Spec) -> np.ndarray:
     if spec == CLEAN:
         return imresize_down(hr, SCALE)  # the clean protocol at any crop (degrade() wants multiples of 4)
-    from .degrade import degrade
-
     try:
         lr = degrade(hr, spec)
     except UpshadeError as exc:
@@ -176,8 +186,6 @@ def _degrade_checked(f: Path, hr: np.ndarray, spec: Spec) -> np.ndarray:
 def check_specs_available(specs: Sequence[Spec]) -> None:
     """Fail before any work when the PyAV build lacks what a spec needs (libx264, swscale scalers)."""
     if any(s.kind == "x264" for s in specs):
-        from .degrade import CODECS, codec_available
-
         if not codec_available("h264"):
             enc = CODECS["h264"][0]
             names = " ".join(s.name for s in specs if s.kind == "x264")
@@ -312,9 +320,6 @@ class GLMethod(Method):
 
     def __init__(self, ctx, shader_paths: Sequence[str | os.PathLike] = (), label: str | None = None,
                  params: int | None = None):
-        from ..host.hookparse import load_shader
-        from ..host.pipeline import Renderer
-
         self.ctx = ctx
         self.shader_paths = [Path(p) for p in shader_paths]
         shaders = [_load_shader_checked(load_shader, p) for p in self.shader_paths]
@@ -337,15 +342,11 @@ class GLMethod(Method):
             raise
 
     def upscale(self, lr: np.ndarray) -> np.ndarray:
-        from ..host.imageio import image_to_frame
-
         h, w = lr.shape[:2]
         tex = self.renderer.render(image_to_frame(lr), (w * SCALE, h * SCALE))
         return self.renderer.read_rgb(tex)
 
     def time_ms(self, runs: int) -> float:
-        from ..host.imageio import image_to_frame
-
         frame = image_to_frame(_timing_rgb())
 
         def once():
@@ -428,8 +429,6 @@ def _load_shader_checked(load_shader, path: Path):
 
 def _shader_params(paths: Sequence[Path]) -> int | None:
     """Parameter count of our exported shaders (declared in their header); None for others."""
-    import re
-
     total = 0
     for p in paths:
         m = re.search(r"(?im)^//.*?\bparam(?:eter)?s\b\D{0,3}([\d,_]+)", p.read_text(errors="replace")[:4000])
@@ -441,8 +440,6 @@ def _shader_params(paths: Sequence[Path]) -> int | None:
 
 def resolve_checkpoint(spec: str) -> Path:
     """`--model` argument -> checkpoint path: a file, or S/M/L for the shipped weights."""
-    from ..host.paths import MODEL_SIZES, WEIGHTS_DIR
-
     p = Path(spec)
     if p.is_file():
         return p
@@ -471,8 +468,6 @@ def load_torch_method(spec: str) -> TorchMethod:
 
 
 def _weights_dir() -> Path:
-    from ..host.paths import WEIGHTS_DIR
-
     return WEIGHTS_DIR
 
 
@@ -541,8 +536,6 @@ def score_method(method: Method, sets: Sequence[TestSet], progress=None) -> dict
 def evaluate(methods: Sequence[Method], sets: Sequence[TestSet], timing_runs: int = 0,
              show_progress: bool = True) -> list[MethodResult]:
     """Score every method on every set; time each at 1080p output when ``timing_runs`` > 0."""
-    from ..host.progress import progress
-
     total = len(methods) * sum(len(s.images) for s in sets)
     results = []
     with progress(total=total, unit="img", desc="eval", disable=not show_progress) as bar:
@@ -662,10 +655,6 @@ def describe_spec(spec: Spec) -> str:
 
 
 def _codec_versions() -> dict:
-    try:
-        import av
-    except ImportError:
-        return {}
     libs = {k: ".".join(map(str, v)) for k, v in sorted(getattr(av, "library_versions", {}).items())}
     return {"pyav": getattr(av, "__version__", None), **libs}
 
@@ -740,8 +729,6 @@ def run(args: argparse.Namespace) -> int:
     # Checkpoints first: they fail fast, before the sets are read or GL starts.
     torch_methods = [load_torch_method(m) for m in args.model]
     sets = name_columns([load_sets(d, specs) for d in args.sets])
-
-    from ..host.gpu import create_headless_context
 
     ctx = create_headless_context()
     methods: list[Method] = []

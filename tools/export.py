@@ -75,8 +75,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..host.errors import UpshadeError
-from ..host.fileio import atomic_output
+from ..host.api import UpshadeError, atomic_output
 
 __all__ = ["Lowered", "lower", "export_shader", "export_onnx", "add_arguments", "run"]
 

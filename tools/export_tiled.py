@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..host.errors import UpshadeError
+from ..host.api import UpshadeError
 from .export import (
     BICUBIC_EVEN,
     BICUBIC_ODD,

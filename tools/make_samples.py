@@ -23,7 +23,11 @@ import tempfile
 from fractions import Fraction
 from pathlib import Path
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "host" / "samples"
+import av
+import numpy as np
+
+from ..host.api import SAMPLES_DIR, atomic_output, write_image
+
 DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "video" / \
     "bigbuckbunny_720p25_aac.mp4"
 
@@ -43,12 +47,6 @@ SUBTITLES = (
 
 
 def make_samples(source: Path, out_dir: Path = SAMPLES_DIR) -> list[Path]:
-    import av
-    import numpy as np
-
-    from ..host.fileio import atomic_output
-    from ..host.imageio import write_image
-
     source, out_dir = Path(source), Path(out_dir)
     if not source.is_file():
         raise SystemExit(f"make_samples: {source}: no such file (the Big Buck Bunny excerpt)")

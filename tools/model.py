@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..host.errors import UpshadeError
+from ..host.api import UpshadeError
 
 UPSCALE_MODES = ("pixel_shuffle", "nearest_conv")
 RESIDUAL_MODES = ("bilinear", "bicubic")

@@ -32,9 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..host.errors import UpshadeError
-from ..host.fileio import atomic_output
-from ..host.progress import progress as progress_bar
+from ..host.api import UpshadeError, atomic_output, progress as progress_bar
 from . import data as D
 from .metrics import psnr_y, ssim_y
 from .model import SIZES, ModelConfig, UpshadeNet, flops_per_output_pixel, load_checkpoint, param_count, size_config

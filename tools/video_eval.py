@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..host.errors import MediaError, UpshadeError
-from ..host.fileio import atomic_output, check_output_path
+from ..host.api import MediaError, UpshadeError, atomic_output, check_output_path
 from . import degrade as G
 from .metrics import crop_to_multiple, rgb_to_y
 
@@ -87,7 +86,7 @@ def score_clip(sr: list[np.ndarray], hr_y: list[np.ndarray]) -> ClipScore:
 
 def method_shaders(models, shaders) -> list[tuple[str, list[Path]]]:
     """(label, shader files) per method: bicubic first, then shipped models, then shader files."""
-    from ..host.paths import shipped_shader
+    from ..host.api import shipped_shader
 
     out: list[tuple[str, list[Path]]] = [("bicubic", [])]
     out += [(m, [shipped_shader(m)]) for m in models]
@@ -96,14 +95,14 @@ def method_shaders(models, shaders) -> list[tuple[str, list[Path]]]:
 
 
 def run_eval(clip: Path, crfs, kernel: str, models, shaders, frames: int, show=True) -> dict:
-    from ..host.progress import progress
+    from ..host.api import progress
 
     from .evaluate import GLMethod
 
     methods = method_shaders(models, shaders)
     hr = read_clip(clip, frames)
     hr_y = [_shaved_y(f) for f in hr]
-    from ..host.gpu import create_headless_context
+    from ..host.api import create_headless_context
 
     ctx = create_headless_context()
     results: dict = {"clip": str(clip), "frames": len(hr), "size": [hr[0].shape[1], hr[0].shape[0]],
