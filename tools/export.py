@@ -76,6 +76,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..host.api import UpshadeError, atomic_output
+from .model import ModelConfig, UpshadeNet, load_checkpoint, param_count
 
 __all__ = ["Lowered", "lower", "export_shader", "export_onnx", "add_arguments", "run"]
 
@@ -147,11 +148,6 @@ class Lowered:
         return self.final_w.shape[0]
 
 
-_CONFIG_DEFAULTS = {
-    "blocks": 7, "width": 4, "scale": 2, "upscale": "pixel_shuffle", "final_kernel": 3, "residual": "bilinear",
-}
-
-
 def _texture_order(weight: np.ndarray, width: int, groups: int, sources: int) -> np.ndarray:
     """Reorder CReLU input channels (per source: W relu then W relu-neg) into texture order."""
     out_c, _, kh, kw = weight.shape
@@ -197,20 +193,9 @@ def _fold_nearest_conv(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def lower(config: Mapping[str, Any], state: Mapping[str, Any]) -> Lowered:
     """Check a config + state dict (tensors or arrays) and lower it to shader form."""
-    cfg = dict(_CONFIG_DEFAULTS)
-    cfg.update(config)
-    blocks, width = int(cfg["blocks"]), int(cfg["width"])
-    if int(cfg["scale"]) != 2:
-        raise UpshadeError(f"only x2 models can be exported (config has scale={cfg['scale']})")
-    if cfg["upscale"] not in ("pixel_shuffle", "nearest_conv"):
-        raise UpshadeError(f"unknown upscale mode {cfg['upscale']!r}")
-    if cfg["residual"] not in ("bilinear", "bicubic"):
-        raise UpshadeError(f"unknown residual mode {cfg['residual']!r}")
-    k = int(cfg["final_kernel"])
-    if k not in (1, 3):
-        raise UpshadeError(f"final_kernel must be 1 or 3 (config has {k})")
-    if blocks < 1 or width < 1:
-        raise UpshadeError(f"config needs blocks >= 1 and width >= 1 (has blocks={blocks}, width={width})")
+    mcfg = ModelConfig.from_dict(dict(config))   # the model's own defaults and checks
+    cfg = mcfg.to_dict()
+    blocks, width, k = mcfg.blocks, mcfg.width, mcfg.final_kernel
     groups = -(-width // 4)
     if groups > MAX_BINDS:
         raise UpshadeError(f"width {width} needs {groups} textures per layer; a pass can bind at most {MAX_BINDS}")
@@ -797,8 +782,6 @@ def _default_name(path: Path) -> str:
 
 
 def _load(path: Path):
-    from .model import load_checkpoint  # torch is needed from here on
-
     try:
         return load_checkpoint(path)
     except UpshadeError as exc:  # its messages already start with the path
@@ -861,7 +844,7 @@ def export_shader(model_or_ckpt, name: str | None = None, *, compute: bool = Fal
         low = lower(config, state)
     except UpshadeError as exc:
         raise UpshadeError(f"{where}: {exc}") from None
-    params = int(sum(np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v).size for v in state.values()))
+    params = param_count(ModelConfig.from_dict(low.config))
     if form == "tiled":
         from .export_tiled import TILED_REQUIREMENTS, tiled_passes
 
@@ -885,8 +868,6 @@ FORMATS = {"glsl": ".glsl", "onnx": ".onnx"}
 
 def _onnx_model(model_or_ckpt, name: str | None):
     """(plain UpshadeNet in eval mode, name, source line, metrics) for a path, a checkpoint dict or a net."""
-    from .model import ModelConfig, UpshadeNet
-
     if isinstance(model_or_ckpt, (str, Path)):
         path = Path(model_or_ckpt)
         model, ckpt = _load(path)
@@ -980,7 +961,7 @@ def export_onnx(model_or_ckpt, name: str | None = None, *, opset: int = ONNX_OPS
     del proto.metadata_props[:]
     graph.name = re.sub(r"[^A-Za-z0-9_]+", "_", f"upshade_{name}")
     cfg = model.cfg.to_dict()
-    params = int(sum(p.numel() for p in model.parameters()))
+    params = param_count(model.cfg)
     proto.doc_string = (f"upshade {name}: x{cfg['scale']} luma upscaler. Input '{ONNX_INPUT}' (N, 1, H, W) float32, "
                         f"full-range luma in 0..1 (BT.601/709 Y' as the player decodes it); output '{ONNX_OUTPUT}' "
                         f"(N, 1, 2H, 2W), not clamped. Chroma is not part of the network (upscale it bicubically).")

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..host.api import UpshadeError
+from ..host.api import MODEL_SIZES, UpshadeError
 
 UPSCALE_MODES = ("pixel_shuffle", "nearest_conv")
 RESIDUAL_MODES = ("bilinear", "bicubic")
@@ -77,15 +77,8 @@ class ModelConfig:
         return cls(**d)
 
 
-# The shipped sizes. M is the seed paper's 7 blocks x 4 channels; S keeps 3 of
-# its blocks, sized so 640x360 -> 720p runs at 30+ fps even on a 2-core CPU
-# rasteriser (llvmpipe); L is 9 blocks x 7 (11,722 weights, FSRCNN-sized), chosen
-# over 7 x 8 (11,076) on Set5 after the same training.
-SIZES: dict[str, ModelConfig] = {
-    "S": ModelConfig(blocks=3, width=4),
-    "M": ModelConfig(blocks=7, width=4),
-    "L": ModelConfig(blocks=9, width=7),
-}
+# The shipped sizes, named and shaped in one place (host/paths.MODEL_SIZES, which the runtime reads too).
+SIZES: dict[str, ModelConfig] = {name: ModelConfig(blocks=b, width=w) for name, (b, w) in MODEL_SIZES.items()}
 
 
 def size_config(size: str) -> ModelConfig:
