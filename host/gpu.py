@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from .errors import GLUnavailableError
+import moderngl
+
+from .errors import GLUnavailableError, UpshadeError
 
 FBO_FORMATS = ("rgba16f", "rgba32f")
 
@@ -28,10 +30,6 @@ def create_headless_context(require: int = 430):
     Raises GLUnavailableError with an actionable message when no suitable
     context can be made (no libEGL, no Mesa driver, or too old a GL version).
     """
-    try:
-        import moderngl
-    except ImportError as exc:  # pragma: no cover - a hard dependency
-        raise GLUnavailableError(f"moderngl is not installed: {exc}") from exc
     try:
         return moderngl.create_context(standalone=True, backend="egl", require=require)
     except Exception as exc:
@@ -63,8 +61,6 @@ def choose_fbo_format(ctx, requested: str = "auto") -> tuple[str, str]:
     if requested in FBO_FORMATS:
         return requested, "requested"
     if requested != "auto":
-        from .errors import UpshadeError
-
         raise UpshadeError(f"unknown FBO format {requested!r}: choose auto, {', '.join(FBO_FORMATS)}")
     if is_software_renderer(ctx):
         return "rgba32f", "software renderer: float32 is exact there and costs within ~5% of rgba16f"

@@ -6,6 +6,10 @@ import os
 import platform
 import sys
 
+from . import __version__
+from .errors import UpshadeError
+from .gpu import create_headless_context, gl_info
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--fbo-format", choices=("auto", "rgba16f", "rgba32f"), default="auto",
@@ -40,10 +44,6 @@ def window_system() -> tuple[bool, str]:
 
 
 def collect(fbo_format: str = "auto") -> list[tuple[str, str]]:
-    from . import __version__
-    from .errors import UpshadeError
-    from .gpu import create_headless_context, gl_info
-
     rows = [
         ("upshade", __version__),
         ("python", f"{platform.python_version()} ({sys.executable})"),

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import UpshadeError
+from .gpu import shader_form
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SHADERS_DIR = PACKAGE_ROOT / "shaders"
 WEIGHTS_DIR = PACKAGE_ROOT / "weights"
@@ -37,8 +40,6 @@ SHADER_FORMS = ("fragment", "compute")
 
 def shipped_shader(size: str, form: str = "fragment") -> Path:
     """Path of the exported hook shader for a shipped model size (S, M or L) in ``form``."""
-    from .errors import UpshadeError
-
     key = size.upper()
     if key not in MODEL_SIZES:
         raise UpshadeError(f"unknown model {size!r}: choose one of {', '.join(MODEL_SIZES)}")
@@ -52,8 +53,6 @@ def shipped_shader(size: str, form: str = "fragment") -> Path:
 
 def model_shader(size: str, ctx) -> Path:
     """The shipped shader of ``size`` in the form that runs fastest on ``ctx``'s renderer."""
-    from .gpu import shader_form
-
     return shipped_shader(size, shader_form(ctx)[0])
 
 
@@ -74,8 +73,6 @@ def default_model(source=None) -> str:
 
 def sample(kind: str = "video") -> Path:
     """The bundled sample video or image; a clear error if the installation lacks it."""
-    from .errors import UpshadeError
-
     path = {"video": SAMPLE_VIDEO, "image": SAMPLE_IMAGE}[kind]
     if not path.is_file():
         raise UpshadeError(f"{path}: bundled sample {kind} is missing (reinstall upshade, or regenerate it with "
