@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 from ..host.api import UpshadeError, atomic_output, progress as progress_bar
 from . import data as D
+from .bank import BankConfig, bank_for
+from .degrade import parse_specs
 from .metrics import psnr_y, ssim_y
 from .model import SIZES, ModelConfig, UpshadeNet, flops_per_output_pixel, load_checkpoint, param_count, size_config
 from .modelcard import model_card, selection_text
@@ -106,8 +108,6 @@ class TrainConfig:
             raise UpshadeError(f"train config: select_on {self.select_on!r} is not one of the validation sets ({labels})")
         if self.pairs not in ("crop", "image", "bank"):
             raise UpshadeError(f"train config: pairs must be crop, image or bank, got {self.pairs!r}")
-        from .degrade import parse_specs
-
         specs = [s.name for s in parse_specs(self.val_specs)]
         if "clean" not in specs:
             raise UpshadeError("train config: val_specs must include clean (select_on scores it)")
@@ -118,8 +118,6 @@ class TrainConfig:
         if self.select_mix and sum(float(v) for v in self.select_mix.values()) <= 0:
             raise UpshadeError("train config: select_mix weights must sum to more than 0")
         if self.pairs == "bank":
-            from .bank import BankConfig
-
             BankConfig.from_dict(self.bank)
             D.check_bank_mix(self.bank_mix)
         if self.expand < 0:
@@ -144,8 +142,6 @@ class TrainConfig:
 
 def val_keys(val_sets, val_specs) -> list[str]:
     """Metric labels of every (validation set, spec): 'set5', 'set5@x264:23', ..."""
-    from .degrade import parse_specs
-
     return [D.source_label(v) + ("" if sp.kind == "clean" else f"@{sp.name}")
             for v in val_sets for sp in parse_specs(val_specs)]
 
@@ -512,8 +508,6 @@ def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
 
 def _banks(cfg: TrainConfig, sets, progress: bool):
     """The degraded bank of every training set (built and cached on first use)."""
-    from .bank import BankConfig, bank_for
-
     bcfg = BankConfig.from_dict(cfg.bank)
 
     def bar(total, desc):
@@ -527,8 +521,6 @@ def _banks(cfg: TrainConfig, sets, progress: bool):
 
 def load_validation(cfg: TrainConfig) -> dict[str, list[D.ValImage]]:
     """Every validation set under every spec, keyed as val_keys() names them."""
-    from .degrade import parse_specs
-
     specs = parse_specs(cfg.val_specs)
     keys = iter(val_keys(cfg.val_sets, cfg.val_specs))
     return {next(keys): D.load_val_set(v, cfg.data_root, degradation=sp.name) for v in cfg.val_sets for sp in specs}
