@@ -108,19 +108,27 @@ def xdisplay():
     xvfb = shutil.which("Xvfb")
     if not xvfb:
         need("Xvfb is not installed (apt-get install xvfb)")
-    n = _free_display()
-    proc = subprocess.Popen(
-        [xvfb, f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sock = Path(f"/tmp/.X11-unix/X{n}")
-    deadline = time.monotonic() + 15
-    while not sock.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            need(f"Xvfb :{n} did not start")
-        time.sleep(0.05)
+    # Several test sessions may start at once: a display number found free can be taken before our
+    # Xvfb binds it. Then our Xvfb exits (the socket we see is the other session's, gone when that
+    # session ends): try the next number until our own server is the one running.
+    for _attempt in range(10):
+        n = _free_display()
+        proc = subprocess.Popen(
+            [xvfb, f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        sock = Path(f"/tmp/.X11-unix/X{n}")
+        deadline = time.monotonic() + 15
+        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        if sock.exists() and proc.poll() is None:
+            break
+        proc.kill()
+        proc.wait()
+    else:
+        need("Xvfb did not start")
     old = os.environ.get("DISPLAY")
     os.environ["DISPLAY"] = f":{n}"
     try:
