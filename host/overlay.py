@@ -10,6 +10,8 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
+from .glsl import FULLSCREEN_VS, GLSL_VERSION
+
 GLYPH_W, GLYPH_H = 5, 7
 CELL_W, CELL_H = GLYPH_W + 1, GLYPH_H + 2  # one column and two rows of spacing
 
@@ -110,20 +112,9 @@ def render_text_cpu(lines: list[str], scale: int = 1) -> np.ndarray:
     return out.repeat(scale, 0).repeat(scale, 1)
 
 
-_VS = """
-#version 430
-out vec2 uv;
-void main() {
-    vec2 p = vec2((gl_VertexID << 1) & 2, gl_VertexID & 2);
-    uv = p;
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-"""
-
 # gl_FragCoord is relative to the framebuffer; `origin` is the top-left corner of the text box in
 # framebuffer pixels (GL y-up), so rows count downward from it.
-_FS = f"""
-#version 430
+_FS = GLSL_VERSION + f"""
 layout(binding = 0) uniform sampler2D atlas;
 layout(binding = 1) uniform usampler2D text;
 uniform ivec2 origin;
@@ -160,7 +151,7 @@ class TextOverlay:
         self._codes = np.zeros((rows, cols), dtype=np.uint8)
         self._text = ctx.texture((cols, rows), 1, self._codes.tobytes(), dtype="u1")
         self._text.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self._prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
+        self._prog = ctx.program(vertex_shader=FULLSCREEN_VS, fragment_shader=_FS)
         self._vao = ctx.vertex_array(self._prog, [])
         self._grid = (0, 0)
         self._lines: tuple[str, ...] = ()

@@ -19,21 +19,13 @@ from typing import Callable
 import moderngl
 import numpy as np
 
+from .glsl import FULLSCREEN_VS, GLSL_VERSION
 from .window import Rect, collect_garbage
-
-_BLIT_VS = """
-#version 430
-void main() {
-    vec2 p = vec2((gl_VertexID << 1) & 2, gl_VertexID & 2);
-    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
-}
-"""
 
 # Draws the pipeline output 1:1 into the video rectangle: texel rows run top-down (row 0 is the
 # picture's top, as Renderer.read_rgb reads them) while window rows run bottom-up. ``rotation``
 # (clockwise degrees) turns the picture for display; the texture is then rect-sized after turning.
-_BLIT_FS = """
-#version 430
+_BLIT_FS = GLSL_VERSION + """
 layout(binding = 0) uniform sampler2D src;
 uniform ivec4 rect;      // x, y, w, h of the video rectangle in window pixels
 uniform int rotation;
@@ -84,7 +76,7 @@ class Presenter:
         self.ctx: moderngl.Context = window.ctx
         self._blit = self._vao = self._overlay = self._labels = self._subs = self._osd = None
         try:
-            self._blit = self.ctx.program(vertex_shader=_BLIT_VS, fragment_shader=_BLIT_FS)
+            self._blit = self.ctx.program(vertex_shader=FULLSCREEN_VS, fragment_shader=_BLIT_FS)
             self._vao = self.ctx.vertex_array(self._blit, [])
             self._overlay = TextOverlay(self.ctx, rows=10)
             self._labels = (TextOverlay(self.ctx, cols=32, rows=1), TextOverlay(self.ctx, cols=32, rows=1))
