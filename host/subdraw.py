@@ -46,14 +46,14 @@ class ImageLayer:
         self._textures: dict[tuple, moderngl.Texture] = {}
 
     def _texture(self, img) -> moderngl.Texture:
-        key = img.key or (id(img.rgba),)
-        tex = self._textures.get(key)
+        """The picture's texture, kept under its key while it is shown (a keyless one is made each time)."""
+        tex = self._textures.get(img.key) if img.key else None
         if tex is None:
             rgba = np.ascontiguousarray(img.rgba)
             tex = self.ctx.texture((rgba.shape[1], rgba.shape[0]), 4, rgba.tobytes(), alignment=1)
             tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
             tex.repeat_x = tex.repeat_y = False
-            self._textures[key] = tex
+            self._textures[img.key or ("once", len(self._textures))] = tex
         return tex
 
     def draw(self, images, rect, fb_size: tuple[int, int], *, top_down: bool = False) -> None:
@@ -71,7 +71,8 @@ class ImageLayer:
             try:
                 for img in images:
                     tex = self._texture(img)
-                    used.add(img.key or (id(img.rgba),))
+                    if img.key:
+                        used.add(img.key)
                     x0, x1 = rx + img.x, rx + img.x + img.w
                     if top_down:
                         y0, y1 = ry + img.y, ry + img.y + img.h

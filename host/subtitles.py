@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import itertools
 import re
 import sys
 import threading
@@ -38,6 +39,8 @@ import numpy as np
 from .errors import UpshadeError
 
 AUTO_EXTENSIONS = (".ass", ".ssa", ".srt", ".vtt")
+# Identities of picture sources for SubImage keys (never reused, unlike id() of a collected object).
+_UIDS = itertools.count(1)
 PRELOAD_BEFORE = 10.0    # s read before a seek target: events that started earlier and still show
 WAIT_SLICE = 0.005
 
@@ -183,6 +186,7 @@ class BitmapStore:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.uid = next(_UIDS)
         self._starts: list[float] = []
         self._events: list[BitmapEvent] = []
         self._serial = 0
@@ -615,6 +619,7 @@ class _TextRenderer:
         for name, data in fonts:
             self.library.add_font(name, data)
         self.renderer = libass.Renderer(self.library)
+        self.uid = next(_UIDS)
         self.track = None
         self.store: TextStore | None = None
         self._cursor = 0
@@ -652,7 +657,7 @@ class _TextRenderer:
         if comp is None:
             return []
         x, y, rgba = comp
-        return [SubImage(x, y, rgba.shape[1], rgba.shape[0], rgba, ("text", id(self), gen))]
+        return [SubImage(x, y, rgba.shape[1], rgba.shape[0], rgba, ("text", self.uid, gen))]
 
     def close(self) -> None:
         for obj in (self.track, self.renderer, self.library):
@@ -829,7 +834,8 @@ class Subtitles:
                 return []
             cw, ch = ev.canvas
             sx, sy = size[0] / cw, size[1] / ch
-            return [SubImage(x * sx, y * sy, rgba.shape[1] * sx, rgba.shape[0] * sy, rgba, ("bitmap", ev.serial, i))
+            return [SubImage(x * sx, y * sy, rgba.shape[1] * sx, rgba.shape[0] * sy, rgba,
+                             ("bitmap", self._bitmap.uid, ev.serial, i))
                     for i, (x, y, rgba) in enumerate(ev.rects)]
         return []
 

@@ -86,6 +86,9 @@ def clips(tmp_path_factory):
         # 8 s: track 1 the ASS boxes, track 2 SubRip text; with audio for --aid and '#'.
         "two": clip_with_subs(d / "two.mkv", [("ass", ASS, "eng"), ("srt", SRT, "fre")], audio=True, **video),
         "plain": make_clip(d / "plain.mkv", **video),
+        # 1 s, the same two tracks: for command lines that play in real time.
+        "short": clip_with_subs(d / "short.mkv", [("ass", ASS, "eng"), ("srt", SRT, "fre")], audio=True,
+                                **{**video, "frames": 10}),
         "dvd": make_bitmap_subtitle_clip(d / "dvd.mkv", "dvdsub"),
         "pgs": make_bitmap_subtitle_clip(d / "pgs.mkv", "pgs"),
     }
@@ -187,6 +190,22 @@ def test_bitmap_subtitles_decode_with_their_palette(clips):
             assert (big.x, big.y, big.w, big.h) == (20, 20, 80, 40)
         finally:
             subs.close()
+
+
+def test_picture_keys_are_never_shared_between_tracks(clips):
+    """The GL layer keeps a texture per picture key: a key reused by another track (a renderer's id()
+    handed on after it is freed) drew the old track's picture in the new one's place."""
+    need_libass()
+    subs = Subtitles(clips["two"], wait=None)
+    owner = {}
+    try:
+        for _ in range(15):
+            for track in (1, 2):
+                subs.select(track)
+                [img] = subs.images(0.5, (320, 240))
+                assert owner.setdefault(img.key, track) == track
+    finally:
+        subs.close()
 
 
 def block_font() -> bytes:
@@ -519,3 +538,23 @@ def test_burn_subs_errors_before_any_work(clips, tmp_path, shared_ctx):
                         "--no-model", "--burn-subs", str(tmp_path / "none.srt")], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip() == (f"upshade: error: --burn-subs {tmp_path / 'none.srt'}: "
                                                       f"no such subtitle file or track number")
+
+
+def test_command_lines(xdisplay, clips, tmp_path):
+    """The options reach the player and the encoder: play with --sub/--sid/--aid, upscale --burn-subs N."""
+    sub = tmp_path / "extra.srt"
+    sub.write_text(SRT)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "upshade.host.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+
+    r = cli("play", clips["short"], "--no-model", "--no-audio", "--sub", sub, "--sid", "3", "--aid", "no")
+    assert r.returncode == 0 and r.stderr.count("\n") == 1, r.stderr   # one line naming what runs
+    r = cli("play", clips["short"], "--no-model", "--no-audio", "--sid", "9")
+    assert r.returncode == 0 and "upshade: warning: --sid 9: no such subtitle track" in r.stderr
+    out = tmp_path / "burned.mkv"
+    r = cli("upscale", clips["short"], "-o", out, "--no-model", "--burn-subs", "2")
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as c:
+        assert [s.codec_context.name for s in c.streams.subtitles] == ["ssa"]   # track 2 burned, 1 copied
