@@ -43,6 +43,16 @@ def window_system() -> tuple[bool, str]:
     return True, f"glfw initialises on {display}"
 
 
+def _libass() -> str:
+    """libass's version (text subtitles in play and upscale --burn-subs), or what to install."""
+    from . import libass
+
+    try:
+        return f"{libass.version()} (text subtitles)"
+    except libass.LibassUnavailable:
+        return f"not installed: text subtitles are not drawn ({libass.INSTALL_HINT})"
+
+
 def collect(fbo_format: str = "auto") -> list[tuple[str, str]]:
     rows = [
         ("upshade", __version__),
@@ -51,6 +61,7 @@ def collect(fbo_format: str = "auto") -> list[tuple[str, str]]:
         ("moderngl", _version("moderngl")),
         ("av (PyAV)", _version("av")),
         ("glfw", _version("glfw")),
+        ("libass", _libass()),
     ]
     try:
         ctx = create_headless_context()

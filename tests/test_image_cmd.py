@@ -184,6 +184,10 @@ def test_info(gl_ctx, capsys):
     rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in out.splitlines() if line.strip())
     renderer, fbo = rows["GL renderer"], rows["fbo format"]
     assert fbo.startswith("rgba32f" if "llvmpipe" in renderer else "rgba16f"), (renderer, fbo)
+    from upshade.host import libass
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+ \(text subtitles\)", rows["libass"]) if libass.available() \
+        else rows["libass"].startswith("not installed: text subtitles are not drawn (apt-get install libass9")
 
 
 def test_model_shaders_follow_the_renderer(gl_ctx, capsys):
