@@ -8,6 +8,8 @@ The player is built from small parts, each with one job:
   halves and their labels, subtitles, the overlay, the buffer swap);
 * host/input.py ``InputHandler``: where a key press goes (the bindings);
 * host/subtitles.py ``Subtitles``: subtitle tracks and what shows when;
+* host/readout.py ``Readout``: the overlay's numbers (stage times, the network's
+  GPU time by timer queries, first-frame latency) and its text;
 * ``Player`` (here) holds them together with the window and one Renderer per
   shader entry, keeps the user-visible state (paused, compare, network, ...)
   and offers the actions the bindings call.
@@ -150,7 +152,9 @@ class Player:
         self.entry_index = 0
         self.screenshots: list[Path] = []
         self.stats = Stats()
-        self.first_frame_s: float | None = None   # start to first picture on screen
+        from .readout import Readout
+
+        self.readout = Readout(self.stats)   # the overlay's numbers (measured while it shows)
         self.audio_tracks = audio_streams(self.path) if self.info.has_audio else []
         aid_index, warning = choose_audio(len(self.audio_tracks), aid)
         if warning:
@@ -160,10 +164,6 @@ class Player:
         self._dirty_info = True       # refresh the overlay text now (state changed)
         self._quit = False
         self._osd: tuple[str, float] | None = None
-        self._timer = None            # GL timer queries of the network passes, while the overlay shows
-        self._rendered: set[tuple] = set()   # (entry, enabled, size) rendered at least once
-        self.network_passes = 0       # hook passes the last timed frame ran (the overlay's network row)
-        self._network_state = ""      # why the overlay's network row has no time ("n/a": no timer queries)
         self.window = None
         self.scheduler = None
         self.presenter = None
@@ -307,14 +307,14 @@ class Player:
 
     def toggle_info(self) -> None:
         self.show_info = not self.show_info
-        self._set_timing(self.show_info)
+        self.readout.enable(self.renderer, self.show_info)
         self._dirty = self._dirty_info = True
 
     def select_entry(self, index: int) -> None:
         if index < len(self.entries) and index != self.entry_index:
-            self._set_timing(False)
+            self.readout.enable(self.renderer, False)
             self.entry_index = index
-            self._set_timing(self.show_info)
+            self.readout.enable(self.renderer, self.show_info)
             self._update_title()
 
     def toggle_subtitles(self) -> None:
@@ -373,8 +373,8 @@ class Player:
             self.present()
             if new is not None:
                 self.scheduler.presented(new)
-                if self.first_frame_s is None:
-                    self.first_frame_s = time.perf_counter() - self.started_at
+                if self.readout.first_frame_s is None:
+                    self.readout.first_frame_s = time.perf_counter() - self.started_at
                     self._dirty_info = True
         elif self.paused:
             self._idle = True  # nothing to do until an event: the next step sleeps in the window system
@@ -395,31 +395,19 @@ class Player:
                 break
 
     # --- drawing ----------------------------------------------------------------------------
-    def _set_timing(self, on: bool) -> None:
-        """Per-stage timing while the overlay shows: upload by the renderer's profiling (a GPU sync
-        per stage), the network by GL timer queries of its passes alone."""
-        from . import gltimer
+    @property
+    def first_frame_s(self) -> float | None:
+        """Seconds from start to the first picture on screen (None before it)."""
+        return self.readout.first_frame_s
 
-        renderer = self.renderer
-        renderer.profile = on
-        if on and self._timer is None:
-            try:
-                self._timer = gltimer.PassTimer()
-            except OSError:
-                self._timer = None
-        if on and (self._timer is None or not gltimer.attach(renderer, self._timer)):
-            self._network_state = "n/a (no GL timer queries)"
-        elif not on:
-            gltimer.attach(renderer, None)
+    @property
+    def network_passes(self) -> int:
+        return self.readout.network_passes
 
     def _render(self, frame, size, enabled: bool):
         tex = self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
-        if self._timer is not None and self.show_info:
-            # The first render of a chain at a size compiles its passes and allocates textures as they
-            # first run: the overlay reports steady frames only.
-            key = (self.entry_index, enabled, tuple(size))
-            self._timer.end_frame(keep=key in self._rendered)
-            self._rendered.add(key)
+        if self.show_info:
+            self.readout.rendered((self.entry_index, enabled, tuple(size)))
         return tex
 
     def present(self, capture: bool = False) -> np.ndarray | None:
@@ -437,52 +425,11 @@ class Player:
         self._dirty_info = False
         image = self.presenter.present(scene, capture=capture)
         if self.show_info:
-            t = time.perf_counter()
-            self._collect_times(scene, t)
+            self.readout.collect(self.renderer, self.current is not None, scene.times, time.perf_counter())
         return image
 
-    def _collect_times(self, scene, now: float) -> None:
-        st = self.renderer.stage_times
-        if self.current is not None:
-            self.stats.add("upload", st.get("upload", 0.0) + st.get("unpack", 0.0))
-        if self._timer is not None:
-            for seconds, passes in self._timer.poll():
-                if passes:
-                    self.stats.add("network", seconds)
-                    self.network_passes = passes
-        # Present: blit, divider, subtitles, overlay and swap (the render's GPU work was finished by its profiling).
-        self.stats.add("present", now - scene.times.get("rendered", now) - scene.times.get("capture", 0.0))
-
     def _info_lines(self) -> list[str]:
-        ms = self.stats.ms
-        stale = "*" if self.paused else ""   # timings shown while paused are the last frame's
-
-        def v(stage: str) -> str:
-            return f"{ms[stage]:6.2f} ms{stale}" if stage in ms else "     - ms"
-
-        if not (self.network or self.compare):
-            net = "network off"
-        elif not self.renderer.shaders:
-            net = "network none (bicubic)"
-        elif self._network_state:
-            net = f"network {self._network_state}"
-        else:
-            net = f"network {v('network')} (GPU timer, {self.network_passes} passes)"
-        first = f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"
-        audio = f"audio {self.audio_track}: {self.audio_tracks[self.audio_track - 1]}" \
-            if self.audio_track is not None else "audio off"
-        lines = [
-            f"{self.path.name[:40]}  {self.info.width}x{self.info.height} -> {self.video_rect.w}x{self.video_rect.h}",
-            f"t {self.position:8.3f} s   fps {self.stats.fps:5.1f}{stale}   dropped {self.stats.dropped}",
-            f"decode {v('decode')}   upload {v('upload')}   present {v('present')}",
-            net,
-            f"first frame {first} after start",
-            f"{self.label[:30]}   network {'on' if self.network else 'off'}   clock: {self.clock.kind}",
-            f"{self.subtitles.describe()[:40]}   {audio}",
-        ]
-        if stale:
-            lines.append("paused: * = last values before the pause")
-        return lines
+        return self.readout.lines(self)
 
     # --- screenshots ------------------------------------------------------------------------
     def screenshot(self) -> Path | None:
@@ -517,9 +464,7 @@ class Player:
             for e in self.entries:
                 e.renderer.release()
             self.entries = []
-            if self._timer is not None:
-                self._timer.release()
-                self._timer = None
+            self.readout.release()
             if self.presenter is not None:
                 self.presenter.release()
                 self.presenter = None
