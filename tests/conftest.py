@@ -114,7 +114,9 @@ def xdisplay():
     for _attempt in range(10):
         n = _free_display()
         proc = subprocess.Popen(
-            [xvfb, f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+            # -noreset: Xvfb otherwise resets itself whenever its last client disconnects, and a window
+            # opened during that reset (the next test's, right after GLFW terminated) fails to connect.
+            [xvfb, f":{n}", "-screen", "0", "1920x1080x24", "-nolisten", "tcp", "-noreset"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
