@@ -54,7 +54,7 @@ from .glsl import GLSL_VERSION
 from .gltex import FullscreenProgram
 from .gpu import create_headless_context, shader_form
 from .hookparse import load_shader
-from .paths import MODEL_SIZES, default_model
+from .paths import MODEL_SIZES, SHADER_FORMS, default_model, shipped_shader
 from .pipeline import Renderer
 from .progress import progress
 from .readback import PlaneReadback, encoder_readback
@@ -431,9 +431,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the table and ratios as JSON")
     parser.add_argument("--preset", default=None,
                         help="encoder preset for the encode pipeline (default: the encoder's, as `upshade upscale`)")
+    parser.add_argument("--forms", metavar="F1,F2,...",
+                        help=f"compare the model's shader forms side by side instead ({', '.join(SHADER_FORMS)}): "
+                             f"the network alone and the whole GL frame per form, interleaved rounds, medians, "
+                             f"ratios against the first")
+    parser.add_argument("--vs", action="append", metavar="FILE",
+                        help="with --forms (or alone, against the model's automatic form): another shader file "
+                             "measured as a row of its own (repeatable), e.g. Anime4K_Upscale_CNN_x2_M.glsl")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "forms", None) or getattr(args, "vs", None):
+        return run_forms(args)
     size, source, model = _check_args(args)
     with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
         # Other processes' load skews every number here: say how busy the machine was.
@@ -536,3 +545,117 @@ def _measure(bench: Bench, args, model: str | None, shader: Path | None) -> dict
                                                f"{args.codec} thread (preset {args.preset or 'default'}), "
                                                f"{enc_n} frames" + rounds),
     }
+
+
+# ---------------------------------------------------------------- forms side by side (--forms, --vs)
+
+
+def _form_rows(args, model: str, tmp: Path) -> list[tuple[str, list]]:
+    """(label, shaders) of every row: the model in each of ``--forms``, then each ``--vs`` file."""
+    rows = []
+    forms = [f.strip() for f in (args.forms or "").split(",") if f.strip()]
+    for form in forms:
+        if form not in SHADER_FORMS:
+            raise UpshadeError(f"--forms {args.forms}: unknown form {form!r} (choose from {', '.join(SHADER_FORMS)})")
+    if len(set(forms)) != len(forms):
+        raise UpshadeError(f"--forms {args.forms}: a form is listed twice")
+    for form in forms:
+        if _is_size(model):
+            path = shipped_shader(model, form)
+            label = f"{model.upper()} {form}"
+        else:
+            ckpt = Path(model)
+            try:
+                text = offline.export_shader(ckpt, form)
+            except offline.NoTorch:
+                raise UpshadeError(f"{ckpt}: comparing a checkpoint's forms needs PyTorch to export it: "
+                                   f"{offline.INSTALL} (or give --model S|M|L)") from None
+            path = tmp / f"{ckpt.stem}_{form}.glsl"
+            path.write_text(text)
+            label = f"{ckpt.stem} {form}"
+        rows.append((label, [load_shader(path)]))
+    for p in args.vs or ():
+        if not Path(p).is_file():
+            raise UpshadeError(f"{p}: shader file does not exist")
+        rows.append((Path(p).stem, [load_shader(p)]))
+    return rows
+
+
+def run_forms(args: argparse.Namespace) -> int:
+    """``--forms F1,F2 [--vs FILE ...]``: the network alone in each form (and each other shader) side by side.
+
+    Every row gets its own renderer on the same clip; the rounds interleave the rows
+    (row 1, row 2, ..., row 1, ...) and each number is the median over rounds of
+    per-round medians, so a slow spell of a shared machine hits every row alike and
+    the ratios compare the same moments.
+    """
+    if args.shader or args.no_model:
+        raise UpshadeError("--forms/--vs compare our model's forms and other shader files: "
+                           "give --model (or nothing, for the default) and --vs FILE, not --shader/--no-model")
+    size, source, model = _check_args(args)
+    if not args.forms:
+        args.forms = None
+    with tempfile.TemporaryDirectory(prefix="upshade-bench-") as tmp:
+        load_before = os.getloadavg()[0]
+        ctx = create_headless_context()
+        benches = []
+        try:
+            rows = _form_rows(args, model, Path(tmp))
+            if not args.forms:  # --vs alone: against the model in the form chosen for this renderer
+                form = shader_form(ctx)[0]
+                rows.insert(0, (f"{model.upper() if _is_size(model) else Path(model).stem} {form} (auto)",
+                                _form_rows(argparse.Namespace(forms=form, vs=()), model, Path(tmp))[0][1]))
+            clip = args.file if args.file is not None else make_test_clip(Path(tmp) / "synthetic.mp4", size, args.frames)
+            first = []
+            for label, shaders in rows:
+                t0 = time.perf_counter()
+                bench = Bench(ctx, shaders, clip, args.frames)
+                benches.append(bench)
+                first.append(bench.first_frame(t0))
+                bench.warm_up()
+            b0 = benches[0]
+            print(f"upshade: {len(rows)} rows, {b0.in_size[0]}x{b0.in_size[1]} -> {b0.out_size[0]}x{b0.out_size[1]}",
+                  file=sys.stderr, flush=True)
+            nets = [[] for _ in rows]
+            frames = [[] for _ in rows]
+            with progress(total=2 * args.frames * args.rounds * len(rows), unit="frame", desc="bench") as bar:
+                for bench in benches:
+                    bench.tick = lambda: bar.update(1)
+                for r in range(args.rounds):
+                    for i, bench in enumerate(benches):
+                        bar.set_postfix_str(f"{rows[i][0]} {r + 1}/{args.rounds}")
+                        net_ms, frame_ms = bench.measure_gl()
+                        nets[i].append(net_ms)
+                        frames[i].append(frame_ms)
+            renderer = ctx.info.get("GL_RENDERER", "?")
+        finally:
+            for bench in benches:
+                bench.release()
+            ctx.release()
+    table = [{"row": label, "network_ms": _median(n), "gl_frame_ms": _median(f), "first_frame_s": s,
+              "network_rounds": n}
+             for (label, _), n, f, s in zip(rows, nets, frames, first)]
+    base = table[0]["network_ms"]
+    for t in table:
+        t["speedup_vs_first"] = (base / t["network_ms"]) if base and t["network_ms"] else None
+    lines = [f"forms side by side: {b0.in_size[0]}x{b0.in_size[1]} -> {b0.out_size[0]}x{b0.out_size[1]}, "
+             f"{args.frames} frames x {args.rounds} interleaved rounds, medians",
+             f"on {renderer}, {os.cpu_count()} CPUs, load average {load_before:.1f} before the run", ""]
+    head = ("row", "network ms", "GL frame ms", f"network vs {table[0]['row']}", "first frame s")
+    body = [(t["row"], "-" if t["network_ms"] is None else f"{t['network_ms']:.2f}",
+             f"{t['gl_frame_ms']:.2f}", "-" if t["speedup_vs_first"] is None else f"{t['speedup_vs_first']:.2f}x",
+             f"{t['first_frame_s']:.1f}") for t in table]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    for cells in [head, *body]:
+        lines.append("  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]))
+    lines.append("")
+    lines.append("network: the shader passes alone (glFinish per stage); GL frame: upload + shaders + colour + "
+                 "output scaling; first frame: renderer created -> first frame compiled and rendered")
+    print("\n".join(lines))
+    if args.json is not None:
+        with atomic_output(args.json) as tmp_json:
+            tmp_json.write_text(json.dumps({"input": list(b0.in_size), "output": list(b0.out_size),
+                                            "frames": args.frames, "rounds": args.rounds, "device": renderer,
+                                            "rows": table}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

@@ -35,7 +35,10 @@ MODEL_SIZES: dict[str, tuple[int, int]] = {"S": (3, 4), "M": (7, 4), "L": (9, 7)
 #   upshade_M_compute.glsl  compute passes, 2x2 pixels per invocation sharing their texel
 #                           fetches: 28-36% faster on a CPU rasteriser (llvmpipe), where
 #                           fetches cost most; on a GPU its register pressure makes it slower.
-SHADER_FORMS = ("fragment", "compute")
+#   upshade_M_tiled.glsl    fused compute passes (a few layers per pass in registers, blocks of
+#                           pixels per invocation, the final conv as a running sum): fewer
+#                           passes and texture round trips (tools/export_tiled.py).
+SHADER_FORMS = ("fragment", "compute", "tiled")
 
 
 def shipped_shader(size: str, form: str = "fragment") -> Path:
@@ -45,7 +48,7 @@ def shipped_shader(size: str, form: str = "fragment") -> Path:
         raise UpshadeError(f"unknown model {size!r}: choose one of {', '.join(MODEL_SIZES)}")
     if form not in SHADER_FORMS:
         raise UpshadeError(f"unknown shader form {form!r}: choose one of {', '.join(SHADER_FORMS)}")
-    path = SHADERS_DIR / (f"upshade_{key}.glsl" if form == "fragment" else f"upshade_{key}_compute.glsl")
+    path = SHADERS_DIR / (f"upshade_{key}.glsl" if form == "fragment" else f"upshade_{key}_{form}.glsl")
     if not path.is_file():
         raise UpshadeError(f"{path}: shipped shader for model {key} is missing (re-export it with `upshade export`)")
     return path

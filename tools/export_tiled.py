@@ -82,8 +82,8 @@ class TiledPlan:
     threads: tuple[int, int] = (8, 1)
 
     def check(self, low: Lowered) -> "TiledPlan":
-        body, tail = self.groups[:-1], self.groups[-1]
-        if sum(self.groups) != low.blocks or any(g < 1 for g in body) or tail < 0 or not self.groups:
+        body, tail = self.groups[:-1], (self.groups or (-1,))[-1]
+        if sum(self.groups) != low.blocks or any(g < 1 for g in body) or tail < 0:
             raise UpshadeError(f"tiled plan {self.groups} does not cut {low.blocks} layers into groups of >= 1 "
                                f"(the last may be 0: a pass of the final conv alone)")
         if min(self.block) < 1 or min(self.threads) < 1:
@@ -94,16 +94,18 @@ class TiledPlan:
 
 
 def default_plan(low: Lowered) -> TiledPlan:
-    """The plan measured fastest on llvmpipe for a model of this shape (see the module docstring)."""
+    """The plan measured fastest on llvmpipe (shaders/README.md): pairs of layers per pass, 4 x 4 blocks.
+
+    M (7 layers) runs as 2 + 2 + 2 + 1, S (3) as 2 + 1. Deeper groups recompute a
+    wider halo than they save (3 + 2 + 2 and 4 + 3 were slower, and 4 layers in one
+    pass took minutes to compile); one layer per pass stores twice as many texels.
+    Models wider than 4 channels (L: 8 textures of features per layer) take 4 x 2
+    blocks, so a pass's code stays the size of the narrow models' 4 x 4 ones.
+    """
     n = low.blocks
-    # Fusion depth: deeper groups save texture round trips but recompute a wider halo.
-    depth = 3 if low.groups == 1 else 2
-    groups = []
-    while n > 0:
-        take = min(depth, n)
-        groups.append(take)
-        n -= take
-    return TiledPlan(tuple(groups)).check(low)
+    groups = [2] * (n // 2) + [1] * (n % 2)
+    block = (4, 4) if low.groups == 1 else (4, 2)
+    return TiledPlan(tuple(groups), block, (8, 1)).check(low)
 
 
 # ------------------------------------------------------------------ GLSL helpers
@@ -167,13 +169,6 @@ def _luma(i: int, j: int) -> str:
     return f"l{i}_{j}"
 
 
-def _crelu(body: _Body, layer: int, g: int, grid: _Grid, cells) -> None:
-    for i, j in cells:
-        for t in range(g):
-            v = _feature(layer, t, i, j)
-            body.add(f"vec4 {_pos(layer, t, i, j)} = max({v}, 0.0), {_neg(layer, t, i, j)} = max(-{v}, 0.0);")
-
-
 def _fix_edges(body: _Body, layer: int, g: int, grid: _Grid) -> None:
     """Cells outside the image take the value of their inner neighbour (replicate padding)."""
     r = grid.r
@@ -223,49 +218,63 @@ def _first_layer(body: _Body, low: Lowered, luma: _Grid, out: _Grid) -> None:
                         body.add(f"{f} += {body.const('vec4', _vec4(col))} * {lv};")
 
 
-def _conv_layer(body: _Body, low: Lowered, layer: int, src: _Grid, out: _Grid) -> None:
-    """Layer ``layer`` (2..) on ``out``'s cells from the CReLU of layer ``layer - 1`` on ``src``."""
-    w, b = low.convs[layer - 1]
-    g = low.groups
-    cells = out.cells()
-    for u in range(g):
-        bias = _vec4(b[4 * u:4 * u + 4])
-        for i, j in cells:
-            body.add(f"vec4 {_feature(layer, u, i, j)} = {bias};")
-    for ky in range(3):
-        for kx in range(3):
-            for t in range(g):
-                for half, ref in ((0, _pos), (1, _neg)):
-                    for u in range(g):
-                        m = w[4 * u:4 * u + 4, 8 * t + 4 * half:8 * t + 4 * half + 4, ky, kx]
-                        if not np.any(m):
-                            continue
-                        name = body.const("mat4", _mat(m))
-                        for i, j in cells:
-                            si, sj = src.at(i - out.r + kx - 1, j - out.r + ky - 1)
-                            body.add(f"{_feature(layer, u, i, j)} += {name} * {ref(layer - 1, t, si, sj)};")
+def _sweep(body: _Body, low: Lowered, layer: int, src: _Grid, out: _Grid | None, final: bool,
+           block: tuple[int, int]) -> None:
+    """Layer ``layer + 1`` on ``out``'s cells from the CReLU of layer ``layer`` on ``src`` and/or (``final``)
+    layer ``layer``'s share of the final conv, input cell by input cell.
 
-
-def _final_terms(body: _Body, low: Lowered, layer: int, src: _Grid, block: tuple[int, int]) -> None:
-    """Add layer ``layer``'s share of the final conv to the running sums ``s{x}_{y}`` of the block."""
-    k = low.final_w.shape[-1]
-    rf = k // 2
+    Each input texel is CReLU'd where it is first used and feeds every output cell (and
+    block pixel) whose window covers it before the next one is touched, so inputs live
+    briefly (the compute export's order): with all inputs live at once (weight by weight)
+    LLVM spent minutes allocating registers for the larger passes and spilled more.
+    """
     g = low.groups
+    kf = low.final_w.shape[-1]
+    rf = kf // 2
     single = low.n_out == 1
-    for ky in range(k):
-        for kx in range(k):
-            for t in range(g):
-                ch = ((layer - 1) * g + t) * 8
-                for half, ref in ((0, _pos), (1, _neg)):
+    if out is not None:
+        w, b = low.convs[layer]
+        for u in range(g):
+            bias = _vec4(b[4 * u:4 * u + 4])
+            for i, j in out.cells():
+                body.add(f"vec4 {_feature(layer + 1, u, i, j)} = {bias};")
+    for si, sj in src.cells():
+        dx, dy = si - src.r, sj - src.r  # block offset of this input cell
+        conv_uses = []
+        if out is not None:
+            for i, j in out.cells():
+                kx, ky = dx - (i - out.r) + 1, dy - (j - out.r) + 1
+                if 0 <= kx < 3 and 0 <= ky < 3:
+                    conv_uses.append((i, j, kx, ky))
+        final_uses = []
+        if final:
+            for qy in range(block[1]):
+                for qx in range(block[0]):
+                    kx, ky = dx - qx + rf, dy - qy + rf
+                    if 0 <= kx < kf and 0 <= ky < kf:
+                        final_uses.append((qx, qy, kx, ky))
+        for t in range(g):
+            ch = ((layer - 1) * g + t) * 8
+            for half, ref in ((0, _pos), (1, _neg)):
+                lo = 8 * t + 4 * half
+                terms = []
+                for i, j, kx, ky in conv_uses:
+                    for u in range(g):
+                        m = w[4 * u:4 * u + 4, lo:lo + 4, ky, kx]
+                        if np.any(m):
+                            terms.append((_feature(layer + 1, u, i, j), body.const("mat4", _mat(m)), False))
+                for qx, qy, kx, ky in final_uses:
                     m = low.final_w[:, ch + 4 * half:ch + 4 * half + 4, ky, kx]
-                    if not np.any(m):
-                        continue
-                    name = body.const("vec4", _vec4(m[0])) if single else body.const("mat4", _mat(m))
-                    for qy in range(block[1]):
-                        for qx in range(block[0]):
-                            v = ref(layer, t, *src.at(qx + kx - rf, qy + ky - rf))
-                            term = f"dot({name}, {v})" if single else f"{name} * {v}"
-                            body.add(f"s{qx}_{qy} += {term};")
+                    if np.any(m):
+                        name = body.const("vec4", _vec4(m[0])) if single else body.const("mat4", _mat(m))
+                        terms.append((f"s{qx}_{qy}", name, single))
+                if not terms:
+                    continue
+                v = ref(layer, t, si, sj)
+                f = _feature(layer, t, si, sj)
+                body.add(f"vec4 {v} = max({'' if half == 0 else '-'}{f}, 0.0);")
+                for acc, name, dot in terms:
+                    body.add(f"{acc} += dot({name}, {v});" if dot else f"{acc} += {name} * {v};")
 
 
 def _bilinear(body: _Body, luma: _Grid, qx: int, qy: int) -> str:
@@ -290,6 +299,25 @@ def _bicubic(body: _Body, luma: _Grid, qx: int, qy: int) -> str:
     body.add(f"vec4 {he} = vec4({', '.join(rows_e[:4])}), {ho} = vec4({', '.join(rows_o[:4])});")
     body.add(f"float {he}2 = {rows_e[4]}, {ho}2 = {rows_o[4]};")
     return f"vec4(dot({he}, we), dot({ho}, we), dot(vec4({he}.yzw, {he}2), wo), dot(vec4({ho}.yzw, {ho}2), wo))"
+
+
+def _luma_grid(body: _Body, luma: _Grid) -> None:
+    """The luma around the block, 2 x 2 texels per ``textureGather`` (a quarter of the fetches).
+
+    Gathering at the corner between texels (x, y) and (x + 1, y + 1) returns those 4
+    texels; the video texture clamps to its edge, so texels outside the image are
+    the edge's, exactly replicate padding (as clamped ``texelFetch`` coordinates).
+    """
+    have = set(luma.cells())
+    for j in range(0, luma.h, 2):
+        for i in range(0, luma.w, 2):
+            g = f"g{i}_{j}"
+            body.add(f"vec4 {g} = HOOKED_mul * textureGather(HOOKED_raw, "
+                     f"vec2(o + ivec2({i - luma.r + 1}, {j - luma.r + 1})) * HOOKED_pt, 0);")
+            # textureGather's components: x (i, j+1), y (i+1, j+1), z (i+1, j), w (i, j)
+            for comp, (di, dj) in zip("wzxy", ((0, 0), (1, 0), (0, 1), (1, 1))):
+                if (i + di, j + dj) in have:
+                    body.add(f"float {_luma(i + di, j + dj)} = {g}.{comp};")
 
 
 def _inside(qx: int, qy: int) -> str:
@@ -355,9 +383,7 @@ def tiled_passes(low: Lowered, name: str, plan: TiledPlan | None = None) -> list
 
         luma = _Grid("l", r_luma, plan.block) if r_luma else None
         if luma:
-            for i, j in luma.cells():
-                cx, cy = coord(i - luma.r, j - luma.r)
-                body.add(f"float {_luma(i, j)} = HOOKED_mul * texelFetch(HOOKED_raw, ivec2({cx}, {cy}), 0).x;")
+            _luma_grid(body, luma)
         # The running sum of the final conv for every block pixel.
         acc_t = "float" if single else "vec4"
         for qx, qy in block_px:
@@ -375,21 +401,21 @@ def tiled_passes(low: Lowered, name: str, plan: TiledPlan | None = None) -> list
                 cx, cy = coord(i - r_in, j - r_in)
                 for t in range(g):
                     body.add(f"vec4 {_feature(prev, t, i, j)} = texelFetch({src_tex}_raw, ivec2({cx}, {rows} * {cy} + {t}), 0);")
-            _crelu(body, prev, g, src, src.cells())
-            _final_terms(body, low, prev, src, plan.block)
+        # Whether the final conv still needs the share of the layer on ``src`` (the input, or the
+        # previous layer of this group): added in the same sweep as the next layer's conv.
+        src_final = bool(gi)
         for layer in layers:
             grid = grids[layer]
             if layer == 1:
                 _first_layer(body, low, luma, grid)
             else:
-                _conv_layer(body, low, layer, src, grid)
+                _sweep(body, low, layer - 1, src, grid, src_final, plan.block)
             needed_around = layer != layers[-1] or last
             if needed_around and grid.r > 0:
                 _fix_edges(body, layer, g, grid)
-            if needed_around:
-                _crelu(body, layer, g, grid, grid.cells())
-                _final_terms(body, low, layer, grid, plan.block)
-            src = grid
+            src, src_final = grid, needed_around
+        if src_final:  # the last pass: the last layer's share (or the input's, in a pass of the final conv alone)
+            _sweep(body, low, first_layer + depth - 1, src, None, True, plan.block)
         cin = low.blocks * 2 * low.width
         span = (f"conv{layers[0]}" + (f"-{layers[-1]}" if depth > 1 else "")) if layers else ""
         convs = f"{span} ({2 * low.width if layers[0] > 1 else 1}->{low.width}, fused) + " if layers else ""
