@@ -54,7 +54,7 @@ from .glsl import GLSL_VERSION
 from .gltex import FullscreenProgram
 from .gpu import create_headless_context, shader_form
 from .hookparse import load_shader
-from .paths import MODEL_SIZES, SHADER_FORMS, default_model, shipped_shader
+from .paths import DEFAULT_SIZE as DEFAULT_MODEL, MODEL_NAMES, SHADER_FORMS, is_model_name, resolve_model, shipped_shader
 from .pipeline import Renderer
 from .progress import progress
 from .readback import PlaneReadback, encoder_readback
@@ -378,19 +378,20 @@ def _torch_model_ms(spec: str, size: tuple[int, int], runs: int, tick=None,
 
 
 def _is_size(model: str) -> bool:
-    """A shipped size (S, M, L), not a checkpoint file of that name."""
-    return model.upper() in MODEL_SIZES and not Path(model).is_file()
+    """A shipped model (S, M-real, ...), not a checkpoint file of that name."""
+    return is_model_name(model) and not Path(model).is_file()
 
 
-def _chain(args, model: str | None, source, ctx, tmp: Path) -> tuple[list, str | None]:
-    """The shader files that run, and the model's name for the title: ``--shader`` files, a shipped
-    model in the export that suits this renderer, or a checkpoint exported in that form."""
+def _chain(args, model: str | None, source, ctx, tmp: Path) -> tuple[list, str | None, str | None]:
+    """The shader files that run, the model's name and why its variant (for the title): ``--shader``
+    files, a shipped model in the export that suits this renderer, or a checkpoint exported in that form."""
     if args.shader:
-        return [load_shader(p) for p in args.shader], None
+        return [load_shader(p) for p in args.shader], None, None
     if model is None:
-        return [], None
+        return [], None, None
     if _is_size(model):
-        return ShaderChain(model, [], False)(ctx, source), model.upper()
+        chain = ShaderChain(model, [], False)
+        return chain(ctx, source), chain.model_for(source), chain.why(source)
     ckpt = Path(model)
     try:
         text = offline.export_shader(ckpt, shader_form(ctx)[0])
@@ -399,7 +400,7 @@ def _chain(args, model: str | None, source, ctx, tmp: Path) -> tuple[list, str |
                            f"{offline.INSTALL} (or give --model S|M|L or --shader)") from None
     path = tmp / f"{ckpt.stem}.glsl"
     path.write_text(text)
-    return [load_shader(path)], ckpt.name
+    return [load_shader(path)], ckpt.name, None
 
 
 # ---------------------------------------------------------------- CLI
@@ -416,7 +417,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--shader", action="append", metavar="FILE", help="hook shader(s) to run (repeatable)")
     what.add_argument("--model", metavar="S|M|L|CKPT",
-                      help=f"one of our models: a shipped size or a checkpoint (default: {default_model()})")
+                      help=f"one of our models: a shipped model (S, M-real, ...; a bare size gets the variant the source "
+                           f"would) or a checkpoint (default: {DEFAULT_MODEL})")
     what.add_argument("--no-model", action="store_true", help="no network: the plain scaler's pipelines")
     parser.add_argument("--size", metavar="WxH", help="input frame size of the generated clip (default 640x360)")
     parser.add_argument("--frames", type=integer, default=DEFAULT_FRAMES, metavar="N",
@@ -450,8 +452,8 @@ def run(args: argparse.Namespace) -> int:
         ctx = create_headless_context()
         bench = None
         try:
-            shaders, model_name = _chain(args, model, source, ctx, Path(tmp))
-            title = describe_chain(shaders, model_name)
+            shaders, model_name, why = _chain(args, model, source, ctx, Path(tmp))
+            title = describe_chain(shaders, model_name, why)
             clip = args.file if args.file is not None else make_test_clip(Path(tmp) / "synthetic.mp4", size, args.frames)
             t_start = time.perf_counter()
             bench = Bench(ctx, shaders, clip, args.frames)
@@ -495,11 +497,11 @@ def _check_args(args) -> tuple[tuple[int, int], object, str | None]:
             raise UpshadeError(f"--size {args.size}: width and height must be even (the generated clip is 4:2:0)")
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
     source = probe(args.file) if args.file is not None else None  # a bad file fails here, in one line
-    model = None if args.shader or args.no_model else (args.model or default_model(source))
+    model = None if args.shader or args.no_model else (args.model or DEFAULT_MODEL)
     if args.json is not None:
         check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])
     if model is not None and not _is_size(model) and not Path(model).is_file():
-        raise UpshadeError(f"{model}: checkpoint file does not exist (or give S, M or L)")
+        raise UpshadeError(f"{model}: checkpoint file does not exist (or give a shipped model: {', '.join(MODEL_NAMES)})")
     for p in args.shader or ():
         if not Path(p).is_file():
             raise UpshadeError(f"{p}: shader file does not exist")
@@ -561,8 +563,9 @@ def _form_rows(args, model: str, tmp: Path) -> list[tuple[str, list]]:
         raise UpshadeError(f"--forms {args.forms}: a form is listed twice")
     for form in forms:
         if _is_size(model):
-            path = shipped_shader(model, form)
-            label = f"{model.upper()} {form}"
+            name = resolve_model(model, source)
+            path = shipped_shader(name, form)
+            label = f"{name} {form}"
         else:
             ckpt = Path(model)
             try:

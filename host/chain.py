@@ -22,7 +22,8 @@ from .errors import UpshadeError
 from .frames import MAX_SIDE
 from .hookparse import load_shader
 from .imageio import image_to_frame
-from .paths import default_model, model_shader, shipped_shader
+from .paths import (DEFAULT_SIZE, MODEL_VARIANTS, choose_variant, default_model, model_shader, model_stem, resolve_model,
+                    shipped_shader, split_model)
 from .pipeline import Renderer
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -36,9 +37,10 @@ def add_model_arguments(parser, shader_help: str = "mpv user shader to apply (re
     """--shader, --model and --no-model (image, upscale, play, demo)."""
     parser.add_argument("--shader", action="append", default=[], metavar="FILE", help=shader_help)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--model", metavar="S|M|L",
-                       help=f"a shipped upshade model, run before any --shader (default without --shader: "
-                            f"{default_model()})")
+    which.add_argument("--model", metavar="S|M|L[-clean|-real]",
+                       help="a shipped upshade model, run before any --shader; a bare size lets the host pick its "
+                            "variant per source (clean: images, lossless and high-bit-rate video; real: compressed "
+                            f"video), -clean/-real pins one (default without --shader: {DEFAULT_SIZE})")
     which.add_argument("--no-model", action="store_true",
                        help="no network: the plain bicubic scaler (plus any --shader)")
 
@@ -115,12 +117,21 @@ class ShaderChain:
     """
 
     def __init__(self, model: str | None, files, use_default: bool):
-        self.model = model.upper() if model else None
+        self.model = model or None
         self.files = list(files)
         self.use_default = use_default
 
     def model_for(self, source=None) -> str | None:
-        return self.model or (default_model(source) if self.use_default else None)
+        """The shipped model that runs on ``source``, its variant resolved (``M-real``), or None."""
+        if self.model:
+            return resolve_model(self.model, source)
+        return default_model(source) if self.use_default else None
+
+    def why(self, source=None) -> str | None:
+        """Why the model's variant was chosen, when the host chose it (a bare size or the default)."""
+        if not self.model_for(source) or (self.model and split_model(self.model)[1]):
+            return None
+        return choose_variant(source)[1]
 
     def __call__(self, ctx, source=None) -> list:
         model = self.model_for(source)
@@ -134,7 +145,7 @@ class ShaderChain:
         entries: list[tuple[str, object]] = []
         if model:
             shipped_shader(model)  # unknown size or missing file: fail before a window opens
-            entries.append((f"upshade_{model}.glsl", lambda ctx: [load_shader(model_shader(model, ctx))]))
+            entries.append((f"{model_stem(model)}.glsl", lambda ctx: [load_shader(model_shader(model, ctx))]))
         entries += [(Path(sf.path).name, [sf]) for sf in self.files]
         if not entries:
             entries.append(("bicubic", []))
@@ -144,8 +155,9 @@ class ShaderChain:
         return entries
 
     def describe(self, files, in_size, out_size, source=None) -> str:
-        """One line naming what ran: ``upshade: model M (upshade_M_compute.glsl, compute passes), 640x360 -> 1280x720``."""
-        return f"upshade: {describe_chain(files, self.model_for(source))}, " \
+        """One line naming what ran: ``upshade: model M-real (for h264 at 0.05 bits/pixel; upshade_M-real_compute.glsl,
+        compute passes), 640x360 -> 1280x720``."""
+        return f"upshade: {describe_chain(files, self.model_for(source), self.why(source))}, " \
                f"{in_size[0]}x{in_size[1]} -> {out_size[0]}x{out_size[1]}"
 
 
@@ -155,13 +167,15 @@ def shader_form_of(sf) -> str:
     return "+".join(k for k in ("fragment", "compute") if k in kinds) or "no"
 
 
-def describe_chain(files, model: str | None) -> str:
-    """``model M (upshade_M.glsl, fragment passes) + shader x.glsl (compute passes)``, or the plain scaler."""
+def describe_chain(files, model: str | None, why: str | None = None) -> str:
+    """``model M-real (for h264 at 0.05 bits/pixel; upshade_M-real.glsl, fragment passes) + shader x.glsl
+    (compute passes)``, or the plain scaler; ``why`` says why the host chose the model's variant."""
     parts = []
     rest = list(files)
     if model and rest:
         sf = rest.pop(0)
-        parts.append(f"model {model} ({Path(sf.path).name}, {shader_form_of(sf)} passes)")
+        chosen = f"for {why}; " if why else ""
+        parts.append(f"model {model} ({chosen}{Path(sf.path).name}, {shader_form_of(sf)} passes)")
     parts += [f"shader {Path(sf.path).name} ({shader_form_of(sf)} passes)" for sf in rest]
     return " + ".join(parts) if parts else "no model (plain bicubic scaler)"
 
@@ -170,7 +184,9 @@ def shader_chain(model: str | None, shaders, no_model: bool = False) -> ShaderCh
     """Check ``--model`` and parse the ``--shader`` files now, before any GL or media work."""
     use_default = not model and not shaders and not no_model
     if model or use_default:
-        shipped_shader(model or default_model())  # unknown size or missing file: one clear error, early
+        size, variant = split_model(model or DEFAULT_SIZE)  # unknown model: one clear error, early
+        for v in [variant] if variant else MODEL_VARIANTS:  # every variant a source may get must be there
+            shipped_shader(f"{size}-{v}")
     return ShaderChain(model, [load_shader(p) for p in shaders], use_default)
 
 

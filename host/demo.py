@@ -30,7 +30,7 @@ from .fileio import atomic_output, check_output_path
 from .gpu import create_headless_context
 from .hookparse import load_shader
 from .imageio import read_image, write_image
-from .paths import MODEL_SIZES, default_model, model_shader, sample
+from .paths import DEFAULT_SIZE, MODEL_NAMES, model_shader, resolve_model, sample
 from .transcode import upscale_video
 from .video import probe
 
@@ -46,8 +46,9 @@ ATTRIBUTION = "Big Buck Bunny (c) Blender Foundation, CC-BY 3.0 - upscaled by up
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", choices=MODEL_SIZES, type=str.upper, metavar="S|M|L",
-                        help=f"the shipped model to show (default: {default_model()})")
+    parser.add_argument("--model", choices=MODEL_NAMES, metavar="S|M|L[-clean|-real]",
+                        help=f"the shipped model to show (default: {DEFAULT_SIZE}, in the variant the host picks "
+                             "for the sample clip)")
     parser.add_argument("--files", action="store_true",
                         help="write the comparison PNG and the upscaled clip even when a window could open")
     parser.add_argument("--out-dir", default=".", metavar="DIR",
@@ -180,8 +181,8 @@ def _files(model: str, out_dir: Path) -> list[tuple[Path, str]]:
 def run(args) -> int:
     from .window import NoDisplayError
 
-    model = args.model or default_model()
     sample("video"), sample("image")  # a broken installation says so before anything else
+    model = resolve_model(args.model or DEFAULT_SIZE, probe(sample("video")))
     out_dir = Path(args.out_dir)
     if not args.files:
         try:

@@ -26,6 +26,15 @@ SAMPLE_IMAGE = SAMPLES_DIR / "bbb_640x360.png"   # one frame of it, 8-bit RGB
 # runs at 30+ fps even on a 2-core CPU rasteriser (llvmpipe); L is 9 blocks x 7 (11,722 weights,
 # FSRCNN-sized), chosen over 7 x 8 (11,076) on Set5 after the same training.
 MODEL_SIZES: dict[str, tuple[int, int]] = {"S": (3, 4), "M": (7, 4), "L": (9, 7)}
+# Each size comes in two variants (same architecture, other training data; tools/bank.py):
+#   clean  clean and other-kernel downscales: stills, Blu-ray-grade and lossless video
+#          (upshade_M.glsl, upshade_M_compute.glsl, ...; weights/upshade_M.pt)
+#   real   mostly H.264/HEVC-compressed clips: web streams, low-bit-rate encodes
+#          (upshade_M-real.glsl, ...; weights/upshade_M-real.pt)
+# `--model M` lets the host pick the variant per source (choose_variant); `--model M-real` pins one.
+MODEL_VARIANTS = ("clean", "real")
+DEFAULT_SIZE = "M"
+MODEL_NAMES = tuple(MODEL_SIZES) + tuple(f"{s}-{v}" for s in MODEL_SIZES for v in MODEL_VARIANTS)
 
 
 # The two exports of every shipped model (same weights, same output):
@@ -41,16 +50,38 @@ MODEL_SIZES: dict[str, tuple[int, int]] = {"S": (3, 4), "M": (7, 4), "L": (9, 7)
 SHADER_FORMS = ("fragment", "compute", "tiled")
 
 
-def shipped_shader(size: str, form: str = "fragment") -> Path:
-    """Path of the exported hook shader for a shipped model size (S, M or L) in ``form``."""
-    key = size.upper()
-    if key not in MODEL_SIZES:
-        raise UpshadeError(f"unknown model {size!r}: choose one of {', '.join(MODEL_SIZES)}")
+def split_model(name: str) -> tuple[str, str | None]:
+    """``"m-real"`` -> ``("M", "real")``; ``"M"`` -> ``("M", None)`` (the variant is chosen per source)."""
+    size, dash, variant = str(name).strip().partition("-")
+    size, variant = size.upper(), variant.lower()
+    if size not in MODEL_SIZES or (dash and variant not in MODEL_VARIANTS):
+        raise UpshadeError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+    return size, (variant or None)
+
+
+def is_model_name(text: str) -> bool:
+    """A shipped model's name (S, m-real, ...), as opposed to a checkpoint or shader path."""
+    return str(text).strip().upper() in {n.upper() for n in MODEL_NAMES}
+
+
+def model_stem(name: str) -> str:
+    """File stem of a shipped model: ``upshade_M`` (its clean variant, also for a bare size) or ``upshade_M-real``."""
+    size, variant = split_model(name)
+    return f"upshade_{size}" if variant in (None, "clean") else f"upshade_{size}-{variant}"
+
+
+def shipped_shader(name: str, form: str = "fragment") -> Path:
+    """Path of the exported hook shader of a shipped model (``M``, ``M-clean``, ``M-real``, ...) in ``form``.
+
+    A bare size names its clean variant's file: resolve it with :func:`resolve_model` first
+    where the source is known.
+    """
+    stem = model_stem(name)
     if form not in SHADER_FORMS:
         raise UpshadeError(f"unknown shader form {form!r}: choose one of {', '.join(SHADER_FORMS)}")
-    path = SHADERS_DIR / (f"upshade_{key}.glsl" if form == "fragment" else f"upshade_{key}_{form}.glsl")
+    path = SHADERS_DIR / (f"{stem}.glsl" if form == "fragment" else f"{stem}_{form}.glsl")
     if not path.is_file():
-        raise UpshadeError(f"{path}: shipped shader for model {key} is missing (re-export it with `upshade export`)")
+        raise UpshadeError(f"{path}: shipped shader for model {name} is missing (re-export it with `upshade export`)")
     return path
 
 
@@ -62,16 +93,57 @@ def model_shader(size: str, ctx) -> Path:
 def default_model(source=None) -> str:
     """The shipped model that runs when a command is given neither ``--model`` nor ``--shader``.
 
-    The one place that decides it (image, upscale, play, bench and demo all ask here).
-    ``source`` describes what is about to be upscaled, when the caller knows it: a
-    ``video.VideoInfo`` for a video (codec, size, frame rate, bit depth, tags), or for
-    an image a mapping such as ``{"kind": "image", "width": w, "height": h}``. It is
-    the hook for choosing per-source variants later (e.g. a model trained for clean
-    sources and one for re-encoded video); today every source gets M, the paper's
-    7 x 4 network, which plays in real time on a CPU rasteriser at 640x360.
+    The one place that decides it (image, upscale, play, bench and demo all ask here): M,
+    the paper's 7 x 4 network (real time on a CPU rasteriser at 640x360), in the variant
+    :func:`choose_variant` picks for ``source`` (a ``video.VideoInfo``, or for an image a
+    mapping such as ``{"kind": "image", "width": w, "height": h}``, or None).
     """
-    del source  # not needed yet: one model for every source
-    return "M"
+    return resolve_model(DEFAULT_SIZE, source)
+
+
+def resolve_model(name: str, source=None) -> str:
+    """A pinned name (``M-real``) as it is; a bare size gets the variant chosen for ``source``."""
+    size, variant = split_model(name)
+    return f"{size}-{variant or choose_variant(source)[0]}"
+
+
+# Lossless and intra-only mastering codecs: whatever their bit rate, the picture is clean.
+CLEAN_CODECS = frozenset({
+    "rawvideo", "ffv1", "huffyuv", "ffvhuff", "utvideo", "magicyuv", "png", "qtrle", "prores", "dnxhd",
+    "v210", "v410", "r210", "cfhd", "tiff", "bmp", "gif", "apng", "jpeg2000", "vc2",
+})
+# How many bits H.264 needs for the picture one bit of this codec gives (rough, from published
+# encoder comparisons): the bits per pixel of later codecs count for more.
+CODEC_EFFICIENCY = {"hevc": 1.6, "vp9": 1.5, "av1": 2.0, "vvc": 2.4, "mpeg2video": 0.6, "mpeg4": 0.8,
+                    "mpeg1video": 0.5, "h263": 0.7, "msmpeg4v3": 0.7, "wmv3": 0.8, "vc1": 0.9}
+# H.264-equivalent bits per pixel from which a video counts as clean. Measured with
+# `upshade eval-video` on Big Buck Bunny (halved by swscale, libx264 CRF 0-33; README, "Which
+# model for which video"): the real variant scores higher at every rate, but from about 0.5
+# bits per pixel (CRF <= 12) the clean variant flickers less, within 0.17 dB.
+CLEAN_BITS_PER_PIXEL = 0.5
+
+
+def choose_variant(source=None) -> tuple[str, str]:
+    """(variant, why) for what is about to be upscaled.
+
+    Images (and no source) get ``clean``. A video gets ``clean`` when its codec is
+    lossless or a mastering codec, or when its H.264-equivalent bits per pixel (the
+    stream's, times :data:`CODEC_EFFICIENCY`) reach :data:`CLEAN_BITS_PER_PIXEL`;
+    otherwise, and when its bit rate is unknown, ``real``.
+    """
+    if source is None:
+        return "clean", "no source to judge"
+    if isinstance(source, dict) or not hasattr(source, "codec"):
+        return "clean", "an image"
+    codec = str(source.codec)
+    if codec in CLEAN_CODECS:
+        return "clean", f"{codec}, a lossless or mastering codec"
+    bpp = getattr(source, "bits_per_pixel", None)
+    if not bpp:
+        return "real", f"{codec} at an unknown bit rate"
+    equiv = bpp * CODEC_EFFICIENCY.get(codec, 1.0)
+    where = f"{codec} at {bpp:.3g} bits/pixel" + (f" (~{equiv:.3g} as H.264)" if codec in CODEC_EFFICIENCY else "")
+    return ("clean" if equiv >= CLEAN_BITS_PER_PIXEL else "real"), where
 
 
 def sample(kind: str = "video") -> Path:

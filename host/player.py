@@ -30,7 +30,7 @@ from typing import Sequence
 import moderngl
 import numpy as np
 
-from .chain import add_model_arguments, add_param_arguments, describe_chain, parse_params, shader_chain
+from .chain import add_model_arguments, add_param_arguments, parse_params, shader_chain
 from .errors import UpshadeError
 from .input import HELP, SEEK_LARGE, SEEK_SMALL, InputHandler  # noqa: F401 - re-exported
 from .playback import Scheduler, Stats, audio_streams  # noqa: F401 - Stats re-exported
@@ -506,13 +506,12 @@ def run(args) -> int:
     info = probe(args.file)  # a bad file is reported before shaders are compiled or a window opens
     chain = shader_chain(args.model, args.shader, args.no_model)
     entries = chain.entries(info)
-    model = chain.model_for(info)
     with Player(args.file, entries, params=params, fbo_format=args.fbo_format, audio=not args.no_audio,
                 fullscreen=args.fullscreen, compare=args.compare, screenshot_dir=args.screenshot_dir,
                 subs=args.sub, sub_auto=args.sub_auto != "no", sid=args.sid, aid=args.aid,
                 started_at=started) as player:
         rect = player.video_rect
-        print(f"upshade: {describe_chain(player.renderer.shaders, model)}, "
-              f"{info.width}x{info.height} -> {rect.w}x{rect.h}", file=sys.stderr)
+        print(chain.describe(player.renderer.shaders, (info.width, info.height), (rect.w, rect.h), info),
+              file=sys.stderr)
         player.run()
     return 0

@@ -245,6 +245,14 @@ class VideoInfo:
     converted_from: str | None = None  # set when frames are converted on the CPU
     metadata: dict = field(default_factory=dict)
     sample_aspect: Fraction | None = None  # pixel aspect ratio (width / height of a pixel) when not square
+    bit_rate: int | None = None    # video bits per second: the stream's, else estimated from the container
+
+    @property
+    def bits_per_pixel(self) -> float | None:
+        """Video bits per pixel per frame: how hard the encoder squeezed (paths.choose_variant)."""
+        if not self.bit_rate or not self.fps:
+            return None
+        return self.bit_rate / (self.width * self.height * self.fps)
 
     @property
     def fps(self) -> float:
@@ -324,6 +332,19 @@ def _tag_duration(metadata) -> float | None:
         return None
 
 
+def _video_bit_rate(container, stream, audio, duration: float | None) -> int | None:
+    """The video stream's bit rate: as tagged, else the container's less the tagged audio, else size / duration."""
+    if stream.bit_rate:
+        return int(stream.bit_rate)
+    total = container.bit_rate
+    if not total and duration and container.size:
+        total = 8 * container.size / duration
+    if not total:
+        return None
+    rest = total - sum(int(a.bit_rate or 0) for a in audio)
+    return int(rest) if rest > 0 else int(total)
+
+
 def probe(path) -> VideoInfo:
     """Read a file's video properties (decodes the first frame). Raises MediaError with one line."""
     path = Path(path)
@@ -369,6 +390,7 @@ def probe(path) -> VideoInfo:
             for s in container.streams.subtitles
         )
         return VideoInfo(
+            bit_rate=_video_bit_rate(container, stream, audio, duration),
             path=path, width=w, height=h, codec=cc.codec.canonical_name, pix_fmt=pix_fmt, format=fmt,
             time_base=tb, frame_rate=Fraction(rate) if rate else None, duration=duration,
             frames=stream.frames or None, start_time=float(first_time), rotation=rotation,

@@ -235,7 +235,7 @@ def test_bad_shader_is_one_line(tmp_path, shared_ctx, capsys):
 
 
 @pytest.mark.parametrize("extra, what", [
-    ([], r"model M \(upshade_M(_compute)?\.glsl, (fragment|compute) passes\)"),   # the default model
+    ([], r"model M-clean \(for no source to judge; upshade_M(_compute|_tiled)?\.glsl, (fragment|compute) passes\)"),
     (["--no-model"], r"no model \(plain bicubic scaler\)"),
 ])
 def test_bench_runs_the_default_model_or_none(shared_ctx, capsys, extra, what):
@@ -243,7 +243,7 @@ def test_bench_runs_the_default_model_or_none(shared_ctx, capsys, extra, what):
     one stderr line; --no-model measures the plain scaler's pipelines."""
     from upshade.host import paths
 
-    assert paths.default_model() == "M"
+    assert paths.default_model() == "M-clean"
     assert cli.main(["bench", "--size", "32x32", "--frames", "2", "--rounds", "1", *extra]) == 0
     captured = capsys.readouterr()
     assert re.search(rf"^upshade: {what}, 32x32 -> 64x64$", captured.err, re.M), captured.err

@@ -42,7 +42,7 @@ def test_without_a_display_it_writes_the_comparison_and_the_clip(tmp_path):
     r = _demo("--model", "S", env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines()[0] == "upshade: no display here, so the demo writes files instead of opening a window"
-    assert re.search(r"^upshade: model S \(upshade_S(_compute)?\.glsl, (fragment|compute) passes\), "
+    assert re.search(r"^upshade: model S-(clean|real) \(upshade_S(-real)?(_compute|_tiled)?\.glsl, (fragment|compute) passes\), "
                      r"640x360 -> 1280x720$", r.stderr, re.M)
     lines = r.stdout.splitlines()
     assert [ln.split()[0] for ln in lines] == [demo.COMPARE_NAME, demo.CLIP_NAME]
@@ -88,7 +88,7 @@ def test_compare_image_layout():
 def test_with_a_display_it_plays_the_sample_in_compare_mode(xdisplay, tmp_path):
     r = _demo("--loops", "1", "--no-audio", "--model", "S", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert re.fullmatch(r"upshade: model S \(upshade_S(_compute)?\.glsl, (fragment|compute) passes\), "
+    assert re.fullmatch(r"upshade: model S-(clean|real) \(upshade_S(-real)?(_compute|_tiled)?\.glsl, (fragment|compute) passes\), "
                         r"640x360 -> \d+x\d+, compare mode: bicubic left, network right "
                         r"\(drag the divider; q quits\)\n", r.stderr), r.stderr
     assert list(tmp_path.iterdir()) == []  # a window, no files

@@ -20,6 +20,7 @@ from upshade.host.paths import SHADERS_DIR, WEIGHTS_DIR, shipped_shader
 pytestmark = pytest.mark.torch
 
 SIZES = ("S", "M", "L")
+SHIPPED = SIZES + tuple(f"{s}-real" for s in SIZES)  # every size and its compressed-video variant
 
 
 @pytest.fixture(scope="module")
@@ -318,18 +319,21 @@ def test_export_rejects_non_finite_weights(exp, mdl, torch):
 # ----------------------------------------------------------------- shipped shaders
 
 
-@pytest.mark.parametrize("form", ["fragment", "compute"])
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("form", ["fragment", "compute", "tiled"])
+@pytest.mark.parametrize("size", SHIPPED)
 def test_shipped_shader_is_the_export_of_its_weights(exp, mdl, size, form):
     weights = WEIGHTS_DIR / f"upshade_{size}.pt"
     shader = shipped_shader(size, form)
-    flag = " --compute" if form == "compute" else ""
+    flag = "" if form == "fragment" else f" --{form}"
     assert weights.is_file(), f"{weights} is missing"
-    assert shader.read_text(encoding="utf-8") == exp.export_shader(weights, name=size, compute=form == "compute"), (
+    assert shader.read_text(encoding="utf-8") == exp.export_shader(weights, name=size, form=form), (
         f"{shader} is stale: run `upshade export {weights} -o {shader} --name {size}{flag}`"
     )
     cfg = mdl.load_checkpoint(weights)[0].cfg
     descs = [p.desc for p in load_shader(shader).passes]
+    if form == "tiled":  # its structure: test_tiled.py
+        assert all(" tiled " in d for d in descs) and " final (" in descs[-1]
+        return
     convs = cfg.blocks * -(-cfg.width // 4)
     assert all(" conv" in d for d in descs[:convs]) and all(" final" in d for d in descs[convs:-1])
     # compute: the last final pass also writes the x2 output; fragment: a depth-to-space pass follows
@@ -343,13 +347,13 @@ def test_free_form_name_gives_valid_identifiers(exp, mdl, torch):
     assert sf.passes[0].desc == "upshade my model v2! x conv1 (1->4)"
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SHIPPED)
 def test_shaders_readme_describes_shipped_models(mdl, size):
     m, _ = mdl.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
     c = m.cfg
-    passes = [len(load_shader(shipped_shader(size, form)).passes) for form in ("fragment", "compute")]
+    passes = [len(load_shader(shipped_shader(size, form)).passes) for form in ("fragment", "compute", "tiled")]
     row = (f"| `upshade_{size}.glsl` | {c.blocks} x {c.width} | {c.upscale}, {c.residual} | "
-           f"{mdl.param_count(c):,} | {passes[0]} / {passes[1]} | {mdl.flops_per_output_pixel(c):,.0f} |")
+           f"{mdl.param_count(c):,} | {passes[0]} / {passes[1]} / {passes[2]} | {mdl.flops_per_output_pixel(c):,.0f} |")
     assert row in (SHADERS_DIR / "README.md").read_text(encoding="utf-8")
 
 

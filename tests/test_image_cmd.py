@@ -65,7 +65,8 @@ def test_default_runs_the_default_model_and_says_so(gl_ctx, tmp_path, rgb8, caps
     assert run_cli(src, "-o", outs["default"]) == 0
     form = gpu.shader_form(gl_ctx)[0]
     name = paths.shipped_shader(paths.default_model(), form).name
-    assert capsys.readouterr().err == (f"upshade: model {paths.default_model()} ({name}, {form} passes), "
+    kind = "fragment" if form == "fragment" else "compute"  # the tiled form is compute passes too
+    assert capsys.readouterr().err == (f"upshade: model M-clean (for an image; {name}, {kind} passes), "
                                        f"16x12 -> 32x24: wrote {outs['default']}\n")
     assert run_cli(src, "-o", outs["model"], "--model", paths.default_model()) == 0
     assert run_cli(src, "-o", outs["plain"], "--no-model") == 0
@@ -173,7 +174,7 @@ def test_missing_model_is_clear(gl_ctx, tmp_path, capsys, rgb8, monkeypatch):
 
     monkeypatch.setattr(paths, "SHADERS_DIR", tmp_path / "noshaders")
     msg = errors(capsys, rgb8[0], "-o", tmp_path / "o.png", "--model", "M")
-    assert re.search(r"noshaders/upshade_M(_compute)?\.glsl: shipped shader for model M is missing", msg)
+    assert re.search(r"noshaders/upshade_M(_compute|_tiled)?\.glsl: shipped shader for model M-clean is missing", msg)
 
 
 def test_info(gl_ctx, capsys):
@@ -198,16 +199,91 @@ def test_model_shaders_follow_the_renderer(gl_ctx, capsys):
             self.info, self.version_code, self.extensions = {"GL_RENDERER": renderer}, version_code, set(extensions)
 
     # Measured: compute passes win on CPU rasterisers, fragment passes on GPUs (see shaders/README.md).
-    assert gpu.shader_form(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)", 450))[0] == "compute"
+    soft = gpu.SOFTWARE_FORM
+    assert soft in ("compute", "tiled")
+    assert gpu.shader_form(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)", 450))[0] == soft
     assert gpu.shader_form(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2", 460))[0] == "fragment"
     assert gpu.shader_form(Ctx("AMD Radeon RX 7900 (radeonsi)", 460))[0] == "fragment"
-    assert gpu.shader_form(Ctx("llvmpipe", 330))[0] == "fragment"  # no compute shaders there
-    assert gpu.shader_form(Ctx("softpipe", 330, ["GL_ARB_compute_shader"]))[0] == "compute"
+    form, why = gpu.shader_form(Ctx("llvmpipe", 330))  # no compute shaders there: falls back, and says so
+    assert form == "fragment" and "no compute shaders" in why and "falling back" in why
+    assert gpu.shader_form(Ctx("softpipe", 330, ["GL_ARB_compute_shader"]))[0] == soft
+    small = Ctx("llvmpipe", 450)
+    small.info["GL_MAX_COMPUTE_WORK_GROUP_INVOCATIONS"] = 4  # fewer than a work group of the form needs
+    assert gpu.shader_form(small)[0] == "fragment" and "invocations" in gpu.shader_form(small)[1]
     assert paths.model_shader("L", Ctx("NVIDIA", 460)) == paths.SHADERS_DIR / "upshade_L.glsl"
-    assert paths.model_shader("l", Ctx("llvmpipe", 450)) == paths.SHADERS_DIR / "upshade_L_compute.glsl"
+    assert paths.model_shader("l", Ctx("llvmpipe", 450)) == paths.SHADERS_DIR / f"upshade_L_{soft}.glsl"
+    assert paths.shipped_shader("M", "tiled") == paths.SHADERS_DIR / "upshade_M_tiled.glsl"
     with pytest.raises(UpshadeError, match="unknown shader form 'vulkan'"):
         paths.shipped_shader("S", "vulkan")
     # The command line uses the same choice, and `upshade info` says which one.
     expect = gpu.shader_form(gl_ctx)[0]
     assert cli.main(["info"]) == 0
     assert re.search(rf"--model shaders +{expect} \(", capsys.readouterr().out)
+
+
+# ---------------------------------------------------------------- model variants
+
+
+def test_model_names_and_variants():
+    from upshade.host import paths
+
+    assert paths.split_model("m-real") == ("M", "real") and paths.split_model("S") == ("S", None)
+    for bad in ("X", "M-noisy", "M-", ""):
+        with pytest.raises(UpshadeError, match="unknown model"):
+            paths.split_model(bad)
+    assert paths.model_stem("M") == paths.model_stem("M-clean") == "upshade_M"
+    assert paths.model_stem("L-real") == "upshade_L-real"
+    for name in paths.MODEL_NAMES:  # every name the CLI accepts has its files shipped
+        for form in paths.SHADER_FORMS:
+            assert paths.shipped_shader(name, form).is_file()
+    assert paths.resolve_model("S-real", None) == "S-real"  # a pinned variant stays pinned
+
+
+def _video(codec, bit_rate, w=1280, h=720, fps=25):
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from upshade.host.video import VideoInfo
+
+    return SimpleNamespace(codec=codec, bits_per_pixel=VideoInfo.bits_per_pixel.fget(
+        SimpleNamespace(bit_rate=bit_rate, fps=float(Fraction(fps)), width=w, height=h)))
+
+
+def test_variant_choice_per_source():
+    from upshade.host import paths
+
+    assert paths.choose_variant(None)[0] == paths.choose_variant({"kind": "image"})[0] == "clean"
+    # 1 Mbit/s 720p25 H.264 (0.043 bits/pixel): a web stream
+    assert paths.choose_variant(_video("h264", 1_000_000)) == ("real", "h264 at 0.0434 bits/pixel")
+    # 25 Mbit/s (1.09 bits/pixel): Blu-ray grade
+    assert paths.choose_variant(_video("h264", 25_000_000))[0] == "clean"
+    # HEVC counts 1.6x: 0.35 bits/pixel of HEVC is ~0.56 as H.264
+    hevc = paths.choose_variant(_video("hevc", 8_000_000))
+    assert hevc[0] == "clean" and "as H.264" in hevc[1]
+    assert paths.choose_variant(_video("h264", 8_000_000))[0] == "real"
+    assert paths.choose_variant(_video("ffv1", 1))[0] == "clean"  # lossless, whatever the rate
+    assert paths.choose_variant(_video("mpeg2video", None))[0] == "real"  # unknown rate: assume compressed
+    assert paths.default_model(_video("h264", 1_000_000)) == "M-real"
+    assert paths.resolve_model("l", _video("h264", 25_000_000)) == "L-clean"
+
+
+def test_bits_per_pixel_of_real_files(tmp_path):
+    """probe() reads the video bit rate (tagged or estimated): a harder squeeze gives fewer bits per pixel."""
+    from media import make_clip
+
+    from upshade.host.video import probe
+
+    lo = probe(make_clip(tmp_path / "lo.mp4", width=128, height=96, frames=25, options={"crf": "40"}))
+    hi = probe(make_clip(tmp_path / "hi.mp4", width=128, height=96, frames=25, options={"crf": "5"}))
+    assert 0 < lo.bits_per_pixel < hi.bits_per_pixel
+
+
+def test_image_gets_the_clean_variant_and_a_pinned_variant_runs(gl_ctx, tmp_path, rgb8, capsys):
+    src, _ = rgb8
+    assert run_cli(src, "-o", tmp_path / "a.png", "--model", "S") == 0
+    assert "model S-clean (for an image; upshade_S" in capsys.readouterr().err
+    assert run_cli(src, "-o", tmp_path / "b.png", "--model", "s-real") == 0
+    err = capsys.readouterr().err
+    assert "model S-real (upshade_S-real" in err and "for " not in err
+    a, b = read_image(tmp_path / "a.png").astype(int), read_image(tmp_path / "b.png").astype(int)
+    assert np.abs(a - b).max() > 0  # two sets of weights

@@ -777,7 +777,8 @@ def test_cli_plays_our_model_in_the_export_that_suits_the_renderer(xdisplay, med
     r = _play(media["short"], "--model", "S", "--no-audio", "--screenshot-dir", tmp_path)
     assert r.returncode == 0, r.stderr
     # one line names what runs: the model, its export (form chosen by the renderer), in -> out size
-    assert re.fullmatch(r"upshade: model S \(upshade_S(_compute)?\.glsl, (fragment|compute) passes\), "
+    assert re.fullmatch(r"upshade: model S-(clean|real) \(for [^;]+; upshade_S(-real)?(_compute|_tiled)?\.glsl, "
+                        r"(fragment|compute) passes\), "
                         r"\d+x\d+ -> \d+x\d+\n", r.stderr), r.stderr
 
 

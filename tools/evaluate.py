@@ -46,7 +46,7 @@ import av
 import numpy as np
 
 from ..host.api import (
-    MODEL_SIZES,
+    MODEL_NAMES,
     MediaError,
     Renderer,
     UpshadeError,
@@ -55,7 +55,9 @@ from ..host.api import (
     check_output_path,
     create_headless_context,
     image_to_frame,
+    is_model_name,
     load_shader,
+    model_stem,
     progress,
     read_image,
 )
@@ -439,18 +441,18 @@ def _shader_params(paths: Sequence[Path]) -> int | None:
 
 
 def resolve_checkpoint(spec: str) -> Path:
-    """`--model` argument -> checkpoint path: a file, or S/M/L for the shipped weights."""
+    """`--model` argument -> checkpoint path: a file, or a shipped model's name (S, M-real, ...) for its weights."""
     p = Path(spec)
     if p.is_file():
         return p
-    if spec.upper() in MODEL_SIZES and not p.suffix:
-        key = spec.upper()
+    if is_model_name(spec) and not p.suffix:
+        stem = model_stem(spec)
         for ext in (".pt", ".safetensors", ".pth"):
-            cand = WEIGHTS_DIR / f"upshade_{key}{ext}"
+            cand = WEIGHTS_DIR / f"{stem}{ext}"
             if cand.is_file():
                 return cand
-        raise UpshadeError(f"{WEIGHTS_DIR / f'upshade_{key}.pt'}: shipped weights for model {key} are missing")
-    raise UpshadeError(f"{spec}: checkpoint file does not exist (or give S, M or L for a shipped model)")
+        raise UpshadeError(f"{WEIGHTS_DIR / f'{stem}.pt'}: shipped weights for model {spec} are missing")
+    raise UpshadeError(f"{spec}: checkpoint file does not exist (or give a shipped model: {', '.join(MODEL_NAMES)})")
 
 
 def load_torch_method(spec: str) -> TorchMethod:
