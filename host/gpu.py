@@ -49,11 +49,40 @@ def has_compute(ctx) -> bool:
     return ctx.version_code >= 430 or "GL_ARB_compute_shader" in ctx.extensions
 
 
+# The form software renderers get, measured with `upshade bench --forms fragment,compute,tiled` on
+# llvmpipe (shaders/README.md): the tiled form ran within noise of the compute form there (0.76-1.16x
+# across interleaved runs) and compiles 10-15x longer, so compute stays. What each compute form needs
+# beyond compute shaders: invocations per work group (compute 32 x 4, tiled 8 x 1; OpenGL 4.3
+# guarantees 1024) and shared memory (neither declares any, so no limit of it can rule them out).
+SOFTWARE_FORM = "compute"
+_FORM_INVOCATIONS = {"compute": 128, "tiled": 8}
+_SOFTWARE_WHY = {
+    "tiled": "software renderer: fused compute passes, blocks of 4 x 4 pixels per invocation (fewer passes and "
+             "texture round trips than the compute form on llvmpipe)",
+    "compute": "software renderer: 2x2 pixels per invocation share texel fetches (28-36% faster on llvmpipe)",
+}
+
+
+def form_lacks(ctx, form: str) -> str | None:
+    """What ``ctx`` lacks to run ``form``'s passes (None: nothing)."""
+    if form == "fragment":
+        return None
+    if not has_compute(ctx):
+        return "no compute shaders (OpenGL < 4.3 without GL_ARB_compute_shader)"
+    limit = ctx.info.get("GL_MAX_COMPUTE_WORK_GROUP_INVOCATIONS")
+    if isinstance(limit, int) and limit < _FORM_INVOCATIONS[form]:
+        return f"{limit} invocations per compute work group (the {form} form needs {_FORM_INVOCATIONS[form]})"
+    return None
+
+
 def shader_form(ctx) -> tuple[str, str]:
     """(form, reason): which export of our models (see paths.SHADER_FORMS) suits this renderer."""
-    if is_software_renderer(ctx) and has_compute(ctx):
-        return "compute", "software renderer: 2x2 pixels per invocation share texel fetches (28-36% faster on llvmpipe)"
-    return "fragment", "GPU: one pixel per invocation keeps registers free (2-3.3x faster than compute on an H100)"
+    if not is_software_renderer(ctx):
+        return "fragment", "GPU: one pixel per invocation keeps registers free (2-3.3x faster than compute on an H100)"
+    lack = form_lacks(ctx, SOFTWARE_FORM)
+    if lack:
+        return "fragment", f"software renderer, but {lack}: falling back to fragment passes"
+    return SOFTWARE_FORM, _SOFTWARE_WHY[SOFTWARE_FORM]
 
 
 def choose_fbo_format(ctx, requested: str = "auto") -> tuple[str, str]:

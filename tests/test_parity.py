@@ -2,7 +2,8 @@
 
 The shader is run by ``Renderer.render_luma`` (LUMA hooks only) on llvmpipe;
 the reference is ``UpshadeNet.forward`` in float32. Both export modes are
-checked (fragment passes, the default, and ``--compute``). Bounds: 2e-3 with rgba32f
+checked (fragment passes, the default, ``--compute`` and ``--tiled``; the tiled form's own
+tests are in test_tiled.py). Bounds: 2e-3 with rgba32f
 intermediate textures (float rounding only), 1e-2 with rgba16f (every stored
 pre-activation is rounded to 11 bits).
 """
@@ -76,13 +77,13 @@ def check(gl_ctx, torch, m, shader, y, fmt):
 
 
 @pytest.mark.parametrize("fmt", ["rgba32f", "rgba16f"])
-@pytest.mark.parametrize("form", ["fragment", "compute"])
+@pytest.mark.parametrize("form", ["fragment", "compute", "tiled"])
 @pytest.mark.parametrize("size", ["S", "M", "L"])
 def test_shipped_shader_matches_torch(gl_ctx, torch, nets, images, size, form, fmt):
     model_mod, _ = nets
     m, _ = model_mod.load_checkpoint(WEIGHTS_DIR / f"upshade_{size}.pt")
     shader = load_shader(shipped_shader(size, form))
-    assert all((p.compute is not None) == (form == "compute") for p in shader.passes)
+    assert all((p.compute is not None) == (form != "fragment") for p in shader.passes)
     for name in ("face", "random"):
         check(gl_ctx, torch, m, shader, images[name], fmt)
 
