@@ -563,7 +563,7 @@ def _form_rows(args, model: str, tmp: Path) -> list[tuple[str, list]]:
         raise UpshadeError(f"--forms {args.forms}: a form is listed twice")
     for form in forms:
         if _is_size(model):
-            name = resolve_model(model, source)
+            name = model  # _check_args resolved a bare size to the variant the source gets
             path = shipped_shader(name, form)
             label = f"{name} {form}"
         else:

@@ -195,3 +195,33 @@ def test_edges_are_replicate_padding_not_computed_outside(gl_ctx, torch, mods):
     y[-1, -3:] = 0.9
     shader = tiled(export, m, et.TiledPlan((5,), block=(4, 4), threads=(8, 1)))
     check(gl_ctx, torch, m, shader, y, "rgba32f")
+
+
+# ----------------------------------------------------------------- bench --forms (structure only, no timing)
+
+
+@pytest.mark.gl
+def test_bench_compares_forms_side_by_side(mods, torch, shared_ctx, tmp_path, capsys):
+    import json
+
+    model_mod, export, _ = mods
+    m = random_model(model_mod, torch, 9, blocks=2, width=2)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({"config": m.cfg.to_dict(), "model": m.state_dict()}, ckpt)
+    other = tmp_path / "other.glsl"
+    other.write_text(export.export_shader(m, name="other"))
+    out_json = tmp_path / "forms.json"
+    assert cli.main(["bench", "--model", str(ckpt), "--size", "48x32", "--forms", "compute,tiled,fragment",
+                     "--vs", str(other), "--frames", "2", "--rounds", "2", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out_json.read_text())
+    assert [r["row"] for r in data["rows"]] == ["tiny compute", "tiny tiled", "tiny fragment", "other"]
+    assert all(r["network_ms"] > 0 and r["gl_frame_ms"] > 0 and len(r["network_rounds"]) == 2 for r in data["rows"])
+    assert data["rows"][0]["speedup_vs_first"] == 1.0 and data["input"] == [48, 32] and data["output"] == [96, 64]
+    assert "2 frames x 2 interleaved rounds, medians" in out and "network vs tiny compute" in out
+    for argv, msg in ((["--forms", "compute,tiles"], "unknown form 'tiles'"),
+                      (["--forms", "tiled,tiled"], "listed twice"),
+                      (["--vs", str(tmp_path / "missing.glsl")], "does not exist")):
+        assert cli.main(["bench", "--model", str(ckpt), "--size", "48x32", "--frames", "2", *argv]) == 1
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
