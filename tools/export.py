@@ -43,6 +43,11 @@ on every mpv backend); ``upshade_X_compute.glsl`` is what the host picks on a
 software rasteriser (see host/paths.py). Compute passes need OpenGL 4.3,
 Vulkan or D3D11 in mpv.
 
+Tiled passes (``--tiled``, tools/export_tiled.py): pairs of layers fused per
+compute pass in registers on 4x4 blocks, the final conv kept as a running sum
+handed from pass to pass; within noise of the compute form on llvmpipe (S, M;
+slower for L) and far slower to compile, so the host does not pick it.
+
 Weights are GLSL literals (on llvmpipe they ran 2.4x faster than uniform
 arrays) printed with ``%.9g``, which round-trips float32 exactly. The output
 is a pure function of the checkpoint: no timestamps, no absolute paths.

@@ -1,9 +1,9 @@
-"""The tiled export: fused compute passes, each invocation a block of pixels, weights applied block-wide.
+"""The tiled export: fused compute passes, each invocation a block of pixels.
 
 ``upshade export CKPT -o shaders/upshade_X_tiled.glsl --tiled`` (or ``--form tiled``)
 writes the same network as the fragment and compute exports (same weights, the
-same function: tests/test_parity.py) in the form that runs fastest on a CPU
-rasteriser (Mesa llvmpipe). Three things make it fast there:
+same function: tests/test_parity.py, tests/test_tiled.py) with fewer passes and
+texture round trips:
 
 * **Fusion.** The conv layers are cut into a few *groups*; one compute pass runs
   a whole group. Its invocation fetches the group's input around its block once
@@ -11,19 +11,17 @@ rasteriser (Mesa llvmpipe). Three things make it fast there:
   registers, the earlier layers on the block plus the halo the later ones read,
   so no intermediate layer goes through a texture.
 * **The final conv runs as it goes.** The final conv is linear in the
-  concatenation of every block's CReLU output, so each pass adds the
-  contribution of every layer it has in registers (at the 3x3 neighbourhood of
-  its block) to a running sum of the 4 output sub-pixels, and hands the sum on
-  to the next pass beside the last layer's features: a pass stores
-  ``groups + 1`` texels per pixel (the features, then the sum), rows interleaved
-  (``//!HEIGHT LUMA.h 2 *`` for 4 channels). The last pass adds the residual and
-  writes the x2 output itself (depth-to-space), as the compute export does. The
-  concatenation stays exact: every layer's output is used, at full float32.
-* **Blocks with the weights outside.** An invocation computes a block of
-  ``bx x by`` pixels and applies each weight matrix to every pixel of the block
-  in a row, so the weight is loaded once per block instead of once per pixel:
-  on llvmpipe (which runs 8 invocations per SIMD vector and loads each GLSL
-  constant from memory) that alone made the multiply-adds 2.5x faster.
+  concatenation of every block's CReLU output, so each pass adds the share of
+  every layer it has in registers (at the 3x3 neighbourhood of its block) to a
+  running sum of the 4 output sub-pixels, and hands the sum on beside the last
+  layer's features: a pass stores ``groups + 1`` texels per pixel (the
+  features, then the sum), rows interleaved (``//!HEIGHT LUMA.h 2 *`` for 4
+  channels). The last pass adds the residual and writes the x2 output itself
+  (depth-to-space), as the compute export does. The concatenation stays exact:
+  every layer's output is used, at full float32.
+* **Blocks.** An invocation computes ``bx x by`` pixels; each input texel is
+  fetched once per block (luma 2 x 2 texels per ``textureGather``) and feeds
+  every output cell whose window covers it.
 
 Edges: a layer computed in registers over the halo must hold, outside the image,
 the value of the nearest pixel inside (replicate padding, as PyTorch and the
@@ -31,14 +29,16 @@ texture fetches at clamped coordinates do), not a value computed there; after
 each such layer, cells outside the image take their inner neighbour's values
 (one select per cell and axis).
 
-Why not workgroup ``shared`` memory (the usual way to share a tile between
-invocations on a GPU): on llvmpipe (Mesa 22.3) a ``shared`` load or store costs
-as much as a texel fetch or an image store (it is scalarised per SIMD lane) and a
-``barrier()`` costs another ~2 ms per 960x540 frame per invocation; recomputing
-the halo in registers was cheaper at every tile size measured (shaders/README.md).
-So this form needs compute shaders but no shared memory. Its passes are large
-(each one thousands of multiply-adds per invocation): a GPU runs the fragment
-export faster, which is why the host only picks this form on software renderers.
+Measured on llvmpipe (shaders/README.md, "Tiled form"), it ran within noise of
+the compute export for S and M and slower for L, and compiles 10-15x longer, so
+the host keeps the compute export there: llvmpipe scalarises every image store
+per SIMD lane, and the halo a fused pass recomputes costs about what the stores
+it saves did. Workgroup ``shared`` memory (the usual way to share a tile on a
+GPU) is not used: on llvmpipe (Mesa 22.3) a ``shared`` store costs ~70% of an
+image store, a ``shared`` load as much as a texel fetch, and a ``barrier()`` ~2 ms
+per 960x540 frame at one invocation per pixel. So this form needs compute
+shaders but no shared memory (its header says so). Its passes are large: a GPU
+runs the fragment export faster.
 """
 
 from __future__ import annotations
