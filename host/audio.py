@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 
 from .clock import MonotonicClock
@@ -76,8 +77,6 @@ class AudioClock:
     def __init__(self, path, start: float = 0.0, *, stream_factory=None, samplerate: int = 0, now=time.monotonic,
                  stream: int = 0):
         """``stream``: which audio stream plays (0 = the first; ``--aid N`` is stream N - 1)."""
-        import av
-
         self.path = Path(path)
         self._now = now
         try:
@@ -221,8 +220,6 @@ class AudioClock:
 
     # --- decoding thread ------------------------------------------------------------------------
     def _decode_loop(self) -> None:
-        import av
-
         stream = self._astream
         resampler = None
         gen, target, pts = 0, 0.0, None
@@ -273,8 +270,6 @@ class AudioClock:
             pts = self._push_all(resampler.resample(frame), gen, target, pts)
 
     def _decode(self, packet):
-        import av
-
         try:
             return packet.decode()
         except av.InvalidDataError:

@@ -30,6 +30,7 @@ from .fileio import atomic_output, check_output_path
 from .gpu import create_headless_context
 from .hookparse import load_shader
 from .imageio import read_image, write_image
+from .overlay import render_text_cpu
 from .paths import DEFAULT_SIZE, MODEL_NAMES, model_shader, resolve_model, sample
 from .transcode import upscale_video
 from .video import probe
@@ -70,8 +71,6 @@ def _loops(text: str) -> int:
 
 def _label(text: str, width: int, scale: int = LABEL_SCALE) -> np.ndarray:
     """A black bar of ``width`` pixels with ``text`` in white (the player overlay's 5x7 font), HxWx3 uint8."""
-    from .overlay import render_text_cpu
-
     ink = render_text_cpu([text.upper()], scale)  # the font's capitals (its lowercase x is a small x)
     h = ink.shape[0] + 2 * PAD
     bar = np.zeros((h, width, 3), np.uint8)

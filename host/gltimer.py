@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import ctypes
 
+from .rawgl import _gl
+
 GL_TIME_ELAPSED = 0x88BF
 GL_QUERY_RESULT = 0x8866
 GL_QUERY_RESULT_AVAILABLE = 0x8867
@@ -26,8 +28,6 @@ class PassTimer:
     """
 
     def __init__(self):
-        from .rawgl import _gl
-
         gl = _gl()
         if gl is None:
             raise OSError("no libOpenGL/libGL for timer queries")

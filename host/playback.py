@@ -14,6 +14,12 @@ import collections
 import time
 from pathlib import Path
 
+import av
+
+from .audio import open_clock
+from .clock import SteppedClock
+from .video import Decoder
+
 STAT_ALPHA = 0.1  # smoothing of the per-stage timings shown by the overlay
 
 
@@ -45,8 +51,6 @@ class Stats:
 
 def audio_streams(path) -> list[str]:
     """Codec names of the file's audio streams, in order (``--aid 1`` is the first)."""
-    import av
-
     try:
         with av.open(str(path)) as c:
             return [s.codec_context.name for s in c.streams.audio]
@@ -64,8 +68,6 @@ class Scheduler:
 
     def __init__(self, path, info, *, start: float = 0.0, clock="auto", audio: bool = True, aid: int | None = 0,
                  notify=None, stats: Stats | None = None):
-        from .video import Decoder
-
         self.path = Path(path)
         self.info = info
         self.notify = notify
@@ -86,8 +88,6 @@ class Scheduler:
             if not isinstance(clock, str):
                 self.clock = clock  # any object with the clock interface (tests)
             elif clock == "stepped":
-                from .clock import SteppedClock
-
                 self.clock = SteppedClock(start)
             elif clock == "auto":
                 self.clock = self._open_clock(start)
@@ -99,8 +99,6 @@ class Scheduler:
         self._resync = self.system_clock
 
     def _open_clock(self, start: float):
-        from .audio import open_clock
-
         return open_clock(self.path, self.aid is not None, start, audio=self.audio, notify=self.notify,
                           stream=self.aid or 0)
 

@@ -21,19 +21,25 @@ deterministic clock.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import av
 import moderngl
 import numpy as np
 
 from .chain import add_model_arguments, add_param_arguments, parse_params, shader_chain
 from .errors import UpshadeError
 from .input import HELP, SEEK_LARGE, SEEK_SMALL, InputHandler  # noqa: F401 - re-exported
+from .pipeline import Renderer
 from .playback import Scheduler, Stats, audio_streams  # noqa: F401 - Stats re-exported
+from .presenter import Presenter, Scene, write_screenshot
+from .readout import Readout
+from .subtitles import Subtitles
 from .video import probe
 from .window import Rect, Window, initial_window_size, letterbox
 
@@ -42,8 +48,6 @@ OSD_SECONDS = 2.0   # how long a track or visibility change is announced on scre
 
 def sample_aspect_ratio(path) -> float:
     """Pixel aspect ratio (width / height of one pixel) of the first video stream; 1.0 when unknown."""
-    import av
-
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -67,8 +71,6 @@ class Entry:
 def process_age() -> float:
     """Seconds since this process started (interpreter start-up and imports included); 0 if unknown."""
     try:
-        import os
-
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         start_ticks = int(fields[19])   # field 22 of stat(5): start time, clock ticks after boot
         uptime = float(Path("/proc/uptime").read_text().split()[0])
@@ -152,8 +154,6 @@ class Player:
         self.entry_index = 0
         self.screenshots: list[Path] = []
         self.stats = Stats()
-        from .readout import Readout
-
         self.readout = Readout(self.stats)   # the overlay's numbers (measured while it shows)
         self.audio_tracks = audio_streams(self.path) if self.info.has_audio else []
         aid_index, warning = choose_audio(len(self.audio_tracks), aid)
@@ -174,20 +174,14 @@ class Player:
             size = window_size or (lambda area: initial_window_size(dw, dh, area))
             self.window = Window(size, self._title(), vsync=vsync, visible=visible)
             self.ctx: moderngl.Context = self.window.ctx
-            from .pipeline import Renderer
-
             for label, files in entries or [("bicubic", [])]:
                 files = files(self.ctx) if callable(files) else files
                 # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
                 self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
                                                           output="unorm8")))
-            from .presenter import Presenter
-
             self.presenter = Presenter(self.window)
             self.scheduler = Scheduler(self.path, self.info, start=start, clock=clock, audio=audio,
                                        aid=aid_index, notify=self._notify, stats=self.stats)
-            from .subtitles import Subtitles
-
             self.subtitles = Subtitles(self.path, self.info, external=subs, auto_load=sub_auto, sid=sid,
                                        notify=self._notify, display_size=self.display_size, wait=subtitle_wait)
             if start:
@@ -413,8 +407,6 @@ class Player:
     def present(self, capture: bool = False) -> np.ndarray | None:
         """Draw the current frame into the window and swap; with ``capture``, return the window's
         pixels as drawn (HxWx3 uint8, rows top-down) read back before the swap."""
-        from .presenter import Scene
-
         self._dirty = False
         osd = self._osd[0] if self._osd is not None else None
         scene = Scene(
@@ -437,8 +429,6 @@ class Player:
 
         x2 of the display size: rotated and with square pixels, like the picture in the window.
         """
-        from .presenter import write_screenshot
-
         frame = self.current
         if frame is None:
             return None

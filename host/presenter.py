@@ -19,7 +19,11 @@ from typing import Callable
 import moderngl
 import numpy as np
 
+from .fileio import atomic_output
 from .glsl import FULLSCREEN_VS, GLSL_VERSION
+from .imageio import write_image
+from .overlay import TextOverlay
+from .subdraw import ImageLayer
 from .window import Rect, collect_garbage
 
 # Draws the pipeline output 1:1 into the video rectangle: texel rows run top-down (row 0 is the
@@ -69,9 +73,6 @@ class Presenter:
     """Owns the GL objects that draw into the window: blit program, subtitle layer, text overlays."""
 
     def __init__(self, window):
-        from .overlay import TextOverlay
-        from .subdraw import ImageLayer
-
         self.window = window
         self.ctx: moderngl.Context = window.ctx
         self._blit = self._vao = self._overlay = self._labels = self._subs = self._osd = None
@@ -189,9 +190,6 @@ def write_screenshot(renderer, frame, *, display_size, rotation: int, network: b
                      video: Path, folder: Path) -> Path:
     """Write ``frame`` upscaled x2 of the display size (turned and with square pixels, like the
     picture in the window; the pipeline output, not the window) as a PNG in ``folder``."""
-    from .fileio import atomic_output
-    from .imageio import write_image
-
     dw, dh = display_size
     size = (2 * dh, 2 * dw) if rotation in (90, 270) else (2 * dw, 2 * dh)
     tex = renderer.render(frame, size, frame_index=frame.index, enabled=network)

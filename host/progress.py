@@ -18,6 +18,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm import tqdm
+
 DEFAULT_INTERVAL = 10.0
 
 
@@ -33,8 +35,6 @@ def progress(*, total=None, desc: str | None = None, unit: str = "it", disable: 
     """A tqdm bar on a terminal, else a ``LineProgress`` (same interface, plain lines)."""
     stream = sys.stderr if file is None else file
     if _is_terminal(stream):
-        from tqdm import tqdm
-
         return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=stream, dynamic_ncols=True,
                     **tqdm_kwargs)
     return LineProgress(total=total, desc=desc, unit=unit, disable=disable, file=stream,

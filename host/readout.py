@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import gltimer
+
 
 class Readout:
     def __init__(self, stats):
@@ -24,8 +26,6 @@ class Readout:
     def enable(self, renderer, on: bool) -> None:
         """Measure ``renderer``'s frames (or stop): upload by the renderer's profiling (a GPU sync per
         stage), the network by GL timer queries of its passes alone."""
-        from . import gltimer
-
         renderer.profile = on
         if on and self._timer is None:
             try:

@@ -10,8 +10,13 @@ drawn 1:1 at the size libass rendered it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import moderngl
 import numpy as np
+
+from .errors import UpshadeError
+from .subtitles import Subtitles
 
 _VS = """
 #version 430
@@ -102,9 +107,6 @@ class SubtitleBurner:
     file. A track that cannot be drawn is an error here, before any frame is encoded."""
 
     def __init__(self, ctx, path, info, track="auto", *, display_size=None):
-        from pathlib import Path
-
-        from .subtitles import Subtitles
 
         self.ctx = ctx
         external = ()
@@ -112,14 +114,10 @@ class SubtitleBurner:
         if track not in (None, "auto") and not str(track).strip().lstrip("-").isdigit() and str(track) != "no":
             external, sid = (Path(track),), "auto"   # a file: it becomes the (only external) track
             if not Path(track).is_file():
-                from .errors import UpshadeError
-
                 raise UpshadeError(f"--burn-subs {track}: no such subtitle file or track number")
         self.subtitles = Subtitles(path, info, external=external, auto_load=not external, sid=sid, strict=True,
                                    display_size=display_size, wait=None, option="--burn-subs")
         if self.subtitles.current is None:
-            from .errors import UpshadeError
-
             raise UpshadeError(f"--burn-subs: {Path(path).name} has no subtitle track to burn in")
         self.track = self.subtitles.current
         self.layer = ImageLayer(ctx)

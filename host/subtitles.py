@@ -30,13 +30,16 @@ import ctypes
 import itertools
 import re
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from .errors import UpshadeError
+from .video import probe
 
 AUTO_EXTENSIONS = (".ass", ".ssa", ".srt", ".vtt")
 # Identities of picture sources for SubImage keys (never reused, unlike id() of a collected object).
@@ -83,8 +86,6 @@ class TrackInfo:
 
 def codec_kind(name: str) -> str | None:
     """"bitmap" or "text" for subtitle codecs FFmpeg decodes; None when it has no decoder for ``name``."""
-    import av
-
     try:
         codec = av.Codec(name, "r")
     except Exception:
@@ -117,8 +118,6 @@ def auto_subtitle_files(video: Path) -> list[Path]:
 
 def list_tracks(path, external=(), *, auto: bool = True) -> list[TrackInfo]:
     """Embedded subtitle tracks of ``path``, then external files (``external`` first, then auto-loaded)."""
-    import av
-
     tracks: list[TrackInfo] = []
     try:
         with av.open(str(path)) as c:
@@ -336,8 +335,6 @@ class StreamDecoder:
     def feed(self, packet) -> None:
         if self.failed or self.kind is None or packet.pts is None or packet.size == 0:
             return
-        import av
-
         tb = packet.time_base or self.stream.time_base
         t = float(packet.pts * tb)
         if self.kind == "bitmap" and self.codec in ("pgssub", "hdmv_pgs_subtitle"):
@@ -383,8 +380,6 @@ class EmbeddedReader:
     """
 
     def __init__(self, path, stream_indices, video_size, notify=_warn_default):
-        import av
-
         self.path = Path(path)
         self._container = av.open(str(self.path))
         streams = {s.index: s for s in self._container.streams}
@@ -466,8 +461,6 @@ class EmbeddedReader:
         return None
 
     def _seek(self, t: float) -> None:
-        import av
-
         try:
             self._container.seek(int(t * av.time_base), backward=True)
         except av.FFmpegError:
@@ -476,8 +469,6 @@ class EmbeddedReader:
             d.flush()
 
     def _run(self) -> None:
-        import av
-
         try:
             demux = self._container.demux()
             seek_from = 0.0
@@ -566,9 +557,6 @@ def read_text_file(path: Path) -> bytes:
 
 def load_external(path: Path) -> tuple[str, object]:
     """("script", bytes) for .ass/.ssa, ("events", TextStore) for SubRip/WebVTT (decoded by PyAV)."""
-    import tempfile
-
-    import av
 
     data = read_text_file(path)
     if path.suffix.lower() in (".ass", ".ssa"):
@@ -679,8 +667,6 @@ class Subtitles:
                  strict: bool = False, option: str = "--sid"):
         """``strict``: a track that cannot be shown is an error (UpshadeError), not a warning line
         (``upscale --burn-subs``: the user asked for that track)."""
-        from .video import probe
-
         self.path = Path(path)
         self.info = info or probe(self.path)
         self.notify = notify
@@ -758,8 +744,6 @@ class Subtitles:
     # --- loading -------------------------------------------------------------------------------
     def _attached_fonts(self) -> list[tuple[str, bytes]]:
         if self._fonts is None:
-            import av
-
             self._fonts = []
             try:
                 with av.open(str(self.path)) as c:

@@ -11,6 +11,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+import moderngl
+
 from .errors import GLUnavailableError, UpshadeError
 
 NO_DISPLAY_HINT = "use `upshade upscale` to write an upscaled file instead"
@@ -175,8 +177,6 @@ class Window:
             self._handle = handle
             glfw.make_context_current(handle)
             glfw.swap_interval(1 if vsync else 0)
-            import moderngl
-
             self.ctx = moderngl.create_context(require=430)
             # Objects dropped by Python are queued and deleted at ctx.gc(), on this thread, with the context current.
             self.ctx.gc_mode = "context_gc"

@@ -27,11 +27,15 @@ Named sources (under ``data_root``, default ``../shared/data``)::
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .bank import CATEGORIES, KERNEL_NAMES, cache_dir
+from .degrade import degrade, parse_spec
 from ..host.api import UpshadeError, read_image
 from .metrics import as_rgb, crop_to_multiple, imresize, imresize_down, rgb_to_luma_full, rgb_to_y
 
@@ -128,10 +132,6 @@ def openclipart_rasters(count: int = OPENCLIPART_COUNT, side: int = OPENCLIPART_
     Drawings that fail to render or come out nearly blank are left out (the
     same ones every time, so the list is reproducible).
     """
-    import shutil
-    import subprocess
-
-    from .bank import cache_dir
 
     if not OPENCLIPART_DIR.is_dir():
         raise UpshadeError(f"{OPENCLIPART_DIR}: not found: apt-get install openclipart-svg (training source 'openclipart')")
@@ -361,8 +361,6 @@ def _mix_key(category: str, kernel: str, mix: dict) -> str | None:
 
 def check_bank_mix(mix: dict) -> None:
     """Keys are categories (``clean``, ``kernel``, ``codec``) or ``CATEGORY:KERNEL`` (``kernel:sws:area``)."""
-    from .bank import CATEGORIES, KERNEL_NAMES
-
     ok = set(CATEGORIES) | {f"{c}:{k}" for c in CATEGORIES[1:] for k in KERNEL_NAMES}
     bad = sorted(set(mix) - ok)
     if bad or sum(float(v) for v in mix.values()) <= 0 or any(float(v) < 0 for v in mix.values()):
@@ -381,8 +379,6 @@ def bank_pairs(banks, weights: list[float], mix: dict, patch: int, scale: int = 
     frame for gives its share to that bank's other keys (small sources lack rare
     kernels); a key no bank has a frame for is an error.
     """
-    from .bank import CATEGORIES
-
     if patch % scale:
         raise UpshadeError(f"patch {patch} is not a multiple of the scale {scale}")
     check_bank_mix(mix)
@@ -441,8 +437,6 @@ def load_val_set(spec: str, data_root=DEFAULT_DATA_ROOT, scale: int = 2, degrada
     ``degradation`` other than ``clean`` is a real-world protocol spec (tools/degrade.py):
     HR is then cropped to a multiple of 4 and the LR made by that spec.
     """
-    from .degrade import degrade, parse_spec
-
     deg = parse_spec(degradation)
     out = []
     for p in resolve_source(spec, data_root):

@@ -27,7 +27,9 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import av
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from ..host.api import UpshadeError
 from .metrics import imresize_down
@@ -106,8 +108,6 @@ def degrade(hr: np.ndarray, spec: Spec) -> np.ndarray:
 
 
 def _sws_flag(name: str):
-    from av.video.reformatter import Interpolation
-
     if name not in SWS_KERNELS:
         raise UpshadeError(f"unknown swscale kernel {name!r} (choose {', '.join(SWS_KERNELS)})")
     return getattr(Interpolation, name.upper())
@@ -115,8 +115,6 @@ def _sws_flag(name: str):
 
 def swscale_down(rgb: np.ndarray, kernel: str) -> np.ndarray:
     """RGB -> exactly half width and height by FFmpeg's swscale with ``kernel``."""
-    import av
-
     h, w = rgb.shape[:2]
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     out = frame.reformat(width=w // 2, height=h // 2, format="rgb24", interpolation=_sws_flag(kernel))
@@ -229,8 +227,6 @@ def kernel_down(rgb: np.ndarray, kernel: str, param: float = 0.0, phase: tuple[f
 
 
 def codec_available(codec: str) -> bool:
-    import av
-
     return CODECS[codec][0] in av.codecs_available
 
 
@@ -245,8 +241,6 @@ def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, preset: str 
     machine's core count (libx265 likewise runs one frame thread and one pool).
     ``stats``, when given, receives the encoded size: ``bytes`` and ``bits_per_pixel``.
     """
-    import av
-
     if codec not in CODECS:
         raise UpshadeError(f"unknown codec {codec!r} (choose {', '.join(CODECS)})")
     enc_name, dec_name = CODECS[codec]

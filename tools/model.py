@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,8 +269,6 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[Upshad
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
-        import zipfile
-
         if not zipfile.is_zipfile(p):
             # torch.save writes a zip archive; anything else (a text file, random bytes) fails deep
             # inside the unpickler with messages such as KeyError(101) that say nothing.

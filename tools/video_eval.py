@@ -26,10 +26,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
-from ..host.api import MediaError, UpshadeError, atomic_output, check_output_path
+from ..host.api import (MediaError, UpshadeError, atomic_output, check_output_path, create_headless_context,
+                        progress, shipped_shader)
 from . import degrade as G
+from .evaluate import GLMethod
 from .metrics import crop_to_multiple, rgb_to_y
 
 SHAVE = 2
@@ -43,8 +46,6 @@ class ClipScore:
 
 def read_clip(path: Path, frames: int) -> list[np.ndarray]:
     """The first ``frames`` frames (0: all) of a video as RGB uint8, cropped to a multiple of 4."""
-    import av
-
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
     out = []
@@ -86,8 +87,6 @@ def score_clip(sr: list[np.ndarray], hr_y: list[np.ndarray]) -> ClipScore:
 
 def method_shaders(models, shaders) -> list[tuple[str, list[Path]]]:
     """(label, shader files) per method: bicubic first, then shipped models, then shader files."""
-    from ..host.api import shipped_shader
-
     out: list[tuple[str, list[Path]]] = [("bicubic", [])]
     out += [(m, [shipped_shader(m)]) for m in models]
     out += [(Path(s).stem, [Path(s)]) for s in shaders]
@@ -95,15 +94,9 @@ def method_shaders(models, shaders) -> list[tuple[str, list[Path]]]:
 
 
 def run_eval(clip: Path, crfs, kernel: str, models, shaders, frames: int, show=True) -> dict:
-    from ..host.api import progress
-
-    from .evaluate import GLMethod
-
     methods = method_shaders(models, shaders)
     hr = read_clip(clip, frames)
     hr_y = [_shaved_y(f) for f in hr]
-    from ..host.api import create_headless_context
-
     ctx = create_headless_context()
     results: dict = {"clip": str(clip), "frames": len(hr), "size": [hr[0].shape[1], hr[0].shape[0]],
                      "kernel": kernel, "codec": "libx264 preset medium, default GOP", "crf": {}}
