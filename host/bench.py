@@ -44,7 +44,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from . import offline
+from . import automodel, benchladder, offline
 from .argtypes import integer
 from .chain import ShaderChain, describe_chain, parse_size
 from .encode import CODECS, Encoder, available_encoder, encoder_options
@@ -440,9 +440,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vs", action="append", metavar="FILE",
                         help="with --forms (or alone, against the model's automatic form): another shader file "
                              "measured as a row of its own (repeatable), e.g. Anime4K_Upscale_CNN_x2_M.glsl")
+    parser.add_argument("--ladder", action="store_true",
+                        help="what `play --model auto` picks here: every shipped model's network time per frame "
+                             "for FILE at --output-size, timed as the player times it, and the model its ladder "
+                             "settles on at FILE's frame rate")
+    parser.add_argument("--output-size", metavar="WxH",
+                        help="with --ladder: the output (window) size (default: twice the source)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "ladder", False):
+        return benchladder.run_ladder(args, make_test_clip)
+    if getattr(args, "output_size", None):
+        raise UpshadeError("--output-size goes with --ladder (the other rows measure x2 of the source)")
     if getattr(args, "forms", None) or getattr(args, "vs", None):
         return run_forms(args)
     size, source, model = _check_args(args)
@@ -497,6 +507,8 @@ def _check_args(args) -> tuple[tuple[int, int], object, str | None]:
             raise UpshadeError(f"--size {args.size}: width and height must be even (the generated clip is 4:2:0)")
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before minutes of work
     source = probe(args.file) if args.file is not None else None  # a bad file fails here, in one line
+    if automodel.is_auto(args.model):
+        raise UpshadeError(automodel.REFUSED)
     model = None if args.shader or args.no_model else (args.model or DEFAULT_MODEL)
     if args.json is not None:
         check_output_path(args.json, [p for p in (args.file, *(args.shader or ())) if p])

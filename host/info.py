@@ -1,4 +1,5 @@
-"""``upshade info``: GL renderer, library versions, window-system support, intermediate format."""
+"""``upshade info``: GL renderer, library versions, window-system support, intermediate format, how the
+network is timed (GL timer queries, or the CPU's clock: software renderers, no timer queries)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 
 from . import __version__
 from .errors import UpshadeError
+from .gltimer import NetworkMeter, timing_method
 from .gpu import create_headless_context, gl_info
 
 
@@ -70,6 +72,7 @@ def collect(fbo_format: str = "auto") -> list[tuple[str, str]]:
     else:
         try:
             info = gl_info(ctx, fbo_format)
+            method, why = timing_method(ctx)
         finally:
             ctx.release()
         rows += [
@@ -81,6 +84,7 @@ def collect(fbo_format: str = "auto") -> list[tuple[str, str]]:
             ("extensions", ", ".join(info["extensions"]) or "none of note"),
             ("fbo format", f"{info['fbo_format']} ({info['fbo_format_reason']})"),
             ("--model shaders", f"{info['model_shaders']} ({info['model_shaders_reason']})"),
+            ("network timing", f"{NetworkMeter.LABELS[method]} ({why}): the overlay's network row and --model auto"),
         ]
     ok, why = window_system()
     rows.append(("window system", ("yes: " if ok else "no: ") + why))

@@ -30,6 +30,7 @@ def _key_bindings() -> dict[int, tuple]:
         glfw.KEY_N: ("toggle_network",),
         glfw.KEY_I: ("toggle_info",),
         glfw.KEY_S: ("screenshot",),
+        glfw.KEY_A: ("resume_auto",),
     }
     for i in range(9):
         keys[glfw.KEY_1 + i] = ("select_entry", i)
@@ -48,7 +49,7 @@ CHARS = {
 REPEATING = {"seek_by"}
 
 HELP = ("keys: space pause, left/right seek 5 s, up/down 60 s, f fullscreen, c compare, n network on/off, "
-        "1-9 shader, v subtitles on/off, j next subtitle track, # next audio track, s screenshot, i info, "
+        "1-9 shader (pins it), a auto model again, v subtitles on/off, j next subtitle track, # next audio track, s screenshot, i info, "
         "q/Esc quit")
 
 

@@ -9,7 +9,11 @@ The player is built from small parts, each with one job:
 * host/input.py ``InputHandler``: where a key press goes (the bindings);
 * host/subtitles.py ``Subtitles``: subtitle tracks and what shows when;
 * host/readout.py ``Readout``: the overlay's numbers (stage times, the network's
-  GPU time by timer queries, first-frame latency) and its text;
+  time, first-frame latency) and its text;
+* host/gltimer.py ``NetworkMeter``: the network passes' time per frame (GL timer
+  queries, or the CPU's clock on software renderers), for the overlay and auto;
+* host/automodel.py ``AutoPlay``: ``--model auto``, the ladder of models
+  (host/ladder.py) switched by the measured time;
 * ``Player`` (here) holds them together with the window and one Renderer per
   shader entry, keeps the user-visible state (paused, compare, network, ...)
   and offers the actions the bindings call.
@@ -32,8 +36,11 @@ import av
 import moderngl
 import numpy as np
 
-from .chain import add_model_arguments, add_param_arguments, parse_params, shader_chain
+from . import automodel
+from .chain import MAX_ENTRIES, add_model_arguments, add_param_arguments, parse_params, shader_chain
 from .errors import UpshadeError
+from .gltimer import NetworkMeter
+from .gpu import shader_form
 from .input import HELP, SEEK_LARGE, SEEK_SMALL, InputHandler  # noqa: F401 - re-exported
 from .pipeline import Renderer
 from .playback import Scheduler, Stats, audio_streams  # noqa: F401 - Stats re-exported
@@ -107,7 +114,8 @@ class Player:
     same-name files beside the video; ``sid``/``aid``: "auto", "no" or a track number
     as mpv numbers them. ``subtitle_wait``: how long the first frame after a start or seek
     waits for its subtitles to be read (None: always wait; tests). ``started_at``: the
-    ``time.perf_counter()`` the first-frame latency counts from (default: now).
+    ``time.perf_counter()`` the first-frame latency counts from (default: now). ``auto``: a
+    host/ladder.Ladder whose rungs are the first entries, in order: ``--model auto`` (keys 1-9 pin).
     """
 
     def __init__(
@@ -133,6 +141,7 @@ class Player:
         aid="auto",
         subtitle_wait: float | None = 0.25,
         started_at: float | None = None,
+        auto=None,
     ):
         self.started_at = time.perf_counter() if started_at is None else started_at
         self.path = Path(path)
@@ -169,6 +178,8 @@ class Player:
         self.presenter = None
         self.subtitles = None
         self.entries: list[Entry] = []
+        self.meter = None
+        self.auto = automodel.AutoPlay(auto) if auto is not None else None
         try:
             dw, dh = self.display_size
             size = window_size or (lambda area: initial_window_size(dw, dh, area))
@@ -179,6 +190,12 @@ class Player:
                 # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
                 self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
                                                           output="unorm8")))
+            if self.auto is not None:
+                if len(self.entries) < len(auto.rungs):
+                    raise ValueError("--model auto: fewer entries than the ladder has rungs")
+                self.entry_index = self.auto.rung
+            self.meter = NetworkMeter(self.ctx)
+            self._measure()
             self.presenter = Presenter(self.window)
             self.scheduler = Scheduler(self.path, self.info, start=start, clock=clock, audio=audio,
                                        aid=aid_index, notify=self._notify, stats=self.stats)
@@ -283,6 +300,8 @@ class Player:
         """Jump to ``t`` seconds (clamped to the file); the next frame shown is the first at or after it."""
         t = self.scheduler.seek(t)
         self.subtitles.seek(t)
+        if self.auto is not None:
+            self.auto.seeked()
 
     def seek_by(self, dt: float) -> None:
         self.seek(self.position + dt)
@@ -302,14 +321,35 @@ class Player:
     def toggle_info(self) -> None:
         self.show_info = not self.show_info
         self.readout.enable(self.renderer, self.show_info)
+        self._measure()
         self._dirty = self._dirty_info = True
 
     def select_entry(self, index: int) -> None:
-        if index < len(self.entries) and index != self.entry_index:
+        """Keys 1-9: show chain ``index``; it stays (``--model auto`` stops choosing)."""
+        if index < len(self.entries):
+            if self.auto is not None:
+                self.auto.active = False
+            self._show_entry(index)
+
+    def resume_auto(self) -> None:
+        """Key a: ``--model auto`` chooses again (after a key 1-9 pinned a chain)."""
+        if self.auto is not None and not self.auto.active:
+            self.auto.active = True
+            self._show_entry(self.auto.rung)
+            self._announce(f"auto: {self.label}")
+
+    def _show_entry(self, index: int) -> None:
+        if index != self.entry_index:
             self.readout.enable(self.renderer, False)
             self.entry_index = index
             self.readout.enable(self.renderer, self.show_info)
+            self._measure()
             self._update_title()
+
+    def _measure(self) -> None:
+        """Time the network of the chain on screen while the overlay or ``--model auto`` needs it."""
+        needed = self.show_info or (self.auto is not None and self.auto.active)
+        self.meter.attach(self.renderer if needed else None)
 
     def toggle_subtitles(self) -> None:
         """mpv's ``v``."""
@@ -400,8 +440,7 @@ class Player:
 
     def _render(self, frame, size, enabled: bool):
         tex = self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
-        if self.show_info:
-            self.readout.rendered((self.entry_index, enabled, tuple(size)))
+        self.meter.rendered((self.entry_index, enabled, tuple(size)))
         return tex
 
     def present(self, capture: bool = False) -> np.ndarray | None:
@@ -416,8 +455,15 @@ class Player:
             info=self._info_lines if self.show_info else None, force_info=self._dirty_info, osd=osd)
         self._dirty_info = False
         image = self.presenter.present(scene, capture=capture)
+        network = self.meter.poll()
         if self.show_info:
-            self.readout.collect(self.renderer, self.current is not None, scene.times, time.perf_counter())
+            self.readout.collect(self.renderer, self.current is not None, scene.times, time.perf_counter(), network)
+        if self.auto is not None and self.auto.active and self.network and self.current is not None:
+            rect = self.video_rect
+            change = self.auto.frame(network, has_network=bool(self.renderer.shaders), dropped=self.stats.dropped,
+                                     key=(rect.w, rect.h))
+            if change is not None:
+                self._show_entry(change.rung)
         return image
 
     def _info_lines(self) -> list[str]:
@@ -436,6 +482,7 @@ class Player:
         label = Path(self.label).stem if self.network else "bicubic"
         out = write_screenshot(self.renderer, frame, display_size=self.display_size, rotation=self.rotation,
                                network=self.network, label=label, video=self.path, folder=self.screenshot_dir)
+        self.meter.discard()   # the screenshot's passes are not a frame's
         self.screenshots.append(out)
         self._notify(f"upshade: screenshot written to {out}")
         self._dirty = True
@@ -451,10 +498,12 @@ class Player:
                 self.scheduler.close()
             if self.subtitles is not None:
                 self.subtitles.close()
+            if self.meter is not None:
+                self.meter.release()
+                self.meter = None
             for e in self.entries:
                 e.renderer.release()
             self.entries = []
-            self.readout.release()
             if self.presenter is not None:
                 self.presenter.release()
                 self.presenter = None
@@ -494,14 +543,22 @@ def run(args) -> int:
     started = time.perf_counter() - process_age()
     params = parse_params(args.param)
     info = probe(args.file)  # a bad file is reported before shaders are compiled or a window opens
-    chain = shader_chain(args.model, args.shader, args.no_model)
-    entries = chain.entries(info)
+    # --model auto, the player's default (no --model, --shader or --no-model): the ladder of models.
+    auto = automodel.is_auto(args.model) or not (args.model or args.shader or args.no_model)
+    chain = shader_chain(None if auto else args.model, args.shader, args.no_model or auto)
+    entries = automodel.entries(info, chain.files) if auto else chain.entries(info)
+    if len(entries) > MAX_ENTRIES:
+        raise UpshadeError(f"{len(chain.files)} shaders with --model auto: its {len(entries) - len(chain.files)} "
+                           f"chains and the shaders share keys 1-{MAX_ENTRIES}")
+    ladder = automodel.new_ladder(info, info.fps) if auto else None
     with Player(args.file, entries, params=params, fbo_format=args.fbo_format, audio=not args.no_audio,
                 fullscreen=args.fullscreen, compare=args.compare, screenshot_dir=args.screenshot_dir,
                 subs=args.sub, sub_auto=args.sub_auto != "no", sid=args.sid, aid=args.aid,
-                started_at=started) as player:
+                started_at=started, auto=ladder) as player:
         rect = player.video_rect
-        print(chain.describe(player.renderer.shaders, (info.width, info.height), (rect.w, rect.h), info),
-              file=sys.stderr)
+        in_size, out_size = (info.width, info.height), (rect.w, rect.h)
+        line = automodel.describe(info, shader_form(player.ctx)[0], in_size, out_size) if auto else \
+            chain.describe(player.renderer.shaders, in_size, out_size, info)
+        print(line, file=sys.stderr)
         player.run()
     return 0

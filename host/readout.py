@@ -1,17 +1,18 @@
 """The numbers the player's overlay (key i) shows, and how they are measured.
 
 ``Readout`` owns the measuring while the overlay is on: the renderer's
-per-stage profiling for the upload, GL timer queries around the network's hook
-passes alone (host/gltimer.py) for the network row, the present time, and the
-first-frame latency; ``lines(player)`` formats them, marking values shown
-while paused as stale. Nothing is measured while the overlay is off.
+per-stage profiling for the upload, the present time, and the first-frame
+latency; the network row is the player's ``NetworkMeter`` (host/gltimer.py: GL
+timer queries around the network's hook passes alone, or the CPU's clock on a
+software renderer), which the player polls and hands over. ``lines(player)``
+formats them, marking values shown while paused as stale, and adds what
+``--model auto`` runs and why (host/automodel.py). Nothing is measured for the
+overlay while it is off.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from . import gltimer
 
 
 class Readout:
@@ -19,41 +20,21 @@ class Readout:
         self.stats = stats
         self.first_frame_s: float | None = None   # start to first picture on screen
         self.network_passes = 0                   # hook passes the last timed frame ran
-        self._timer = None                        # gltimer.PassTimer, made when the overlay first shows
-        self._rendered: set[tuple] = set()        # (entry, enabled, size) rendered at least once
-        self._unavailable = ""                    # why the network row has no time
 
     def enable(self, renderer, on: bool) -> None:
-        """Measure ``renderer``'s frames (or stop): upload by the renderer's profiling (a GPU sync per
-        stage), the network by GL timer queries of its passes alone."""
+        """Measure ``renderer``'s upload by its profiling (a GPU sync per stage), or stop."""
         renderer.profile = on
-        if on and self._timer is None:
-            try:
-                self._timer = gltimer.PassTimer()
-            except OSError:
-                self._timer = None
-        if on and (self._timer is None or not gltimer.attach(renderer, self._timer)):
-            self._unavailable = "n/a (no GL timer queries)"
-        elif not on:
-            gltimer.attach(renderer, None)
 
-    def rendered(self, key: tuple) -> None:
-        """A render of ``key`` = (entry, enabled, size) just ran. Its first one compiles its passes and
-        allocates textures as they first run: timed, but only steady frames are reported."""
-        if self._timer is not None:
-            self._timer.end_frame(keep=key in self._rendered)
-            self._rendered.add(key)
-
-    def collect(self, renderer, has_frame: bool, times: dict, now: float) -> None:
-        """After a present: the stage times of that frame (``times``: host/presenter.Scene.times)."""
+    def collect(self, renderer, has_frame: bool, times: dict, now: float, network=()) -> None:
+        """After a present: the stage times of that frame (``times``: host/presenter.Scene.times) and the
+        network's (``network``: the meter's (seconds, passes) since the last present)."""
         st = renderer.stage_times
         if has_frame:
             self.stats.add("upload", st.get("upload", 0.0) + st.get("unpack", 0.0))
-        if self._timer is not None:
-            for seconds, passes in self._timer.poll():
-                if passes:
-                    self.stats.add("network", seconds)
-                    self.network_passes = passes
+        for seconds, passes in network:
+            if passes:
+                self.stats.add("network", seconds)
+                self.network_passes = passes
         # Present: blit, divider, subtitles, overlay and swap (the render's GPU work was finished by its profiling).
         self.stats.add("present", now - times.get("rendered", now) - times.get("capture", 0.0))
 
@@ -69,10 +50,8 @@ class Readout:
             net = "network off"
         elif not p.renderer.shaders:
             net = "network none (bicubic)"
-        elif self._unavailable:
-            net = f"network {self._unavailable}"
         else:
-            net = f"network {v('network')} (GPU timer, {self.network_passes} passes)"
+            net = f"network {v('network')} ({p.meter.label}, {self.network_passes} passes)"
         first = f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"
         audio = f"audio {p.audio_track}: {p.audio_tracks[p.audio_track - 1]}" \
             if p.audio_track is not None else "audio off"
@@ -86,11 +65,8 @@ class Readout:
             f"{p.label[:30]}   network {'on' if p.network else 'off'}   clock: {p.clock.kind}",
             f"{p.subtitles.describe()[:40]}   {audio}",
         ]
+        if p.auto is not None:
+            lines += p.auto.lines()
         if stale:
             lines.append("paused: * = last values before the pause")
         return lines
-
-    def release(self) -> None:
-        if self._timer is not None:
-            self._timer.release()
-            self._timer = None
