@@ -217,7 +217,10 @@ class Encoder:
         self._src = None
         try:
             self._setup(info, opts, copy_streams, threads)
-        except BaseException as exc:
+            self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+            self._thread = threading.Thread(target=self._run, name=f"encode:{self.out_path.name}", daemon=True)
+            self._thread.start()
+        except BaseException as exc:  # Ctrl-C included: the temporary file goes
             self._close_containers()
             err = self._file.discard(exc)
             if err is not exc:
@@ -225,10 +228,6 @@ class Encoder:
             if isinstance(exc, av.FFmpegError):
                 raise UpshadeError(f"{self.out_path}: cannot write: {exc.strerror or exc}") from None
             raise
-
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
-        self._thread = threading.Thread(target=self._run, name=f"encode:{self.out_path.name}", daemon=True)
-        self._thread.start()
 
     # --- setup (caller's thread) -------------------------------------------
 
@@ -342,29 +341,7 @@ class Encoder:
             self._src = None
 
     def _add_side_streams(self, src, out, supported) -> None:
-        for s in src.streams:
-            if s.type not in ("audio", "subtitle") or s.index in self._skip_streams:
-                continue
-            name = s.codec_context.name
-            if name not in supported and s.codec_context.codec.canonical_name not in supported:
-                raise UpshadeError(
-                    f"{self.out_path}: the {out.format.name} container cannot hold the source's "
-                    f"{s.type} stream #{s.index} ({name}); write to .mkv instead"
-                )
-            o = out.add_stream_from_template(s)
-            o.metadata.update(_clean_tags(dict(s.metadata)))
-            try:
-                o.disposition = s.disposition
-            except (AttributeError, TypeError, ValueError):
-                pass
-            self._side[s.index] = o
-        if out.format.name in ("matroska", "webm"):
-            # Fonts for ASS subtitles travel as attachments.
-            for a in src.streams.attachments:
-                try:
-                    out.add_attachment(a.name, a.mimetype, bytes(a.data))
-                except (av.FFmpegError, ValueError, TypeError, AttributeError) as exc:
-                    log.warning("%s: attachment %s not copied: %s", self.source_path, a.name, exc)
+        self._side.update(add_side_streams(src, out, self.out_path, self._skip_streams, supported))
 
     def _close_containers(self) -> None:
         for c in (self._out, self._src):
@@ -558,6 +535,37 @@ class Encoder:
         self._mux_side(until=None)
         if self.frames_written == 0:
             raise UpshadeError(f"{self.out_path}: no video frames to write")
+
+
+def add_side_streams(src, out, out_path, skip=(), supported=None) -> dict:
+    """Add copies of the source's audio and subtitle streams (not those in ``skip``) to ``out``, and
+    its attachments (fonts for ASS subtitles) when ``out`` is Matroska. Returns {source index: output
+    stream}; the packets are the caller's to copy (``Encoder``, host/segments.join_segments)."""
+    supported = out.supported_codecs if supported is None else supported
+    side = {}
+    for s in src.streams:
+        if s.type not in ("audio", "subtitle") or s.index in skip:
+            continue
+        name = s.codec_context.name
+        if name not in supported and s.codec_context.codec.canonical_name not in supported:
+            raise UpshadeError(
+                f"{out_path}: the {out.format.name} container cannot hold the source's "
+                f"{s.type} stream #{s.index} ({name}); write to .mkv instead"
+            )
+        o = out.add_stream_from_template(s)
+        o.metadata.update(_clean_tags(dict(s.metadata)))
+        try:
+            o.disposition = s.disposition
+        except (AttributeError, TypeError, ValueError):
+            pass
+        side[s.index] = o
+    if out.format.name in ("matroska", "webm"):
+        for a in src.streams.attachments:
+            try:
+                out.add_attachment(a.name, a.mimetype, bytes(a.data))
+            except (av.FFmpegError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("%s: attachment %s not copied: %s", src.name, a.name, exc)
+    return side
 
 
 def output_sample_aspect(info, width: int, height: int) -> Fraction | None:

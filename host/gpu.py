@@ -7,7 +7,11 @@ the player. Both go through :func:`gl_info` and :func:`choose_fbo_format`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
+import signal
+import threading
 
 import moderngl
 
@@ -31,7 +35,7 @@ def create_headless_context(require: int = 430):
     context can be made (no libEGL, no Mesa driver, or too old a GL version).
     """
     try:
-        return moderngl.create_context(standalone=True, backend="egl", require=require)
+        ctx = moderngl.create_context(standalone=True, backend="egl", require=require)
     except Exception as exc:
         major, minor = divmod(require, 100)
         raise GLUnavailableError(
@@ -39,6 +43,47 @@ def create_headless_context(require: int = 430):
             "install Mesa's EGL driver (apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) "
             "or run on a machine with a GPU driver"
         ) from exc
+    for name in ("program", "compute_shader"):
+        setattr(ctx, name, _signals_held(getattr(ctx, name)))
+    return ctx
+
+
+_HELD_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold back the Python handlers of SIGINT, SIGTERM and SIGHUP for the block, and run them after it.
+
+    moderngl (5.13) crashes with SIGSEGV when the exception of such a handler (KeyboardInterrupt,
+    cli.Terminated) surfaces inside its shader compile, which on a software renderer takes seconds:
+    Ctrl-C during a file's start-up killed the process and left its temporary output behind. Held
+    back, the signal still stops the command, a compile later, and unwinds as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: dict[int, None] = {}
+    old = {}
+    for sig in _HELD_SIGNALS:
+        handler = signal.getsignal(sig)
+        if callable(handler):  # SIG_DFL and SIG_IGN act in C and raise nothing
+            old[sig] = handler
+            signal.signal(sig, lambda signum, _frame: got.setdefault(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in got:
+            signal.raise_signal(sig)
+
+
+def _signals_held(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with signals_held():
+            return method(*args, **kwargs)
+    return call
 
 
 def is_software_renderer(ctx) -> bool:

@@ -64,16 +64,17 @@ def renderer_output(pix_fmt: str) -> str:
 
 def encode_frames(frames, renderer, size: tuple[int, int], readback, encoder, *,
                   overlay: Callable | None = None, on_rendered: Callable[[], None] | None = None,
-                  on_written: Callable[[], None] | None = None) -> int:
+                  on_written: Callable[[], None] | None = None, first_index: int = 0) -> int:
     """Render each of ``frames`` at ``size`` (``overlay(texture, pts)`` may draw on it: burned
     subtitles), submit it to the lagged ``readback`` and hand what that returns to ``encoder``; then
     drain the readback. Returns the number of frames rendered.
 
     ``on_rendered`` runs after each frame is submitted, ``on_written`` after each frame the encoder
-    takes (progress bars, timing)."""
+    takes (progress bars, timing). ``first_index``: the source frame number of the first of ``frames``
+    (a segment of a file, host/segments.py), so that shaders see the same frame numbers as in one pass."""
     n = 0
     for frame in frames:
-        tex = renderer.render(frame, size, frame_index=n)
+        tex = renderer.render(frame, size, frame_index=first_index + n)
         if overlay is not None:
             overlay(tex, frame.pts)
         tag = (frame.pts, frame.extra.get("duration"))
@@ -111,6 +112,7 @@ def upscale_video(
     progress: bool = True,
     notify=None,
     burn_subs=None,
+    on_frame: Callable[[], None] | None = None,
 ) -> int:
     """Decode ``src``, render every frame through ``shaders`` at ``size``, encode to ``out``. Returns frames written.
 
@@ -118,6 +120,7 @@ def upscale_video(
     (default: stderr) gets one warning line with the counts (``damage_warning``); that is not an error.
     ``burn_subs``: a subtitle track ("auto", a number as ``play --sid``, or a file) blended into the
     frames at the output size (host/subdraw.SubtitleBurner); that track is then not copied.
+    ``on_frame`` runs after each frame the encoder takes (a batch's overall progress bar).
     """
     src, out = Path(src), Path(out)
     check_output_path(out, [src])
@@ -152,7 +155,8 @@ def upscale_video(
         frames = decoder if end is None else \
             itertools.takewhile(lambda f: f.pts is None or f.pts < end - 1e-6, decoder)
         n = encode_frames(frames, renderer, (ow, oh), readback, encoder,
-                          overlay=burner.burn if burner is not None else None, on_written=lambda: bar.update(1))
+                          overlay=burner.burn if burner is not None else None,
+                          on_written=lambda: (bar.update(1), on_frame and on_frame()))
         if n == 0:
             raise UpshadeError(f"{src}: no video frames between {start} s and "
                                f"{'the end' if end is None else f'{end} s'}")
