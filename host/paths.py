@@ -48,6 +48,16 @@ MODEL_NAMES = tuple(MODEL_SIZES) + tuple(f"{s}-{v}" for s in MODEL_SIZES for v i
 #                           pixels per invocation, the final conv as a running sum): fewer
 #                           passes and texture round trips (tools/export_tiled.py).
 SHADER_FORMS = ("fragment", "compute", "tiled")
+# Every pass of our exports runs only when the output is more than STAGE_MIN_SCALE times its
+# LUMA in both directions (`//!WHEN OUTPUT.w LUMA.w / 1.200 > ...`). The x4 files
+# (upshade_M_x4.glsl, upshade_M_x4_compute.glsl; `upshade export --stages 2`) run the network
+# a second time on the luma the first doubled when the output is more than LATER_STAGE_MIN_SCALE
+# times that, i.e. from 2.2x the source per side (DVD 480p -> 1080p is 2.25x, 720p -> 4K 3x):
+# there x4 then the scaler down already beat x2 then bicubic by 0.2-0.25 dB on Set5 + SYNLA-val
+# (S and M, measured at 2.05-3x). The scaler then fits the exact size.
+STAGE_MIN_SCALE = 1.2
+LATER_STAGE_MIN_SCALE = 1.1
+SHIPPED_STAGES = (1, 2)   # x2 files, x4 files (fragment and compute forms; no tiled x4)
 
 
 def split_model(name: str) -> tuple[str, str | None]:
@@ -70,24 +80,44 @@ def model_stem(name: str) -> str:
     return f"upshade_{size}" if variant in (None, "clean") else f"upshade_{size}-{variant}"
 
 
-def shipped_shader(name: str, form: str = "fragment") -> Path:
-    """Path of the exported hook shader of a shipped model (``M``, ``M-clean``, ``M-real``, ...) in ``form``.
+def shipped_shader(name: str, form: str = "fragment", stages: int = 1) -> Path:
+    """Path of the exported hook shader of a shipped model (``M``, ``M-clean``, ``M-real``, ...) in ``form``;
+    ``stages=2``: its x4 file (``upshade_M_x4.glsl``, ``upshade_M_x4_compute.glsl``).
 
     A bare size names its clean variant's file: resolve it with :func:`resolve_model` first
     where the source is known.
     """
-    stem = model_stem(name)
+    stem = model_stem(name) + ("" if stages == 1 else f"_x{2 ** stages}")
     if form not in SHADER_FORMS:
         raise UpshadeError(f"unknown shader form {form!r}: choose one of {', '.join(SHADER_FORMS)}")
+    if stages not in SHIPPED_STAGES:
+        raise UpshadeError(f"no shipped shader runs model {name} {stages} times: stages are one of "
+                           f"{', '.join(map(str, SHIPPED_STAGES))}")
     path = SHADERS_DIR / (f"{stem}.glsl" if form == "fragment" else f"{stem}_{form}.glsl")
     if not path.is_file():
         raise UpshadeError(f"{path}: shipped shader for model {name} is missing (re-export it with `upshade export`)")
     return path
 
 
-def model_shader(size: str, ctx) -> Path:
-    """The shipped shader of ``size`` in the form that runs fastest on ``ctx``'s renderer."""
-    return shipped_shader(size, shader_form(ctx)[0])
+def model_shader(size: str, ctx, stages: int = 1) -> Path:
+    """The shipped shader of ``size`` in the form that runs fastest on ``ctx``'s renderer
+    (``stages``: 2 for its x4 file, see :func:`stages_for`)."""
+    return shipped_shader(size, shader_form(ctx)[0], stages)
+
+
+def stages_for(in_size: tuple[int, int], out_size: tuple[int, int]) -> int:
+    """How many x2 stages of our models a ``in_size`` -> ``out_size`` upscale wants: 2 (the x4 file)
+    when the x4 file's second stage would run (more than 2 x LATER_STAGE_MIN_SCALE per side), else 1.
+
+    The same test as the files' WHEN gates, on the luma the first stage doubled, so the x4 file is
+    picked exactly when it computes something the x2 file does not.
+    """
+    (w, h), (ow, oh) = in_size, out_size
+    stages = 1
+    while stages < max(SHIPPED_STAGES) and ow / (2 ** stages * w) > LATER_STAGE_MIN_SCALE \
+            and oh / (2 ** stages * h) > LATER_STAGE_MIN_SCALE:
+        stages += 1
+    return stages
 
 
 def default_model(source=None) -> str:

@@ -200,6 +200,58 @@ def test_shader_structure(exp, mdl, torch, cfg, passes, compute):
     assert "conv2 (" + str(2 * cfg["width"]) + "->" + str(cfg["width"]) in text
 
 
+@pytest.mark.parametrize("compute", [False, True], ids=["fragment", "compute"])
+def test_chained_export_is_the_x2_passes_then_a_stage_of_its_own(exp, mdl, torch, compute):
+    """--stages 2: the x2 file's passes unchanged, then the same network again on distinct textures."""
+    m = make_model(mdl, torch, blocks=2, width=6)
+    one = parse_shader(exp.export_shader(m, name="T", compute=compute), "t.glsl").passes
+    text = exp.export_shader(m, name="T", compute=compute, stages=2)
+    two = parse_shader(text, "t_x4.glsl").passes
+    assert len(two) == 2 * len(one)
+    src = lambda e: e and e.source  # noqa: E731
+    fields = lambda p: (p.desc, p.save, p.binds, src(p.width), src(p.height), src(p.when), p.compute, p.body.rstrip())  # noqa: E731
+    assert [fields(p) for p in two[:len(one)]] == [fields(p) for p in one]
+    first, second = {p.save for p in one if p.save}, {p.save for p in two[len(one):] if p.save}
+    assert len(second) == len(first) and not first & second and all("_STAGE2_" in t for t in second)
+    for a, b in zip(one, two[len(one):]):
+        assert b.desc == a.desc.replace("upshade T ", "upshade T stage 2 ", 1)
+        assert src(b.width) == src(a.width) and b.compute == a.compute
+        assert src(a.when) == exp.stage_gate(1) and src(b.when) == exp.stage_gate(2)
+        assert all(n == "HOOKED" or n in second for n in b.binds)  # never the first stage's textures
+        assert b.body.rstrip() == a.body.rstrip().replace("UPSHADE_T_", "UPSHADE_T_STAGE2_")
+    head = text.split("//!")[0]
+    assert head.startswith("// upshade T x4: the x2 CNN luma upscaler run 2 times,")
+    assert f"passes: {len(two)}" in head and "stage 2: from 2.2x" in head
+
+
+def test_stage_gates_fire_once_per_doubling(exp):
+    """Stage 1 from 1.2x the source per side; stage 2 from 2.2x, and only on the luma stage 1 doubled."""
+    gates = [parse_shader(f"//!HOOK LUMA\n//!WHEN {exp.stage_gate(k)}\nvec4 hook() {{ return vec4(0.0); }}\n",
+                          "g.glsl").passes[0].when for k in (1, 2)]
+
+    def run(out, src=(640, 360)):
+        """How many stages fire, each on the luma the ones before it doubled."""
+        luma, n = src, 0
+        for gate in gates:
+            sizes = {"OUTPUT": out, "LUMA": luma, "HOOKED": luma, "NATIVE_CROPPED": src}
+            if rpn_eval(gate, sizes):
+                luma, n = (2 * luma[0], 2 * luma[1]), n + 1
+        return n
+
+    assert run((700, 400)) == 0 and run((736, 414)) == 0   # 1.15x: stage 2's ratio passes, stage 1 did not run
+    assert run((1280, 720)) == 1 and run((1400, 790)) == 1  # 2.19x
+    assert run((1440, 810)) == 2 and run((2560, 1440)) == 2  # 2.25x (480p -> 1080p), 4x
+    assert run((3840, 720)) == 1                            # both sides must be enlarged
+
+
+@pytest.mark.parametrize("stages, error", [(0, "from 1 to 4"), (5, "from 1 to 4"), (1.5, "whole number")])
+def test_stages_out_of_range(exp, mdl, torch, stages, error):
+    with pytest.raises(UpshadeError, match=error):
+        exp.export_shader(make_model(mdl, torch, blocks=1), stages=stages)
+    with pytest.raises(UpshadeError, match="fragment or compute passes, not tiled"):
+        exp.export_shader(make_model(mdl, torch, blocks=1), form="tiled", stages=2)
+
+
 def test_when_gate_only_when_enlarged(exp, mdl, torch):
     sf = parse_shader(exp.export_shader(make_model(mdl, torch, blocks=1), name="T"), "t.glsl")
     gate = sf.passes[0].when
@@ -261,6 +313,22 @@ def test_cli_export_writes_shader(exp, mdl, torch, tmp_path, capsys):
     assert "out.glsl: 4 fragment passes" in capsys.readouterr().out
 
 
+def test_cli_export_stages(exp, mdl, torch, tmp_path, capsys):
+    ckpt = save_ckpt(torch, make_model(mdl, torch, blocks=2), tmp_path / "upshade_S.pt")
+    out = tmp_path / "upshade_S_x4_compute.glsl"
+    assert cli.main(["export", str(ckpt), "-o", str(out), "--compute", "--stages", "2"]) == 0
+    assert out.read_text() == exp.export_shader(ckpt, compute=True, stages=2)
+    assert "upshade_S_x4_compute.glsl: 6 compute passes (2 x2 stages: x4) from upshade_S.pt" in capsys.readouterr().out
+    for extra, msg in ((["--stages", "0"], "--stages 0: choose a whole number from 1 to 4"),
+                       (["--tiled", "--stages", "2"], "--stages 2: chained stages are exported as fragment or compute"),
+                       (["--format", "onnx", "--stages", "2"], "--stages 2 is a shader option")):
+        target = tmp_path / ("o.onnx" if "onnx" in extra else "o.glsl")
+        assert cli.main(["export", str(ckpt), "-o", str(target), *extra]) == 1
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+        assert not target.exists()
+
+
 def test_cli_compute_and_fragment_exclude_each_other(mdl, torch, tmp_path, capsys):
     ckpt = save_ckpt(torch, make_model(mdl, torch, blocks=1), tmp_path / "m.pt")
     with pytest.raises(SystemExit) as exc:
@@ -317,6 +385,19 @@ def test_export_rejects_non_finite_weights(exp, mdl, torch):
 
 
 # ----------------------------------------------------------------- shipped shaders
+
+
+@pytest.mark.parametrize("form", ["fragment", "compute"])
+@pytest.mark.parametrize("size", SHIPPED)
+def test_shipped_x4_shader_is_the_chained_export_of_its_weights(exp, size, form):
+    """upshade_X_x4.glsl / upshade_X_x4_compute.glsl: `upshade export --stages 2`, byte for byte."""
+    weights = WEIGHTS_DIR / f"upshade_{size}.pt"
+    shader = shipped_shader(size, form, stages=2)
+    assert shader.name == f"upshade_{size}_x4{'' if form == 'fragment' else '_' + form}.glsl"
+    flag = "" if form == "fragment" else f" --{form}"
+    assert shader.read_text(encoding="utf-8") == exp.export_shader(weights, name=size, form=form, stages=2), (
+        f"{shader} is stale: run `upshade export {weights} -o {shader} --name {size} --stages 2{flag}`"
+    )
 
 
 @pytest.mark.parametrize("form", ["fragment", "compute", "tiled"])
