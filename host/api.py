@@ -17,12 +17,14 @@ from .fileio import atomic_output, check_output_path
 from .gpu import create_headless_context
 from .hookparse import load_shader
 from .imageio import image_to_frame, read_image, write_image
-from .paths import MODEL_NAMES, MODEL_SIZES, SAMPLES_DIR, SHADERS_DIR, WEIGHTS_DIR, is_model_name, model_stem, shipped_shader
+from .paths import (LATER_STAGE_MIN_SCALE, MODEL_NAMES, MODEL_SIZES, SAMPLES_DIR, SHADERS_DIR, STAGE_MIN_SCALE, WEIGHTS_DIR,
+                    is_model_name, model_stem, shipped_shader)
 from .pipeline import Renderer
 from .progress import progress
 
 __all__ = [
     "MODEL_NAMES", "MODEL_SIZES", "is_model_name", "model_stem", "SAMPLES_DIR", "SHADERS_DIR", "WEIGHTS_DIR", "MediaError", "Renderer", "ShaderError", "UpshadeError",
+    "STAGE_MIN_SCALE", "LATER_STAGE_MIN_SCALE",
     "atomic_output", "check_output_path", "create_headless_context", "image_to_frame", "load_shader",
     "progress", "read_image", "shipped_shader", "write_image",
 ]

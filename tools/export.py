@@ -48,6 +48,13 @@ compute pass in registers on 4x4 blocks, the final conv kept as a running sum
 handed from pass to pass; within noise of the compute form on llvmpipe (S, M;
 slower for L) and far slower to compile, so the host does not pick it.
 
+Chained stages (``--stages 2``: the ``_x4`` files): the x2 network twice in one
+file, as Anime4K's x4 modes do. Stage 1 is the x2 file's passes unchanged;
+stage 2 the same passes on textures of their own (``UPSHADE_M_STAGE2_*``),
+hooked on the LUMA stage 1 doubled and gated from 2.2x the source per side,
+only once stage 1 ran (see ``stage_gate``); the player's scaler fits the exact
+size.
+
 Weights are GLSL literals (on llvmpipe they ran 2.4x faster than uniform
 arrays) printed with ``%.9g``, which round-trips float32 exactly. The output
 is a pure function of the checkpoint: no timestamps, no absolute paths.
@@ -85,8 +92,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..host.api import UpshadeError, atomic_output
-from ..host.paths import LATER_STAGE_MIN_SCALE, STAGE_MIN_SCALE
+from ..host.api import LATER_STAGE_MIN_SCALE, STAGE_MIN_SCALE, UpshadeError, atomic_output
 from .model import ModelConfig, UpshadeNet, load_checkpoint, param_count
 
 __all__ = ["Lowered", "lower", "export_shader", "export_onnx", "add_arguments", "run"]
