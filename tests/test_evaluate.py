@@ -215,8 +215,8 @@ def test_cli_clean_default_is_todays_protocol(tiny_set, shared_ctx, tmp_path):
 
 def test_plot_shows_the_chosen_spec(tiny_set, shared_ctx, tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(ev, "draw_plot", lambda results, names, out, device: (drawn.append(list(names)),
-                                                                             Path(out).write_bytes(b"png")))
+    monkeypatch.setattr(ev, "draw_plot", lambda results, names, out, device, scale: (drawn.append(list(names)),
+                                                                                    Path(out).write_bytes(b"png")))
     argv = ["eval", "--set", str(tiny_set), "--set", str(tiny_set), "--degrade", "clean", "kernel:area",
             "--runs", "1", "--plot", str(tmp_path / "p.png")]
     assert cli.main(argv) == 0
@@ -431,3 +431,51 @@ def test_sets_by_name_are_the_training_data_sources(data_dir, monkeypatch):
     assert len(val) == 128
     with pytest.raises(ev.UpshadeError, match="nosuchset: test set folder does not exist"):
         ev.load_set("nosuchset")
+
+
+# ---------------------------------------------------------------- x4 (--scale 4)
+
+
+def test_load_set_at_x4(tiny_set, tmp_path):
+    """x4: HR cropped to a multiple of 4, LR the MATLAB-bicubic 1/4; only the clean LR; 4 px shaved need 20 px."""
+    from upshade.tools.metrics import imresize_down
+
+    s = ev.load_set(tiny_set, scale=4)
+    assert s.scale == 4 and [i.hr.shape for i in s.images] == [(40, 48, 3), (36, 32, 3)]
+    assert [i.lr.shape for i in s.images] == [(10, 12, 3), (9, 8, 3)]
+    assert all(np.array_equal(i.lr, imresize_down(i.hr, 4)) for i in s.images)
+    with pytest.raises(ev.UpshadeError, match="--scale 4: only the clean LR is defined at x4; drop --degrade x264:23"):
+        ev.load_sets(tiny_set, ["clean", "x264:23"], scale=4)
+    with pytest.raises(ev.UpshadeError, match="--scale 3"):
+        ev.load_set(tiny_set, scale=3)
+    small = tmp_path / "small"
+    small.mkdir()
+    write_image(small / "s.png", _picture(18, 30, 0))  # enough at x2 (16), not at x4 (20)
+    assert ev.load_set(small).images[0].hr.shape == (18, 30, 3)
+    with pytest.raises(ev.MediaError, match="too small to score \\(needs at least 20x20\\)"):
+        ev.load_set(small, scale=4)
+
+
+def test_cli_x4_board(tiny_set, random_model, shared_ctx, tmp_path, capsys, torch):
+    """--scale 4: the protocol recorded in the JSON, the Markdown table of the same board, and a torch
+    model run twice scoring what its x4 export scores through the host."""
+    from upshade.tools.export import export_shader
+
+    model, ckpt, shader = random_model
+    x4 = tmp_path / "rand_x4.glsl"
+    x4.write_text(export_shader(model, name="rand", stages=2))
+    out, md = tmp_path / "b.json", tmp_path / "b.md"
+    assert cli.main(["eval", "--scale", "4", "--set", str(tiny_set), "--shader", str(shader), "--shader", str(x4),
+                     "--model", str(ckpt), "--no-timing", "--json", str(out), "--markdown", str(md)]) == 0
+    data = json.loads(out.read_text())
+    assert data["protocol"]["scale"] == data["protocol"]["shave"] == 4 and "1/4" in data["protocol"]["lr"]
+    assert [m["label"] for m in data["methods"]] == ["bicubic", "rand", "rand_x4", "torch rand"]
+    psnr = {m["label"]: m["sets"]["tiny"]["psnr"] for m in data["methods"]}
+    assert abs(psnr["rand_x4"] - psnr["torch rand"]) < 0.05 and abs(psnr["rand_x4"] - psnr["rand"]) > 0.1
+    table = md.read_text()
+    assert table == ev.markdown_table(data)
+    assert table.splitlines()[:2] == ["| method | params | tiny (x4) |", "|---|---|---|"]
+    assert f"| `rand_x4` | 912 | {psnr['rand_x4']:.2f} / " in table
+    assert "tiny PSNR/SSIM" in capsys.readouterr().out  # the plain table is printed as always
+    err = _err(capsys, ["eval", "--scale", "4", "--set", str(tiny_set), "--degrade", "kernel:area", "--no-timing"])
+    assert "only the clean LR is defined at x4" in err

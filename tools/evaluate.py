@@ -4,6 +4,11 @@ Protocol (``../shared/data/README.md``, x2): HR -> RGB -> crop to a multiple of
 2 -> LR by MATLAB bicubic -> SR (uint8, the method's x2 output) -> PSNR / SSIM
 on BT.601 Y (16..235) with 2 pixels shaved from every border.
 
+``--scale 4`` is the same protocol at x4 (crop to a multiple of 4, MATLAB bicubic
+LR at 1/4, 4 pixels shaved): a GL method renders at 4x (an x2 file runs its
+network once and the host's bicubic does the rest; an x4 file runs it twice), a
+torch model is applied twice. Only the clean LR exists at x4.
+
 ``--degrade SPEC ...`` scores the real-world protocol too (tools/degrade.py):
 ``clean`` is the LR above, ``x264:CRF`` that LR through one libx264 frame,
 ``kernel:NAME`` the HR halved by swscale. Every (set, spec) pair is a board
@@ -67,11 +72,23 @@ from .metrics import as_rgb, crop_to_multiple, imresize_down, psnr_y, ssim_y
 
 SCALE = 2
 SHAVE = SCALE
+SCALES = (2, 4)   # --scale: the x2 protocol, and the same at x4 (clean LR only)
 # Timing frame: the output size every method is compared at (1080p from 540p at x2).
 TIMING_IN = (960, 540)
 TIMING_OUT = (1920, 1080)
-# Smallest HR side that still leaves an 11x11 SSIM window after shaving.
-MIN_HR_SIDE = 11 + 2 * SHAVE + 1
+
+
+def min_hr_side(scale: int = SCALE) -> int:
+    """Smallest HR side that still leaves an 11x11 SSIM window after shaving ``scale`` pixels per border."""
+    return 11 + 2 * scale + 1
+
+
+def timing_in(scale: int = SCALE) -> tuple[int, int]:
+    """The source size timed at ``scale``: TIMING_OUT divided by it (960x540 at x2, 480x270 at x4)."""
+    return TIMING_OUT[0] // scale, TIMING_OUT[1] // scale
+
+
+MIN_HR_SIDE = min_hr_side(SCALE)
 
 
 # ---------------------------------------------------------------- test sets
@@ -83,8 +100,8 @@ CLEAN = Spec("clean")
 @dataclass
 class TestImage:
     name: str
-    hr: np.ndarray   # (H, W, 3) uint8, cropped to a multiple of SCALE (of 2 * SCALE when degraded)
-    lr: np.ndarray   # (H/2, W/2, 3) uint8
+    hr: np.ndarray   # (H, W, 3) uint8, cropped to a multiple of the scale (of 2 * SCALE when degraded)
+    lr: np.ndarray   # (H/scale, W/scale, 3) uint8
 
 
 @dataclass
@@ -96,6 +113,7 @@ class TestSet:
     images: list[TestImage]
     degrade: Spec = CLEAN
     set_name: str = ""  # the set's own name (``name`` adds the spec on a real-world board)
+    scale: int = SCALE  # the LR is 1/scale of the HR; methods upscale by it, scores shave it
 
     def __post_init__(self):
         self.set_name = self.set_name or self.name
@@ -120,27 +138,39 @@ def _read_rgb(path: Path) -> np.ndarray:
         raise MediaError(f"{path}: {exc}") from None
 
 
-def load_set(path: str | os.PathLike) -> TestSet:
-    """Read every image of a test set (sorted by name) and build its clean LR inputs.
+def load_set(path: str | os.PathLike, scale: int = SCALE) -> TestSet:
+    """Read every image of a test set (sorted by name) and build its clean LR inputs at 1/``scale``.
 
     ``path`` is a folder, or one of the data sources the training uses by name
     (``set5``, ``set14``, ``synla:val``, ...; see tools/data.py) when no such folder exists.
     """
-    return load_sets(path, [CLEAN])[0]
+    return load_sets(path, [CLEAN], scale=scale)[0]
 
 
-def hr_multiple(specs: Sequence[Spec]) -> int:
-    """HR sides are cropped to this: 2 for the clean protocol alone, 4 once any real-world spec is scored."""
-    return SCALE if all(s == CLEAN for s in specs) else 2 * SCALE
+def hr_multiple(specs: Sequence[Spec], scale: int = SCALE) -> int:
+    """HR sides are cropped to this: the scale for the clean protocol alone, 4 once any real-world spec is scored."""
+    return scale if all(s == CLEAN for s in specs) else 2 * SCALE
 
 
-def load_sets(path: str | os.PathLike, specs: Sequence[Spec | str], progress=None) -> list[TestSet]:
+def check_scale(scale: int, specs: Sequence[Spec]) -> None:
+    """x2 takes every spec; x4 only the clean LR (the real-world protocol is defined at x2)."""
+    if scale not in SCALES:
+        raise UpshadeError(f"--scale {scale}: the protocol is defined at {' and '.join(map(str, SCALES))}")
+    other = [s.name for s in specs if s != CLEAN]
+    if scale != SCALE and other:
+        raise UpshadeError(f"--scale {scale}: only the clean LR is defined at x{scale}; "
+                           f"drop --degrade {' '.join(other)}")
+
+
+def load_sets(path: str | os.PathLike, specs: Sequence[Spec | str], progress=None,
+              scale: int = SCALE) -> list[TestSet]:
     """A test set under each degradation: one :class:`TestSet` per spec, sharing the HR arrays.
 
     The HR crop follows :func:`hr_multiple` of all ``specs``; each LR is made
-    once here (``progress`` is ticked per image and spec).
+    once here (``progress`` is ticked per image and spec). ``scale`` 4: the clean LR at 1/4.
     """
     specs = [s if isinstance(s, Spec) else parse_spec(s) for s in specs]
+    check_scale(scale, specs)
     source = str(path)
     path = Path(path)
     if not path.exists():
@@ -151,28 +181,29 @@ def load_sets(path: str | os.PathLike, specs: Sequence[Spec | str], progress=Non
     else:
         files = list_images(path)  # the same folder rules (extensions, sorting, errors) as the training data
         name, where = path.name or str(path), path
-    multiple = hr_multiple(specs)
+    multiple = hr_multiple(specs, scale)
+    least = min_hr_side(scale)
     hrs = []
     for f in files:
         hr = crop_to_multiple(_read_rgb(f), multiple)
-        if min(hr.shape[:2]) < MIN_HR_SIDE:
+        if min(hr.shape[:2]) < least:
             raise MediaError(f"{f}: image {hr.shape[1]}x{hr.shape[0]} is too small to score "
-                             f"(needs at least {MIN_HR_SIDE}x{MIN_HR_SIDE})")
+                             f"(needs at least {least}x{least})")
         hrs.append((f, np.ascontiguousarray(hr)))
     out = []
     for spec in specs:
         images = []
         for f, hr in hrs:
-            images.append(TestImage(f.stem, hr, _degrade_checked(f, hr, spec)))
+            images.append(TestImage(f.stem, hr, _degrade_checked(f, hr, spec, scale)))
             if progress is not None:
                 progress.update(1)
-        out.append(TestSet(name, where, images, spec))
+        out.append(TestSet(name, where, images, spec, scale=scale))
     return out
 
 
-def _degrade_checked(f: Path, hr: np.ndarray, spec: Spec) -> np.ndarray:
+def _degrade_checked(f: Path, hr: np.ndarray, spec: Spec, scale: int = SCALE) -> np.ndarray:
     if spec == CLEAN:
-        return imresize_down(hr, SCALE)  # the clean protocol at any crop (degrade() wants multiples of 4)
+        return imresize_down(hr, scale)  # the clean protocol at any crop (degrade() wants multiples of 4)
     try:
         lr = degrade(hr, spec)
     except UpshadeError as exc:
@@ -257,19 +288,22 @@ _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
 _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
 
 
-def torch_upscale_rgb(model, lr: np.ndarray) -> np.ndarray:
-    """x2 an RGB uint8 image with a luma network, colour handled as the GL host does it."""
+def torch_upscale_rgb(model, lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
+    """x``scale`` an RGB uint8 image with an x2 luma network (applied log2(scale) times, as the x4
+    shader files chain it), colour handled as the GL host does it."""
     import torch
 
     rgb = lr.astype(np.float64) / 255.0
     ycc = rgb @ _RGB_TO_YCC.T                       # chroma centred on 0: the +0.5 offset cancels
     y = torch.from_numpy(ycc[..., 0].astype(np.float32))[None, None]
     with torch.inference_mode():
-        y2 = model(y)[0, 0].double().numpy()
+        for _ in range(round(math.log2(scale))):
+            y = model(y)
+    y2 = y[0, 0].double().numpy()
     h, w = lr.shape[:2]
-    if y2.shape != (h * SCALE, w * SCALE):
-        raise UpshadeError(f"model output {y2.shape[1]}x{y2.shape[0]} is not {SCALE}x the input {w}x{h}")
-    chroma = bicubic_up(ycc[..., 1:], SCALE)
+    if y2.shape != (h * scale, w * scale):
+        raise UpshadeError(f"model output {y2.shape[1]}x{y2.shape[0]} is not {scale}x the input {w}x{h}")
+    chroma = bicubic_up(ycc[..., 1:], scale)
     out = np.concatenate([y2[..., None], chroma], axis=2) @ _YCC_TO_RGB.T
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
@@ -290,9 +324,9 @@ def _median_ms(fn, runs: int, warmup: int = 1, tick=None) -> float:
     return statistics.median(times)
 
 
-def _timing_rgb() -> np.ndarray:
-    """A smooth-plus-detail 960x540 RGB frame: content is irrelevant to speed, but keep it natural."""
-    w, h = TIMING_IN
+def _timing_rgb(size: tuple[int, int] = TIMING_IN) -> np.ndarray:
+    """A smooth-plus-detail RGB frame (960x540): content is irrelevant to speed, but keep it natural."""
+    w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     rng = np.random.default_rng(0)
     base = np.stack([128 + 100 * np.sin(xx / 37.0 + c) * np.cos(yy / 23.0 - c) for c in range(3)], axis=2)
@@ -300,17 +334,18 @@ def _timing_rgb() -> np.ndarray:
 
 
 class Method:
-    """One thing to score: ``upscale`` an LR RGB uint8 image x2; ``time_ms`` at 960x540 -> 1080p."""
+    """One thing to score: ``upscale`` an LR RGB uint8 image x``scale``; ``time_ms`` at 1080p output
+    (from 960x540 at x2, 480x270 at x4)."""
 
     label: str
     kind: str
     source: str | None
     params: int | None
 
-    def upscale(self, lr: np.ndarray) -> np.ndarray:
+    def upscale(self, lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
         raise NotImplementedError
 
-    def time_ms(self, runs: int) -> float:
+    def time_ms(self, runs: int, scale: int = SCALE) -> float:
         raise NotImplementedError
 
     def release(self) -> None:
@@ -343,13 +378,13 @@ class GLMethod(Method):
             self.renderer.release()
             raise
 
-    def upscale(self, lr: np.ndarray) -> np.ndarray:
+    def upscale(self, lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
         h, w = lr.shape[:2]
-        tex = self.renderer.render(image_to_frame(lr), (w * SCALE, h * SCALE))
+        tex = self.renderer.render(image_to_frame(lr), (w * scale, h * scale))
         return self.renderer.read_rgb(tex)
 
-    def time_ms(self, runs: int) -> float:
-        frame = image_to_frame(_timing_rgb())
+    def time_ms(self, runs: int, scale: int = SCALE) -> float:
+        frame = image_to_frame(_timing_rgb(timing_in(scale)))
 
         def once():
             # glFinish waits for the GPU, so the time covers all the work of the frame (but not a
@@ -374,11 +409,13 @@ class TorchMethod(Method):
         self.source = source
         self.params = int(sum(p.numel() for p in model.parameters()))
 
-    def upscale(self, lr: np.ndarray) -> np.ndarray:
-        return torch_upscale_rgb(self.model, lr)
+    def upscale(self, lr: np.ndarray, scale: int = SCALE) -> np.ndarray:
+        return torch_upscale_rgb(self.model, lr, scale)
 
-    def time_ms(self, runs: int) -> float:
-        return torch_forward_ms(self.model, TIMING_IN, runs)
+    def time_ms(self, runs: int, scale: int = SCALE) -> float:
+        w, h = timing_in(scale)  # x4: the network on 480x270, then on its 960x540 output
+        sizes = [(w << k, h << k) for k in range(round(math.log2(scale)))]
+        return sum(torch_forward_ms(self.model, size, runs) for size in sizes)
 
 
 def torch_forward_ms(model, size: tuple[int, int], runs: int, tick=None) -> float:
@@ -520,11 +557,11 @@ def score_method(method: Method, sets: Sequence[TestSet], progress=None) -> dict
     for s in sets:
         per = {}
         for img in s.images:
-            sr = method.upscale(img.lr)
+            sr = method.upscale(img.lr, s.scale)
             if sr.shape != img.hr.shape:
                 raise UpshadeError(f"{method.label}: output {sr.shape[1]}x{sr.shape[0]} for "
                                    f"{s.path / img.name} is not {img.hr.shape[1]}x{img.hr.shape[0]}")
-            per[img.name] = (psnr_y(sr, img.hr, SHAVE), ssim_y(sr, img.hr, SHAVE))
+            per[img.name] = (psnr_y(sr, img.hr, s.scale), ssim_y(sr, img.hr, s.scale))  # shave = scale
             if progress is not None:
                 progress.update(1)
         out[s.name] = SetScore(
@@ -537,16 +574,26 @@ def score_method(method: Method, sets: Sequence[TestSet], progress=None) -> dict
 
 def evaluate(methods: Sequence[Method], sets: Sequence[TestSet], timing_runs: int = 0,
              show_progress: bool = True) -> list[MethodResult]:
-    """Score every method on every set; time each at 1080p output when ``timing_runs`` > 0."""
+    """Score every method on every set; time each at 1080p output when ``timing_runs`` > 0
+    (at the sets' scale: one board has one)."""
     total = len(methods) * sum(len(s.images) for s in sets)
+    scale = board_scale(sets)
     results = []
     with progress(total=total, unit="img", desc="eval", disable=not show_progress) as bar:
         for m in methods:
             bar.set_postfix_str(m.label)
             scores = score_method(m, sets, bar)
-            ms = m.time_ms(timing_runs) if timing_runs > 0 else None
+            ms = m.time_ms(timing_runs, scale) if timing_runs > 0 else None
             results.append(MethodResult(m.label, m.kind, m.source, m.params, scores, ms))
     return results
+
+
+def board_scale(sets: Sequence[TestSet]) -> int:
+    """The one scale of a board's sets (x2 when there are none)."""
+    scales = {s.scale for s in sets} or {SCALE}
+    if len(scales) > 1:
+        raise UpshadeError(f"one board has one scale, not {' and '.join(map(str, sorted(scales)))}")
+    return scales.pop()
 
 
 # ---------------------------------------------------------------- reporting
@@ -595,7 +642,8 @@ def _label_dy(pts: Sequence[tuple[float, float]], k: int) -> int:
     return -12 if ny > y or (ny == y and k % 2) else 6
 
 
-def draw_plot(results: Sequence[MethodResult], set_names: Sequence[str], out: Path, device: str) -> None:
+def draw_plot(results: Sequence[MethodResult], set_names: Sequence[str], out: Path, device: str,
+              scale: int = SCALE) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -623,7 +671,7 @@ def draw_plot(results: Sequence[MethodResult], set_names: Sequence[str], out: Pa
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.margins(x=0.25, y=0.12)
         ax.set_xlabel("ms per 1920x1080 output frame (log scale; lower is faster)")
-        ax.set_ylabel(f"{name}: Y-PSNR x2 (dB)")
+        ax.set_ylabel(f"{name}: Y-PSNR x{scale} (dB)")
         ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
         present = {r.kind for r in timed}
@@ -663,10 +711,12 @@ def _codec_versions() -> dict:
 
 def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], device: dict, timing_runs: int) -> dict:
     specs = list(dict.fromkeys(s.degrade for s in sets)) or [CLEAN]
+    scale = board_scale(sets)
+    tw, th = timing_in(scale)
     protocol = {
-        "scale": SCALE,
-        "shave": SHAVE,
-        "lr": CLEAN_LR,
+        "scale": scale,
+        "shave": scale,
+        "lr": CLEAN_LR if scale == SCALE else f"{CLEAN_LR}, at 1/{scale}",
         "metric": "PSNR (peak 255) and SSIM (11x11 Gaussian, sigma 1.5) on BT.601 Y 16..235",
     }
     if specs != [CLEAN]:
@@ -677,8 +727,10 @@ def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], devic
         "protocol": protocol,
         "timing": {
             "unit": "ms per 1920x1080 output frame (median)",
-            "gl": f"render {TIMING_IN[0]}x{TIMING_IN[1]} -> {TIMING_OUT[0]}x{TIMING_OUT[1]} incl. upload, glFinish",
-            "torch": f"network forward on a {TIMING_IN[0]}x{TIMING_IN[1]} luma, CPU, best of 1 / all threads",
+            "gl": f"render {tw}x{th} -> {TIMING_OUT[0]}x{TIMING_OUT[1]} incl. upload, glFinish",
+            "torch": f"network forward on a {tw}x{th} luma"
+                     + ("" if scale == SCALE else f", then on each doubled output (x{scale})")
+                     + ", CPU, best of 1 / all threads",
             "runs": timing_runs,
         },
         "device": device,
@@ -686,6 +738,26 @@ def results_json(results: Sequence[MethodResult], sets: Sequence[TestSet], devic
                           "images": [i.name for i in s.images]} for s in sets},
         "methods": [r.to_json() for r in results],
     }
+
+
+def markdown_table(board: dict) -> str:
+    """A board (the ``--json`` data) as a Markdown table: a row per method, ``PSNR / SSIM`` per set.
+
+    The README's boards are this function's output for the JSON beside the weights, so
+    they are regenerated, not typed (``--markdown``).
+    """
+    names = list(board["sets"])
+    scale = board["protocol"]["scale"]
+    lines = ["| method | params | " + " | ".join(f"{n} (x{scale})" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for m in board["methods"]:
+        params = "-" if m["params"] is None else f"{m['params']:,}"
+        cells = []
+        for n in names:
+            s = m["sets"][n]
+            cells.append(("inf" if s["psnr"] is None else f"{s['psnr']:.2f}") + f" / {s['ssim']:.4f}")
+        lines.append(f"| `{m['label']}` | {params} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- CLI
@@ -703,7 +775,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the LR is made, one board column per set and spec: " + SPEC_HELP
                              + " (default clean; several allowed, e.g. --degrade clean x264:23 kernel:area; "
                              "any spec but clean crops HR to a multiple of 4 for all)")
+    parser.add_argument("--scale", type=int, default=SCALE, choices=SCALES,
+                        help="the protocol's factor: 2 (default), or 4 (MATLAB-bicubic LR at 1/4, 4 px shaved; "
+                             "clean LR only; torch models run twice)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write all scores and timings as JSON")
+    parser.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the board as a Markdown table")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw PSNR against ms per 1080p frame")
     parser.add_argument("--plot-spec", metavar="SPEC",
                         help="the --degrade spec whose scores the plot shows (default: the first)")
@@ -723,14 +799,16 @@ def run(args: argparse.Namespace) -> int:
     if plot_spec not in specs:
         raise UpshadeError(f"--plot-spec {plot_spec}: not among the scored specs "
                            f"(--degrade {' '.join(s.name for s in specs)})")
+    scale = getattr(args, "scale", SCALE)
+    check_scale(scale, specs)
     check_specs_available(specs)
     inputs = [*args.sets, *args.shader, *[m for m in args.model if Path(m).is_file()]]
-    for out in (args.json, args.plot):
+    for out in (args.json, args.plot, args.markdown):
         if out is not None:
             check_output_path(out, inputs)
     # Checkpoints first: they fail fast, before the sets are read or GL starts.
     torch_methods = [load_torch_method(m) for m in args.model]
-    sets = name_columns([load_sets(d, specs) for d in args.sets])
+    sets = name_columns([load_sets(d, specs, scale=scale) for d in args.sets])
 
     ctx = create_headless_context()
     methods: list[Method] = []
@@ -759,13 +837,16 @@ def run(args: argparse.Namespace) -> int:
             print(("\n" if i else "") + f"{g}:")
             print(format_table(results, [s.name for s in cols], [s.degrade.name for s in cols]))
     plotted = [s.name for s in sets if s.degrade == plot_spec]
-    if args.json is not None:
-        with atomic_output(args.json, inputs) as tmp:
-            tmp.write_text(json.dumps(results_json(results, sets, device, runs), indent=2, allow_nan=False) + "\n")
-        print(f"wrote {args.json}")
+    board = results_json(results, sets, device, runs)
+    for out, text in ((args.json, lambda: json.dumps(board, indent=2, allow_nan=False) + "\n"),
+                      (args.markdown, lambda: markdown_table(board))):
+        if out is not None:
+            with atomic_output(out, inputs) as tmp:
+                tmp.write_text(text())
+            print(f"wrote {out}")
     if args.plot is not None:
         with atomic_output(args.plot, inputs) as tmp:
-            draw_plot(results, plotted, tmp, device.get("gl_renderer") or device["cpu"])
+            draw_plot(results, plotted, tmp, device.get("gl_renderer") or device["cpu"], scale=scale)
         print(f"wrote {args.plot}")
     return 0
 
