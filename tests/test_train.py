@@ -318,3 +318,15 @@ def test_new_config_fields_are_checked_and_old_runs_still_resume(torch, T, folde
 def test_non_finite_overrides_are_refused(T, item):
     with pytest.raises(UpshadeError, match="must be (a finite number|float), got"):
         T.load_config(None, [item], "S")
+
+
+@pytest.mark.parametrize("pairs, words", [
+    ("bank", "banks of degraded frames (tools/bank.py: downscalers, H.264/HEVC clips, clean protocol LR), sampled by "
+             "bank_mix (clean 0.1, codec 0.9)"),
+    ("image", "protocol's downscale of the whole image"),
+    ("crop", "LR made per crop by the protocol's downscale"),
+])
+def test_card_says_how_the_training_lr_was_made(pairs, words):
+    from upshade.tools.modelcard import _lr_how
+
+    assert words in _lr_how({"pairs": pairs, "bank_mix": {"clean": 0.1, "codec": 0.9}})

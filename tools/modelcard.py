@@ -39,10 +39,7 @@ def model_card(info: dict, name: str) -> str:
             f"loss {it.get('loss')}, lr {it.get('lr')}, {it.get('schedule')} over {it.get('epochs')} planned epochs "
             f"of {it.get('steps_per_epoch')} steps\n"
         )
-    lr_how = (
-        "LR cut from the protocol's downscale of the whole image"
-        if t.get("pairs") == "image" else "LR made per crop by the protocol's downscale"
-    )
+    lr_how = _lr_how(t)
     expand = (
         f"- trained over-parameterised: every conv as a k x k conv to {t['expand']} channels then a 1x1 back, "
         "collapsed exactly into the shipped single convs\n" if t.get("expand") else ""
@@ -84,3 +81,14 @@ upshade train --config CONFIG.json --out runs/{info['size']} --threads 1 --resum
 upshade train --out runs/{info['size']} --ship weights/{name}                   # refresh these files
 ```
 """
+
+
+def _lr_how(t: dict) -> str:
+    """How the training pairs' LR was made, in the card's words."""
+    if t.get("pairs") == "bank":
+        mix = ", ".join(f"{k} {v:g}" for k, v in (t.get("bank_mix") or {}).items())
+        return (f"LR cut from cached banks of degraded frames (tools/bank.py: downscalers, H.264/HEVC clips, "
+                f"clean protocol LR), sampled by bank_mix ({mix})")
+    if t.get("pairs") == "image":
+        return "LR cut from the protocol's downscale of the whole image"
+    return "LR made per crop by the protocol's downscale"
