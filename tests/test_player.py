@@ -869,6 +869,9 @@ def test_cli_plays_auto_by_default(xdisplay, media, tmp_path):
         assert re.fullmatch(r"upshade: model auto \(L-(clean|real) > M-\1 > S-\1 > none by the frame rate, starting at "
                             r"M-\1; \1 variants for [^;]+; (fragment|compute) passes\), \d+x\d+ -> \d+x\d+\n",
                             r.stderr), r.stderr
+    r = _play(media["short"], "--model", "auto", *["--shader", media["invert"]] * 6, "--no-audio")
+    assert r.returncode == 1 and r.stderr == ("upshade: error: 6 shaders with --model auto: its 4 chains and the "
+                                              "shaders share keys 1-9\n"), r.stderr
 
 
 @pytest.mark.parametrize("problem", ["no sounddevice", "no PortAudio", "no device"])
