@@ -1,0 +1,181 @@
+"""`upshade upscale ... --ray`: files cut at keyframes, segments rendered by Ray tasks, joined by stream copy.
+
+Ray runs here only: a local instance (2 CPUs) that this module starts once and stops, every step
+bounded in time (SIGALRM). Tests skip where Ray is not installed, never in CI (.ci/run installs the
+``cluster`` extra).
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import pytest
+
+from conftest import need
+from media import make_clip, packets, video_frame_times
+from upshade.host import batch, cli, cluster, segments
+from upshade.host.errors import UpshadeError
+
+pytestmark = pytest.mark.gl
+
+# Lossless and deterministic: frames compare exactly against the one-process output.
+SETTINGS = ("--crf", "0", "--preset", "ultrafast")
+# A shader whose output depends on the frame number: segments must number their frames as the whole file does.
+FRAME_SHADER = ("//!HOOK MAIN\n//!BIND HOOKED\n"
+                "vec4 hook() { float k = (frame % 3 == 0) ? 1.0 : 0.6; "
+                "return vec4(HOOKED_tex(HOOKED_pos).rgb * k, 1.0); }\n")
+
+
+@contextmanager
+def deadline(seconds: int, what: str):
+    def expire(signum, frame):
+        raise TimeoutError(f"{what} took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="module")
+def ray_module():
+    try:
+        import ray
+    except ImportError:
+        need("Ray is not installed (pip install '.[cluster]')")
+    return ray
+
+
+@pytest.fixture(scope="module")
+def local_ray(ray_module):
+    """A local Ray instance with 2 CPUs for this module: the CLI's --ray uses the instance it finds."""
+    with deadline(120, "starting Ray"):
+        ray_module.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    yield ray_module
+    with deadline(60, "stopping Ray"):
+        ray_module.shutdown()
+
+
+def run_cli(*args) -> int:
+    with deadline(180, "upscale --ray"):
+        return cli.main(["upscale", *map(str, args)])
+
+
+def decoded(path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="yuv420p").tobytes() for f in c.decode(video=0)]
+
+
+def hidden(d: Path) -> list[str]:
+    return sorted(p.name for p in d.rglob(".*"))
+
+
+def test_no_cluster_at_the_address_is_one_line(ray_module, tmp_path, capsys):
+    src = make_clip(tmp_path / "a.mkv", frames=2)
+    assert run_cli(src, "-o", tmp_path / "out/", "--ray", "127.0.0.1:1", "--no-model") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("upshade: error: --ray 127.0.0.1:1: no Ray cluster at 127.0.0.1:1"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_segments_are_frame_exact_against_one_process(local_ray, gl_ctx, tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    src = make_clip(tmp_path / "src" / "clip.mkv", frames=40, options={"g": "10"}, audio="flac", subtitles="srt", chapters=[(0, 0.5, "one"), (0.5, 1.6, "two")],
+                    metadata={"title": "T"})
+    for p in (tmp_path / "src").glob("*.srt"):
+        p.unlink()
+    shader = tmp_path / "frame.glsl"
+    shader.write_text(FRAME_SHADER)
+    plan = segments.plan_segments(src, 0.3)
+    assert [(s.start, s.end, s.first_index, s.frames) for s in plan] == [
+        (None, 0.4, 0, 10), (0.4, 0.8, 10, 10), (0.8, 1.2, 20, 10), (1.2, None, 30, 10)]
+
+    single = tmp_path / "single.mkv"
+    assert run_cli(src, "-o", single, "--no-model", "--shader", shader, *SETTINGS) == 0
+    out = tmp_path / "out"
+    assert run_cli(src, "-o", f"{out}/", "--ray", "--segment", "0.3", "--no-model", "--shader", shader, *SETTINGS) == 0
+    err = capsys.readouterr().err
+    assert "upshade: 1 done, 0 skipped, 0 failed; 40 frames" in err
+    joined = out / "clip.mkv"
+    assert decoded(joined) == decoded(single)
+    assert video_frame_times(joined) == video_frame_times(single)
+    assert packets(joined, "audio") == packets(single, "audio") != []
+    assert packets(joined, "subtitle") == packets(single, "subtitle") != []
+    with av.open(str(joined)) as a, av.open(str(single)) as b:
+        assert a.chapters() == b.chapters() and len(a.chapters()) == 2
+        assert a.metadata.get("title") == "T"
+        va, vb = a.streams.video[0], b.streams.video[0]
+        assert (va.average_rate, va.codec_context.colorspace, va.codec_context.color_range) == \
+               (vb.average_rate, vb.codec_context.colorspace, vb.codec_context.color_range)
+        # every segment starts with a keyframe: 4 of them, where the source has them
+        keys = [float(p.pts * p.time_base) for p in a.demux(va) if p.is_keyframe]
+        assert [0.0, 0.4, 0.8, 1.2] == [k for k in keys if k in (0.0, 0.4, 0.8, 1.2)]
+    assert hidden(out) == []
+
+    # a second run skips the complete output
+    assert run_cli(src, "-o", f"{out}/", "--ray", "--segment", "0.3", "--no-model", *SETTINGS) == 0
+    assert "upshade: 0 done, 1 skipped, 0 failed" in capsys.readouterr().err
+
+
+def test_a_worker_killed_mid_segment_is_retried_and_a_corrupt_file_fails_alone(local_ray, gl_ctx, tmp_path, capsys,
+                                                                               monkeypatch):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    src = make_clip(lib / "c.mkv", frames=30, options={"g": "10"}, audio="flac")
+    (lib / "bad.mkv").write_bytes(b"\x1a\x45\xdf\xa3 not really matroska " * 40)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv(cluster.KILL_ENV, str(marks))
+    out = tmp_path / "out"
+    assert run_cli(lib, "-o", out, "--ray", "--segment", "0.3", "--no-model", *SETTINGS) == 1
+    err = capsys.readouterr().err
+    killed = [p.name for p in marks.iterdir()]  # segment 1's worker died once, mid-segment
+    assert len(killed) == 1 and killed[0].startswith(".c.seg-") and killed[0].endswith("-0001.mp4.killed")
+    assert "bad.mkv: not a readable media file" in err and "1 done, 0 skipped, 1 failed; 30 frames" in err
+    assert sorted(p.name for p in out.iterdir()) == ["c.mkv"]
+    assert hidden(out) == []  # the dead worker's half-written segment went with the others
+
+    monkeypatch.delenv(cluster.KILL_ENV)
+    single = tmp_path / "single.mkv"
+    assert run_cli(src, "-o", single, "--no-model", *SETTINGS) == 0
+    assert decoded(out / "c.mkv") == decoded(single)
+    assert packets(out / "c.mkv", "audio") == packets(single, "audio")
+
+
+def test_trimmed_files_are_one_task_each(local_ray, gl_ctx, tmp_path, capsys):
+    src = make_clip(tmp_path / "t.mkv", frames=30, options={"g": "10"})
+    out = tmp_path / "out.mkv"
+    assert run_cli(src, "-o", out, "--ray", "--segment", "0.3", "--start", "0.2", "--duration", "0.6",
+                   "--no-model", *SETTINGS) == 0
+    assert len(decoded(out)) == 15
+    assert video_frame_times(out)[0] == 0.0
+
+
+def test_segments_of_a_video_only_clip_join_in_one_process(gl_ctx, tmp_path):
+    """The segment steps without Ray: plan, render each, join into MP4; a join that does not hold the
+    frames the segments rendered writes nothing."""
+    src = make_clip(tmp_path / "v.mp4", frames=20, options={"g": "5"})
+    settings = batch.RenderSettings(no_model=True, crf=0, preset="ultrafast")
+    chain = settings.check()
+    plan = segments.plan_segments(src, 0.2)
+    assert [s.start for s in plan] == [None, 0.2, 0.4, 0.6]
+    out = tmp_path / "out.mp4"
+    parts = [segments.segment_path(out, "t", s.index) for s in plan]
+    rendered = [segments.render_segment(gl_ctx, chain, src, s, p, settings)[0] for s, p in zip(plan, parts)]
+    assert rendered == [5, 5, 5, 5]
+    with pytest.raises(UpshadeError, match="the segments hold 20 frames, 21 were rendered"):
+        segments.join_segments(src, parts, out, expected=21)
+    assert not out.exists() and sorted(p.name for p in tmp_path.glob(".out.*")) == sorted(p.name for p in parts)
+    assert segments.join_segments(src, parts, out, expected=20) == 20
+    one = tmp_path / "one.mp4"
+    batch.render_file(gl_ctx, chain, src, one, settings)
+    assert decoded(out) == decoded(one)
+    assert video_frame_times(out) == video_frame_times(one)
+    segments.remove_segments(out, "t")
+    assert hidden(tmp_path) == []
