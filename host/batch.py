@@ -25,13 +25,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
+
 from .chain import output_size, parse_params, shader_chain
 from .encode import available_encoder, encoder_options
 from .errors import UpshadeError
 from .fileio import check_output_path
 from .gpu import create_headless_context
 from .progress import progress
-from .transcode import frame_budget, upscale_video
+from .transcode import upscale_video
 from .video import probe
 
 # What a folder input contributes without --glob: the usual video containers.
@@ -237,13 +239,22 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def expected_frames(job: Job, settings: RenderSettings) -> tuple[object, int]:
-    """(probe of the source or None when it does not open, frames it promises or 0)."""
+def estimated_frames(src, settings: RenderSettings) -> int:
+    """The frames ``src`` promises (within --start/--duration), from its headers alone: no decoding, so
+    a library of thousands of files is counted in seconds. 0 when it does not say (or does not open)."""
     try:
-        info = probe(job.src)
-    except UpshadeError:
-        return None, 0
-    return info, frame_budget(info, settings.start, settings.duration) or 0
+        with av.open(str(src)) as c:
+            s = next(s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
+            if s.frames and not settings.start and settings.duration is None:
+                return int(s.frames)
+            rate = s.average_rate or s.guessed_rate
+            length = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / av.time_base
+    except (av.FFmpegError, OSError, StopIteration, UnicodeDecodeError, ValueError):
+        return 0
+    span = max(0.0, length - settings.start)
+    if settings.duration is not None:
+        span = min(span, settings.duration)
+    return round(span * float(rate)) if rate and span else 0
 
 
 # --------------------------------------------------------------------------- reporting
@@ -339,14 +350,13 @@ def run_local(jobs, settings: RenderSettings, overwrite: bool) -> list[Result]:
     if not todo:
         return results
     chain = settings.check()
-    measured = [expected_frames(job, settings) for job in todo]
     ctx = create_headless_context()
     try:
         with Report(len(todo)) as report:
-            report.add_total(sum(n for _, n in measured))
-            for job, (info, _) in zip(todo, measured):
+            report.add_total(sum(estimated_frames(job.src, settings) for job in todo))
+            for job in todo:
                 report.current(job)
-                result = _render_job(ctx, chain, job, settings, info, report)
+                result = _render_job(ctx, chain, job, settings, report)
                 results.append(result)
                 report.file(result)
     finally:
@@ -354,12 +364,12 @@ def run_local(jobs, settings: RenderSettings, overwrite: bool) -> list[Result]:
     return results
 
 
-def _render_job(ctx, chain, job: Job, settings: RenderSettings, info, report: Report) -> Result:
+def _render_job(ctx, chain, job: Job, settings: RenderSettings, report: Report) -> Result:
     warnings: list[str] = []
     t0 = time.monotonic()
     try:
         job.out.parent.mkdir(parents=True, exist_ok=True)
-        n, what = render_file(ctx, chain, job.src, job.out, settings, info=info, on_frame=report.frames,
+        n, what = render_file(ctx, chain, job.src, job.out, settings, on_frame=report.frames,
                               notify=warnings.append)
     except Exception as exc:  # one file's failure is its own: the batch goes on
         return Result(job, "failed", reason=failure_reason(exc), warnings=warnings)
