@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from .argtypes import positive_float
+from .automodel import REFUSED as AUTO_REFUSED, is_auto
 from .errors import UpshadeError
 from .frames import MAX_SIDE
 from .hookparse import load_shader
 from .imageio import image_to_frame
 from .paths import (DEFAULT_SIZE, MODEL_VARIANTS, choose_variant, default_model, model_shader, model_stem, resolve_model,
-                    shipped_shader, split_model)
+                    shipped_shader, split_model, stages_for)
 from .pipeline import Renderer
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -33,14 +34,18 @@ MAX_ENTRIES = 9   # the player's keys 1-9
 # --------------------------------------------------------------------------- options
 
 
-def add_model_arguments(parser, shader_help: str = "mpv user shader to apply (repeatable, applied in order)") -> None:
-    """--shader, --model and --no-model (image, upscale, play, demo)."""
+def add_model_arguments(parser, shader_help: str = "mpv user shader to apply (repeatable, applied in order)",
+                        auto: bool = False) -> None:
+    """--shader, --model and --no-model (image, upscale, play, demo); ``auto``: --model auto is the default (play)."""
     parser.add_argument("--shader", action="append", default=[], metavar="FILE", help=shader_help)
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--model", metavar="S|M|L[-clean|-real]",
+    which.add_argument("--model", metavar="auto|S|M|L[-clean|-real]" if auto else "S|M|L[-clean|-real]",
                        help="a shipped upshade model, run before any --shader; a bare size lets the host pick its "
                             "variant per source (clean: images, lossless and high-bit-rate video; real: compressed "
-                            f"video), -clean/-real pins one (default without --shader: {DEFAULT_SIZE})")
+                            "video), -clean/-real pins one " + (
+                                "(default without --shader: auto, the largest model that holds the frame rate, "
+                                "chosen and re-chosen while playing)" if auto else
+                                f"(default without --shader: {DEFAULT_SIZE})"))
     which.add_argument("--no-model", action="store_true",
                        help="no network: the plain bicubic scaler (plus any --shader)")
 
@@ -133,9 +138,12 @@ class ShaderChain:
             return None
         return choose_variant(source)[1]
 
-    def __call__(self, ctx, source=None) -> list:
+    def __call__(self, ctx, source=None, sizes=None) -> list:
+        """``sizes`` = (source size, output size) when known: beyond 2.2x per side the model's x4
+        file (the network twice, paths.stages_for); without it, the x2 file."""
         model = self.model_for(source)
-        return ([load_shader(model_shader(model, ctx))] if model else []) + self.files
+        stages = stages_for(*sizes) if sizes else 1
+        return ([load_shader(model_shader(model, ctx, stages))] if model else []) + self.files
 
     def entries(self, source=None) -> list[tuple[str, object]]:
         """Switchable chains (the player's keys 1-9): the model first (its files chosen once the
@@ -182,6 +190,8 @@ def describe_chain(files, model: str | None, why: str | None = None) -> str:
 
 def shader_chain(model: str | None, shaders, no_model: bool = False) -> ShaderChain:
     """Check ``--model`` and parse the ``--shader`` files now, before any GL or media work."""
+    if is_auto(model):
+        raise UpshadeError(AUTO_REFUSED)   # --model auto is the player's, which handles it before asking here
     use_default = not model and not shaders and not no_model
     if model or use_default:
         size, variant = split_model(model or DEFAULT_SIZE)  # unknown model: one clear error, early

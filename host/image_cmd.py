@@ -32,7 +32,7 @@ def run(args) -> int:
               "channels": 1 if arr.ndim == 2 else arr.shape[2], "bits": 8 * arr.dtype.itemsize}
     ctx = create_headless_context()
     try:
-        files = chain(ctx, source)
+        files = chain(ctx, source, ((arr.shape[1], arr.shape[0]), size))
         result = upscale_array(ctx, arr, files, size, params=params, fbo_format=args.fbo_format)
     finally:
         ctx.release()

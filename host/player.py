@@ -523,7 +523,7 @@ class Player:
 
 def add_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE", help="video file to play")
-    add_model_arguments(parser, "mpv user shader; repeat to load several and switch with keys 1-9")
+    add_model_arguments(parser, "mpv user shader; repeat to load several and switch with keys 1-9", auto=True)
     parser.add_argument("--compare", action="store_true", help="start in split-screen compare mode (bicubic | network)")
     parser.add_argument("--no-audio", action="store_true", help="do not play sound (time by the system clock)")
     parser.add_argument("--fullscreen", action="store_true", help="start fullscreen")

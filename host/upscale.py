@@ -1,23 +1,45 @@
-"""``upshade upscale IN -o OUT``: upscale a video file offline through hook shaders (host/transcode.py)."""
+"""``upshade upscale IN -o OUT``: upscale a video file offline through hook shaders (host/transcode.py);
+``upshade upscale IN... -o OUTDIR``: a library of them (host/batch.py), ``--ray``: on Ray (host/cluster.py)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
 from pathlib import Path
 
+from . import batch, cluster
 from .argtypes import integer, nonnegative_float, positive_float
 from .chain import add_render_arguments, output_size, parse_params, shader_chain
 from .encode import CODECS, available_encoder, encoder_options
+from .errors import UpshadeError
 from .fileio import check_output_path
 from .gpu import create_headless_context
 from .transcode import upscale_video
 from .video import probe
 
 
+class _RayAddress(argparse.Action):
+    """``--ray [ADDRESS]``: a value that is no address but an existing path is an input that followed
+    the bare option (``--ray in.mkv -o out/``)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value is not None and not cluster.is_address(value):
+            if not Path(value).exists():
+                parser.error(f"--ray {value}: expected auto, HOST:PORT or ray://HOST:PORT (or no address: "
+                             f"a local Ray instance)")
+            namespace.ray_inputs = [*getattr(namespace, "ray_inputs", []), value]
+            value = None
+        namespace.ray = value or "local"
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("input", metavar="IN", help="input video (anything FFmpeg reads)")
+    parser.add_argument("input", nargs="*", metavar="IN",
+                        help="input video (anything FFmpeg reads); several, or folders, with an output folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="output video; the container follows the extension (.mkv keeps any subtitles)")
+                        help="output video; the container follows the extension (.mkv keeps any subtitles). "
+                             "An output folder (several inputs, a folder input, an existing folder or a trailing /) "
+                             "gets one output per input, named as the input")
     add_render_arguments(parser)
     parser.add_argument("--codec", choices=tuple(CODECS), default="h264", help="video codec (default h264)")
     parser.add_argument("--crf", type=integer, metavar="N", help="constant quality (lower is better; encoder default)")
@@ -30,10 +52,35 @@ def add_arguments(parser) -> None:
                         help="render a subtitle track into the picture at the output size (TRACK: a number as "
                              "`play --sid`, or a subtitle file; default: the track `play` would show); "
                              "the other subtitle tracks are still copied")
+    many = parser.add_argument_group("many files (an output folder)")
+    many.add_argument("--recursive", action="store_true", help="also the files in the subfolders of folder inputs")
+    many.add_argument("--glob", action="append", default=[], metavar="PATTERN",
+                      help="which files of folder inputs to take, e.g. '*.mkv' (repeatable; default: video extensions)")
+    many.add_argument("--container", choices=batch.CONTAINERS, metavar="EXT",
+                      help=f"container of the outputs in the folder ({', '.join(batch.CONTAINERS)}; default mkv)")
+    many.add_argument("--overwrite", action="store_true",
+                      help="redo outputs that exist (default: skip them; outputs appear only when complete)")
+    ray = parser.add_argument_group("on Ray (pip install 'upshade[cluster]')")
+    ray.add_argument("--ray", nargs="?", const=None, default=None, action=_RayAddress, metavar="ADDRESS",
+                     help="render on Ray: a local instance, or the cluster at ADDRESS (auto, HOST:PORT); "
+                          "long files are cut into segments rendered in parallel")
+    ray.add_argument("--workers", type=integer, metavar="N",
+                     help="render tasks at once on a local Ray instance (default: one per CPU, or per GPU)")
+    ray.add_argument("--segment", type=positive_float, default=60.0, metavar="SECONDS",
+                     help="length of the segments a file is cut into at keyframes (default 60)")
 
 
 def run(args) -> int:
-    inp, out = Path(args.input), Path(args.output)
+    inputs = [*args.input, *getattr(args, "ray_inputs", [])]
+    if not inputs:
+        raise UpshadeError("no input given: upshade upscale IN... -o OUT")
+    directory = batch.directory_mode(inputs, args.output)
+    if args.container and not directory:
+        raise UpshadeError(f"--container {args.container}: for an output folder; the extension of "
+                           f"{args.output} chooses its container")
+    if directory or args.ray is not None:
+        return run_many(args, inputs, directory)
+    inp, out = Path(inputs[0]), Path(args.output)
     check_output_path(out, [inp])
     params = parse_params(args.param)
     # a broken shader is reported before the video is touched
@@ -43,7 +90,7 @@ def run(args) -> int:
     encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before any GL work
     ctx = create_headless_context()
     try:
-        files = chain(ctx, info)
+        files = chain(ctx, info, ((info.width, info.height), size))
         n = upscale_video(
             ctx, inp, out, shaders=files, params=params, size=size, codec=args.codec, crf=args.crf,
             preset=args.preset, pix_fmt=args.pix_fmt, start=args.start, duration=args.duration,
@@ -53,3 +100,22 @@ def run(args) -> int:
         ctx.release()
     print(f"{chain.describe(files, (info.width, info.height), size, info)}: wrote {out}, {n} frames", file=sys.stderr)
     return 0
+
+
+def run_many(args, inputs, directory: bool) -> int:
+    """An output folder, or --ray: the job list, run here or on Ray, then the summary table."""
+    if args.ray is not None:
+        cluster.import_ray()  # not installed: say so before anything else
+    elif args.workers is not None:
+        raise UpshadeError(f"--workers {args.workers}: for --ray (a local Ray instance)")
+    if args.workers is not None and args.workers < 1:
+        raise UpshadeError(f"--workers {args.workers}: must be at least 1")
+    jobs, settings, overwrite = batch.prepare(args, inputs, directory)
+    t0 = time.monotonic()
+    if args.ray is None:
+        results = batch.run_local(jobs, settings, overwrite)
+    else:
+        results = cluster.run_cluster(jobs, settings, address=None if args.ray == "local" else args.ray,
+                                      workers=args.workers, segment_seconds=args.segment, overwrite=overwrite)
+    print(batch.summary(results, time.monotonic() - t0), file=sys.stderr)
+    return 1 if any(r.status == "failed" for r in results) else 0

@@ -114,6 +114,8 @@ def test_bench_ladder_measures_every_rung_and_picks_as_the_player(shared_ctx, tm
     (["bench", "--ladder", "--model", "S"], "--ladder measures every shipped model"),
     (["bench", "--output-size", "64x64"], "--output-size goes with --ladder"),
     (["bench", "--model", "auto", "--size", "32x32"], automodel.REFUSED),
+    (["image", "{image}", "-o", "{tmp}/out.png", "--model", "auto"], automodel.REFUSED),
+    (["upscale", "{video}", "-o", "{tmp}/out.mkv", "--model", "AUTO"], automodel.REFUSED),
 ])
 def test_auto_outside_the_player_is_one_line(shared_ctx, capsys, tmp_path, argv, message):
     """A file has no frame rate to hold: ``--model auto`` is refused in one line (README, Player)."""

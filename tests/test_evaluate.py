@@ -479,3 +479,11 @@ def test_cli_x4_board(tiny_set, random_model, shared_ctx, tmp_path, capsys, torc
     assert "tiny PSNR/SSIM" in capsys.readouterr().out  # the plain table is printed as always
     err = _err(capsys, ["eval", "--scale", "4", "--set", str(tiny_set), "--degrade", "kernel:area", "--no-timing"])
     assert "only the clean LR is defined at x4" in err
+
+
+def test_readme_x4_board_is_the_json():
+    """The README's x4 board is `markdown_table` of weights/board_x4.json, not typed by hand."""
+    root = Path(__file__).resolve().parent.parent
+    board = json.loads((root / "weights" / "board_x4.json").read_text())
+    assert board["protocol"]["scale"] == 4 and {"set5", "synla_val"} <= set(board["sets"])
+    assert ev.markdown_table(board) in (root / "README.md").read_text(encoding="utf-8")

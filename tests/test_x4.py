@@ -7,13 +7,16 @@ PyTorch network run twice, and the quality at x4 on Set5 against the x2 file + b
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from upshade.host import paths
+from upshade.host import cli, paths
 from upshade.host.errors import UpshadeError
 from upshade.host.frames import Frame, FrameFormat, PlaneFormat
 from upshade.host.hookparse import load_shader, parse_shader, rpn_eval
+from upshade.host.imageio import read_image, write_image
 from upshade.host.pipeline import Renderer
 
 
@@ -141,6 +144,37 @@ def test_shipped_x4_keeps_a_ramp_in_place(gl_ctx, size):
     want = (40 + 5 * ((u + 0.5) / 4 - 0.5) + 3 * ((v + 0.5) / 4 - 0.5)) / 255
     err = np.abs(got - want)[16:-16, 16:-16] * 255
     assert float(err.mean()) < 0.3 and float(err.max()) < 1.0, (float(err.mean()), float(err.max()))
+
+
+# ----------------------------------------------------------------- the commands pick it
+
+
+@pytest.mark.gl
+def test_image_command_runs_the_x4_file_beyond_2_2x(shared_ctx, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    write_image(src, np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    runs = {("--scale", "4"): ("x4", (160, 120)), ("--size", "90x68"): ("x4", (90, 68)),
+            ("--scale", "2.1"): ("x2", (84, 63)), ("--scale", "1.1"): ("x2", (44, 33))}
+    for opts, (which, size) in runs.items():
+        out = tmp_path / f"out{size[0]}.png"
+        assert cli.main(["image", str(src), "-o", str(out), "--model", "S", *opts]) == 0
+        line = capsys.readouterr().err
+        name = re.search(r"(upshade_S[\w-]*\.glsl)", line).group(1)
+        assert ("_x4" in name) == (which == "x4"), (opts, line)
+        assert f"40x30 -> {size[0]}x{size[1]}" in line
+        assert read_image(out).shape == (size[1], size[0], 3)
+
+
+@pytest.mark.gl
+def test_upscale_command_runs_the_x4_file_beyond_2_2x(shared_ctx, tmp_path, capsys):
+    """The bundled 640x360 clip to 1440x810 (2.25x, DVD-to-1080p-like): the x4 file; to 1280x720 the x2 file."""
+    for size, which in (("1440x810", "_x4"), ("1280x720", "")):
+        out = tmp_path / f"out{size}.mkv"
+        assert cli.main(["upscale", str(paths.sample()), "-o", str(out), "--model", "S", "--size", size,
+                         "--duration", "0.2"]) == 0
+        line = capsys.readouterr().err
+        assert re.search(rf"upshade_S(-real)?{which}(_compute|_tiled)?\.glsl", line), line
+        assert f"640x360 -> {size}" in line and out.stat().st_size > 0
 
 
 # ----------------------------------------------------------------- quality at x4 (the protocol)
