@@ -10,6 +10,13 @@ at the default size (paths.DEFAULT_SIZE). The policy is host/ladder.py's;
 ``AutoPlay`` feeds it the player's frames, and ``upshade bench --ladder``
 feeds it the same meter's numbers (host/gltimer.NetworkMeter).
 
+Every rung runs its model's x4 file (``model_files``): the files' WHEN gates fire the second x2
+stage only beyond 2.2x per side (paths.stages_for), so below that it is the x2 file pass for pass
+(the same output, passes and time), and beyond it the network runs twice as ``image`` and
+``upscale`` run it there, decided per frame by the output size. The ladder needs nothing more: its
+memory is per output size, so a resize across 2.2x re-decides like any other, and the rungs' cost
+ratios hold as much for two stages as for one.
+
 Only the player picks the model as it plays: ``image``, ``upscale`` and
 ``bench`` without ``--ladder`` refuse ``--model auto`` in one line
 (``REFUSED``), since a file has no frame rate to hold.
@@ -17,11 +24,13 @@ Only the player picks the model as it plays: ``image``, ``upscale`` and
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .hookparse import load_shader
 from .ladder import Change, Ladder, Policy, Rung
-from .paths import DEFAULT_SIZE, MODEL_SIZES, choose_variant, model_shader, model_stem, resolve_model
+from .paths import (DEFAULT_SIZE, LATER_STAGE_MIN_SCALE, MODEL_SIZES, SHIPPED_STAGES, choose_variant, model_shader,
+                    model_stem, resolve_model, stages_for)
 
 AUTO = "auto"
 NONE = "none"
@@ -54,11 +63,41 @@ def new_ladder(source, fps: float, policy: Policy = Policy()) -> Ladder:
     return Ladder(rungs(source), 1.0 / max(1.0, fps or 0.0), start=start, policy=policy)
 
 
+# The player loads every shipped model as its x4 file: the second stage fires only beyond TWICE_FROM.
+PLAYER_STAGES = max(SHIPPED_STAGES)
+TWICE_FROM = 2 * LATER_STAGE_MIN_SCALE   # 2.2x per side
+
+
+def model_files(model: str, ctx) -> list:
+    """The chain the player (and ``bench --ladder``) runs for a shipped model on ``ctx``: its x4 file in
+    the form that suits the renderer. Below 2.2x per side its second stage never fires (the x2 file's
+    output, passes and time); beyond, the network runs twice, then the scaler fits the window."""
+    return [load_shader(model_shader(model, ctx, PLAYER_STAGES))]
+
+
+def stages_run(renderer) -> int:
+    """How many times ``renderer``'s last frame doubled the luma in its hook passes: 2 where a model's x4
+    file ran the network twice, 1 once, 0 none (network off, or passes that keep the size)."""
+    sizes = renderer.last_sizes
+    luma, src = sizes.get("LUMA"), sizes.get("NATIVE_CROPPED")
+    if not luma or not src or luma[0] < 2 * src[0]:
+        return 0
+    return round(math.log2(luma[0] / src[0]))
+
+
+def stages_note(in_size, out_size) -> str:
+    """What a model entry does at this size: ``network twice (beyond 2.2x per side)`` or
+    ``network once (twice beyond 2.2x per side)``."""
+    if stages_for(in_size, out_size) > 1:
+        return f"network twice (beyond {TWICE_FROM:g}x per side)"
+    return f"network once (twice beyond {TWICE_FROM:g}x per side)"
+
+
 def entries(source=None, files=()) -> list[tuple[str, object]]:
-    """The player's chains: one per rung (a model's export is chosen once the window's context exists),
-    the plain scaler for "none", then each ``--shader`` file on its own."""
+    """The player's chains: one per rung (a model's export is chosen once the window's context exists:
+    ``model_files``), the plain scaler for "none", then each ``--shader`` file on its own."""
     out: list[tuple[str, object]] = [
-        (f"{model_stem(m)}.glsl", lambda ctx, m=m: [load_shader(model_shader(m, ctx))]) for m in ladder_models(source)]
+        (f"{model_stem(m)}.glsl", lambda ctx, m=m: model_files(m, ctx)) for m in ladder_models(source)]
     out.append(("bicubic", []))
     return out + [(Path(sf.path).name, [sf]) for sf in files]
 
@@ -109,13 +148,15 @@ class AutoPlay:
     def seeked(self) -> None:
         self.ladder.reset(self.ladder.key, "seek")
 
-    def lines(self) -> list[str]:
-        """The overlay's lines: the rung in use, its measured time against the frame, why it is there."""
+    def lines(self, stages: int = 1) -> list[str]:
+        """The overlay's lines: the rung in use (``x4`` when ``stages``, what the last frame ran, is 2: the
+        network twice), its measured time against the frame, why it is there."""
         lad = self.ladder
         if not self.active:
             return ["auto off: a key 1-9 pinned the chain (a: auto again)"]
         t = lad.measured()
         now = "-" if t is None else f"{t * 1000:.1f} ms"
-        return [f"auto {lad.rungs[lad.current].name} {now} of {lad.interval * 1000:.1f} ms "
+        x4 = " x4" if stages > 1 else ""
+        return [f"auto {lad.rungs[lad.current].name}{x4} {now} of {lad.interval * 1000:.1f} ms "
                 f"(budget {lad.budget_s * 1000:.1f})",
                 f"  {lad.reason}"[:64]]

@@ -5,10 +5,12 @@ first, in the variant the source gets, then no network) renders the same
 decoded frames of FILE (or a generated clip) at the output size, timed by the
 player's own ``NetworkMeter`` (host/gltimer.py: GL timer queries, or the CPU's
 clock on software renderers), the chain's first render left out as in the
-player. Rounds interleave the rungs, so a slow spell of a shared machine hits
-them alike; a rung's time is the median over all its frames. Those times are
-fed to the player's ``Ladder`` (host/ladder.py) at the source's frame rate,
-and where it settles is the pick.
+player. Each model runs the player's chain for it (automodel.model_files, its x4
+file): beyond 2.2x per side the network twice, below it the x2 file's passes.
+Rounds interleave the rungs, so a slow spell of a shared machine hits them
+alike; a rung's time is the median over all its frames. Those times are fed to
+the player's ``Ladder`` (host/ladder.py) at the source's frame rate, and where
+it settles is the pick.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from .errors import UpshadeError
 from .fileio import atomic_output
 from .gltimer import NetworkMeter
 from .gpu import create_headless_context, shader_form
-from .hookparse import load_shader
-from .paths import model_shader
 from .pipeline import Renderer
 from .progress import progress
 from .video import Decoder, probe
@@ -51,8 +51,11 @@ def decode_frames(clip: Path, n: int) -> list:
 
 
 def measure_rungs(meter: NetworkMeter, renderers: list, frames: list, out_size, rounds: int,
-                  tick=lambda: None) -> list[list[float]]:
-    """Per renderer (None: the no-network rung), the network seconds of every frame of every round."""
+                  tick=lambda: None, passes: list | None = None) -> list[list[float]]:
+    """Per renderer (None: the no-network rung), the network seconds of every frame of every round;
+    ``passes`` (a list) gets, per renderer, the most hook passes one of its frames ran."""
+    if passes is not None:
+        passes[:] = [0] * len(renderers)
     for i, renderer in enumerate(renderers):   # first renders compile: the meter leaves them out
         if renderer is not None:
             meter.attach(renderer)
@@ -69,11 +72,17 @@ def measure_rungs(meter: NetworkMeter, renderers: list, frames: list, out_size, 
             for n, frame in enumerate(frames):
                 renderer.render(frame, out_size, frame_index=n)
                 meter.rendered((i, out_size))
-                times[i] += [s if passes else 0.0 for s, passes in meter.poll()]
+                times[i] += _seconds(meter.poll(), passes, i)
                 tick()
-            times[i] += [s if passes else 0.0 for s, passes in meter.poll(wait=True)]
+            times[i] += _seconds(meter.poll(wait=True), passes, i)
     meter.attach(None)
     return times
+
+
+def _seconds(polled, passes: list | None, i: int) -> list[float]:
+    if passes is not None:
+        passes[i] = max([passes[i]] + [n for _, n in polled])
+    return [s if n else 0.0 for s, n in polled]
 
 
 def run_ladder(args, make_clip) -> int:
@@ -95,14 +104,16 @@ def run_ladder(args, make_clip) -> int:
         try:
             ladder = automodel.new_ladder(source, info.fps)
             for rung in ladder.rungs[:-1]:
-                renderers.append(Renderer(ctx, [load_shader(model_shader(rung.name, ctx))], output="unorm8"))
+                renderers.append(Renderer(ctx, automodel.model_files(rung.name, ctx), output="unorm8"))
             renderers.append(None)
             meter = NetworkMeter(ctx)
             print(automodel.describe(source, shader_form(ctx)[0], (info.width, info.height), out_size),
                   file=sys.stderr, flush=True)
             with progress(total=args.rounds * (len(renderers) - 1) * len(frames), unit="frame",
                           desc="bench --ladder") as bar:
-                times = measure_rungs(meter, renderers, frames, out_size, args.rounds, lambda: bar.update(1))
+                passes: list[int] = []
+                times = measure_rungs(meter, renderers, frames, out_size, args.rounds, lambda: bar.update(1), passes)
+            stages = max(automodel.stages_run(r) for r in renderers if r is not None)   # as the overlay says it
             timing = f"{meter.label} ({meter.why})"
             device = f"{ctx.info.get('GL_RENDERER', '?')}, {os.cpu_count()} CPUs, load average {load_before:.1f} " \
                      f"before the run"
@@ -119,8 +130,9 @@ def run_ladder(args, make_clip) -> int:
         "source": Path(clip).name if args.file is not None else "generated clip", "input": [info.width, info.height],
         "output": list(out_size), "fps": info.fps, "interval_ms": 1000 * ladder.interval,
         "budget_ms": 1000 * ladder.budget_s, "step_up_ms": 1000 * ladder.up_s, "timing": timing, "device": device,
-        "frames": len(frames), "rounds": args.rounds,
-        "rungs": [{"rung": r.name, "network_ms": 1000 * m} for r, m in zip(ladder.rungs, medians)],
+        "frames": len(frames), "rounds": args.rounds, "network_stages": stages,
+        "rungs": [{"rung": r.name, "network_ms": 1000 * m, "passes": n}
+                  for r, m, n in zip(ladder.rungs, medians, passes)],
         "pick": ladder.rungs[pick].name, "reason": ladder.reason,
     }
     print(format_result(result))
@@ -135,7 +147,9 @@ def format_result(r: dict) -> str:
     (iw, ih), (ow, oh) = r["input"], r["output"]
     lines = [f"--model auto on this machine: {r['source']}, {iw}x{ih} -> {ow}x{oh} at {r['fps']:.3g} fps: "
              f"{r['interval_ms']:.1f} ms a frame, budget {r['budget_ms']:.1f} ms, step up under {r['step_up_ms']:.1f} ms",
-             f"network timed by {r['timing']}",
+             f"network timed by {r['timing']}; "
+             + (f"the network twice (beyond {automodel.TWICE_FROM:g}x per side)" if r["network_stages"] > 1 else
+                f"the network once (twice beyond {automodel.TWICE_FROM:g}x per side)"),
              f"on {r['device']}; {r['frames']} frames x {r['rounds']} interleaved rounds, medians", ""]
     width = max(len(x["rung"]) for x in r["rungs"])
     lines.append(f"{'rung':<{width}}  network ms  of the frame")

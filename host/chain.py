@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .argtypes import positive_float
-from .automodel import REFUSED as AUTO_REFUSED, is_auto
+from .automodel import PLAYER_STAGES, REFUSED as AUTO_REFUSED, is_auto, model_files
 from .errors import UpshadeError
 from .frames import MAX_SIDE
 from .hookparse import load_shader
@@ -147,13 +147,14 @@ class ShaderChain:
 
     def entries(self, source=None) -> list[tuple[str, object]]:
         """Switchable chains (the player's keys 1-9): the model first (its files chosen once the
-        window's context exists, so a callable), then each ``--shader`` file on its own; the plain
-        scaler when there is neither."""
+        window's context exists, so a callable: its x4 file, the network twice only beyond 2.2x per
+        side, automodel.model_files), then each ``--shader`` file on its own; the plain scaler when
+        there is neither."""
         model = self.model_for(source)
         entries: list[tuple[str, object]] = []
         if model:
-            shipped_shader(model)  # unknown size or missing file: fail before a window opens
-            entries.append((f"{model_stem(model)}.glsl", lambda ctx: [load_shader(model_shader(model, ctx))]))
+            shipped_shader(model, stages=PLAYER_STAGES)  # unknown size or missing file: fail before a window opens
+            entries.append((f"{model_stem(model)}.glsl", lambda ctx: model_files(model, ctx)))
         entries += [(Path(sf.path).name, [sf]) for sf in self.files]
         if not entries:
             entries.append(("bicubic", []))

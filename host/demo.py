@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .argtypes import integer
+from .automodel import stages_note
 from .chain import describe_chain, shader_chain, upscale_array
 from .errors import UpshadeError
 from .fileio import atomic_output, check_output_path
@@ -142,9 +143,10 @@ def _play(model: str, audio: bool, loops: int) -> None:
     video = sample("video")
     with Player(video, shader_chain(model, []).entries(), audio=audio, compare=True) as player:
         rect = player.video_rect
-        print(f"upshade: {describe_chain(player.renderer.shaders, model)}, {player.info.width}x{player.info.height} "
-              f"-> {rect.w}x{rect.h}, compare mode: bicubic left, network right (drag the divider; q quits)",
-              file=sys.stderr)
+        in_size = (player.info.width, player.info.height)
+        print(f"upshade: {describe_chain(player.renderer.shaders, model)}, {in_size[0]}x{in_size[1]} "
+              f"-> {rect.w}x{rect.h}, {stages_note(in_size, player.render_size)}, compare mode: bicubic left, "
+              f"network right (drag the divider; q quits)", file=sys.stderr)
         played = 0
         while True:
             player.run()

@@ -438,6 +438,18 @@ class Player:
     def network_passes(self) -> int:
         return self.readout.network_passes
 
+    @property
+    def network_stages(self) -> int:
+        """How many times the last frame drawn doubled the luma in its hook passes: 2 where a model's x4
+        file ran the network twice (the window beyond 2.2x the source per side), 1 once, 0 none."""
+        return automodel.stages_run(self.renderer)
+
+    @property
+    def render_size(self) -> tuple[int, int]:
+        """The size frames are rendered at: the video rectangle, turned for a rotated video."""
+        rect = self.video_rect
+        return (rect.h, rect.w) if self.rotation in (90, 270) else (rect.w, rect.h)
+
     def _render(self, frame, size, enabled: bool):
         tex = self.renderer.render(frame, size, frame_index=frame.index, enabled=enabled)
         self.meter.rendered((self.entry_index, enabled, tuple(size)))
@@ -559,6 +571,8 @@ def run(args) -> int:
         in_size, out_size = (info.width, info.height), (rect.w, rect.h)
         line = automodel.describe(info, shader_form(player.ctx)[0], in_size, out_size) if auto else \
             chain.describe(player.renderer.shaders, in_size, out_size, info)
+        if auto or chain.model_for(info):
+            line += f", {automodel.stages_note(in_size, player.render_size)}"
         print(line, file=sys.stderr)
         player.run()
     return 0

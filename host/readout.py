@@ -51,7 +51,8 @@ class Readout:
         elif not p.renderer.shaders:
             net = "network none (bicubic)"
         else:
-            net = f"network {v('network')} ({p.meter.label}, {self.network_passes} passes)"
+            twice = ", twice" if p.network_stages > 1 else ""   # a model's x4 file beyond 2.2x per side
+            net = f"network {v('network')} ({p.meter.label}, {self.network_passes} passes{twice})"
         first = f"{self.first_frame_s:.2f} s" if self.first_frame_s is not None else "-"
         audio = f"audio {p.audio_track}: {p.audio_tracks[p.audio_track - 1]}" \
             if p.audio_track is not None else "audio off"
@@ -62,11 +63,12 @@ class Readout:
             f"decode {v('decode')}   upload {v('upload')}   present {v('present')}",
             net,
             f"first frame {first} after start",
-            f"{p.label[:30]}   network {'on' if p.network else 'off'}   clock: {p.clock.kind}",
+            f"{p.label[:30]}{' x4' if p.network_stages > 1 else ''}   network {'on' if p.network else 'off'}   "
+            f"clock: {p.clock.kind}",
             f"{p.subtitles.describe()[:40]}   {audio}",
         ]
         if p.auto is not None:
-            lines += p.auto.lines()
+            lines += p.auto.lines(p.network_stages)
         if stale:
             lines.append("paused: * = last values before the pause")
         return lines

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from media import make_clip
 from upshade.host import automodel, cli, gltimer, info, paths
-from upshade.host.hookparse import parse_shader
+from upshade.host.hookparse import load_shader, parse_shader
 from upshade.host.ladder import Ladder
 from upshade.host.pipeline import Renderer
 from upshade.host.video import Decoder, probe
@@ -45,6 +47,49 @@ def test_rungs_are_the_models_largest_first_in_the_sources_variant():
     labels = [label for label, _ in automodel.entries(video)]
     assert labels == ["upshade_L-real.glsl", "upshade_M-real.glsl", "upshade_S-real.glsl", "bicubic"]
     assert automodel.is_auto(" Auto") and not automodel.is_auto("M") and not automodel.is_auto(None)
+
+
+@pytest.mark.gl
+def test_player_chains_run_each_model_twice_only_beyond_2_2x(gl_ctx, tmp_path):
+    """The player's chain for a model (its rungs, and a pinned --model: automodel.model_files) is the
+    model's x4 file. Up to 2.2x per side it is the x2 file: the same pixels, the same passes, stage 2
+    not even compiled; beyond, the network runs twice (the luma 4x, twice the passes), as `image`'s
+    chain (ShaderChain with the sizes) runs it there."""
+    from upshade.host.chain import ShaderChain
+
+    for model, make in [(m, f) for (label, f), m in zip(automodel.entries(), automodel.ladder_models())] + \
+            [("S-clean", ShaderChain("S-clean", [], False).entries()[0][1])]:
+        [sf] = make(gl_ctx)
+        assert Path(sf.path) == paths.model_shader(model, gl_ctx, 2), model
+    with Decoder(make_clip(tmp_path / "v.mp4", width=64, height=48, frames=2)) as dec:
+        frame = next(dec)
+    x2 = paths.model_shader("S", gl_ctx, 1)
+    n2 = len(load_shader(x2).passes)
+    meter = gltimer.NetworkMeter(gl_ctx)
+    with Renderer(gl_ctx, automodel.model_files("S", gl_ctx)) as player, Renderer(gl_ctx, [load_shader(x2)]) as once:
+        for size, twice in (((128, 96), False), ((140, 105), False), ((141, 106), True), ((160, 120), True)):
+            assert (paths.stages_for((64, 48), size) == 2) == twice
+            image = ShaderChain("S", [], False)(gl_ctx, None, ((64, 48), size))   # what `image` runs there
+            with Renderer(gl_ctx, image) as ref:
+                want = ref.read_rgb(ref.render(frame, size))
+            meter.attach(player)
+            for _ in range(2):                                 # the first render at a size is left out
+                got = player.read_rgb(player.render(frame, size))
+                meter.rendered(size)
+            [(_, passes)] = meter.poll(wait=True)
+            assert np.array_equal(got, want), size
+            assert automodel.stages_run(player) == (2 if twice else 1) and passes == (2 if twice else 1) * n2
+            assert player.last_sizes["LUMA"] == ((256, 192) if twice else (128, 96))
+            if not twice:
+                assert len(player.programs.compiled) == n2     # stage 2 compiles only once it fires
+                assert np.array_equal(got, once.read_rgb(once.render(frame, size)))
+            else:
+                assert np.abs(got.astype(int) - once.read_rgb(once.render(frame, size))).mean() > 0.2
+        assert len(player.programs.compiled) == 2 * n2
+    meter.attach(None)
+    meter.release()
+    assert automodel.stages_note((64, 48), (140, 105)) == "network once (twice beyond 2.2x per side)"
+    assert automodel.stages_note((64, 48), (141, 106)) == "network twice (beyond 2.2x per side)"
 
 
 def test_timing_method_follows_the_renderer():
@@ -108,6 +153,16 @@ def test_bench_ladder_measures_every_rung_and_picks_as_the_player(shared_ctx, tm
     assert r["pick"] == lad.rungs[lad.settle([m / 1000 for m in ms])].name
     assert re.search(rf"^auto picks {r['pick']} \(last change: ", captured.out, re.M)
     assert re.search(rf"^{r['pick']} .*<- auto$", captured.out, re.M)
+    # 80x60 is 2.5x per side: every model ran twice, as the player runs it there (its x4 file); at 2x once.
+    once = [len(load_shader(paths.model_shader(m, shared_ctx, 1)).passes) for m in automodel.ladder_models(probe(clip))]
+    assert r["network_stages"] == 2 and [x["passes"] for x in r["rungs"]] == [2 * n for n in once] + [0]
+    assert "; the network twice (beyond 2.2x per side)" in captured.out
+    assert cli.main(["bench", str(clip), "--ladder", "--output-size", "64x48", "--frames", "3", "--rounds", "1",
+                     "--json", str(out)]) == 0
+    r2 = json.loads(out.read_text())
+    assert r2["network_stages"] == 1 and [x["passes"] for x in r2["rungs"]] == once + [0]
+    assert "; the network once (twice beyond 2.2x per side)" in capsys.readouterr().out
+    assert r2["rungs"][0]["network_ms"] < ms[0]   # L's second stage, at 4x the pixels, is most of its time
 
 
 @pytest.mark.parametrize("argv, message", [

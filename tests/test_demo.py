@@ -88,7 +88,8 @@ def test_compare_image_layout():
 def test_with_a_display_it_plays_the_sample_in_compare_mode(xdisplay, tmp_path):
     r = _demo("--loops", "1", "--no-audio", "--model", "S", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert re.fullmatch(r"upshade: model S-(clean|real) \(upshade_S(-real)?(_compute|_tiled)?\.glsl, (fragment|compute) passes\), "
-                        r"640x360 -> \d+x\d+, compare mode: bicubic left, network right "
+    assert re.fullmatch(r"upshade: model S-(clean|real) \(upshade_S(-real)?_x4(_compute)?\.glsl, (fragment|compute) passes\), "
+                        r"640x360 -> \d+x\d+, network (once \(twice|twice \() beyond 2\.2x per side\), "
+                        r"compare mode: bicubic left, network right "
                         r"\(drag the divider; q quits\)\n", r.stderr), r.stderr
     assert list(tmp_path.iterdir()) == []  # a window, no files

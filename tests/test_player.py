@@ -705,6 +705,51 @@ def test_auto_keys_pin_a_chain_and_a_resumes(make_player, busy):
     assert p.auto.ladder.key == (p.video_rect.w, p.video_rect.h) == (320, 180)
 
 
+def test_auto_runs_the_network_twice_beyond_2_2x_and_once_below(xdisplay, media):
+    """The player's model chains (automodel.entries, as `play` builds them): in a 2x window the network
+    runs once; resized beyond 2.2x per side the same rung runs it twice, the window showing what `image`'s
+    chain (the x4 file there, the x2 file at 2x) renders for the frame; the overlay says so, and the
+    ladder's key is the new size (what it measured at 2x is not taken for the time there)."""
+    import glfw
+
+    from upshade.host import automodel, paths
+    from upshade.host.chain import ShaderChain
+    from upshade.host.hookparse import load_shader
+    from upshade.host.pipeline import Renderer
+    from upshade.host.player import Player
+    from upshade.host.video import probe
+
+    info = probe(media["short"])                                          # 64x48
+    with Player(media["short"], automodel.entries(info), auto=automodel.new_ladder(info, info.fps), clock="stepped",
+                vsync=False, window_size=(128, 96), notify=lambda m: None) as p:
+        model = p.auto.ladder.rungs[p.auto.rung].name                     # M in the source's variant
+        for size, stages in (((128, 96), 1), ((160, 120), 2)):
+            if size != (128, 96):
+                p.window.set_size(*size)
+                p.window.poll()
+            p.run(max_frames=2)
+            assert (p.video_rect.w, p.video_rect.h) == p.render_size == size and p.auto.ladder.key == size
+            assert p.label == f"{paths.model_stem(model)}.glsl" and p.network_stages == stages
+            shown = window_video(p, p.present(capture=True)).astype(int)
+            chain = ShaderChain(model, [], False)(p.ctx, info, ((64, 48), size))   # what `image` runs at this size
+            assert ("_x4" in Path(chain[0].path).name) == (stages == 2)
+            with Renderer(p.ctx, chain, output="unorm8") as ref:
+                want = ref.read_rgb(ref.render(p.current, size, frame_index=p.current.index), np.uint8)
+            assert np.abs(shown - want).max() <= 1, size
+            with Renderer(p.ctx, [load_shader(paths.model_shader(model, p.ctx, 1))], output="unorm8") as x2:
+                once = x2.read_rgb(x2.render(p.current, size, frame_index=p.current.index), np.uint8)
+            assert (np.abs(shown - once).mean() > 0.2) == (stages == 2)   # beyond 2.2x: not the x2 file + scaler
+            p.handle_key(glfw.KEY_I)                                      # the overlay, for two frames
+            p.run(max_frames=2)
+            p.handle_key(glfw.KEY_I)
+            lines = p._info_lines()
+            n = len(load_shader(paths.model_shader(model, p.ctx, 1)).passes)
+            assert p.network_passes == stages * n
+            assert any(line.startswith("network") and line.endswith(f"{stages * n} passes{', twice' * (stages > 1)})")
+                       for line in lines), lines
+            assert lines[-2].startswith(f"auto {model}{' x4' * (stages > 1)} ")
+
+
 def test_frames_follow_the_audio_clock(make_player, media):
     import time
 
@@ -856,9 +901,9 @@ def test_cli_plays_our_model_in_the_export_that_suits_the_renderer(xdisplay, med
     r = _play(media["short"], "--model", "S", "--no-audio", "--screenshot-dir", tmp_path)
     assert r.returncode == 0, r.stderr
     # one line names what runs: the model, its export (form chosen by the renderer), in -> out size
-    assert re.fullmatch(r"upshade: model S-(clean|real) \(for [^;]+; upshade_S(-real)?(_compute|_tiled)?\.glsl, "
+    assert re.fullmatch(r"upshade: model S-(clean|real) \(for [^;]+; upshade_S(-real)?_x4(_compute)?\.glsl, "
                         r"(fragment|compute) passes\), "
-                        r"\d+x\d+ -> \d+x\d+\n", r.stderr), r.stderr
+                        r"\d+x\d+ -> \d+x\d+, network (once \(twice|twice \() beyond 2\.2x per side\)\n", r.stderr), r.stderr
 
 
 def test_cli_plays_auto_by_default(xdisplay, media, tmp_path):
@@ -867,7 +912,8 @@ def test_cli_plays_auto_by_default(xdisplay, media, tmp_path):
         r = _play(media["short"], *extra, "--no-audio", "--screenshot-dir", tmp_path)
         assert r.returncode == 0, r.stderr
         assert re.fullmatch(r"upshade: model auto \(L-(clean|real) > M-\1 > S-\1 > none by the frame rate, starting at "
-                            r"M-\1; \1 variants for [^;]+; (fragment|compute) passes\), \d+x\d+ -> \d+x\d+\n",
+                            r"M-\1; \1 variants for [^;]+; (fragment|compute) passes\), \d+x\d+ -> \d+x\d+, "
+                            r"network (once \(twice|twice \() beyond 2\.2x per side\)\n",
                             r.stderr), r.stderr
     r = _play(media["short"], "--model", "auto", *["--shader", media["invert"]] * 6, "--no-audio")
     assert r.returncode == 1 and r.stderr == ("upshade: error: 6 shaders with --model auto: its 4 chains and the "
