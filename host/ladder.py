@@ -11,7 +11,9 @@ The policy (``Policy``'s fields; shares of the frame interval):
 
 * keep the largest rung whose network time stays under ``budget`` (70%: the
   rest is for decoding, subtitles and presenting);
-* step down after ``down_frames`` consecutive frames over the budget, or late
+* step down at once on one frame over ``panic`` times the budget (even while
+  settling: such a rung costs seconds before the usual count would act), else
+  after ``down_frames`` consecutive frames over the budget, or late
   with the network over ``up_margin``: straight to the largest smaller rung whose
   time (measured at this size, else predicted from this one's by the rungs'
   costs, which never overestimates a smaller model) fits the budget;
@@ -45,6 +47,7 @@ class Policy:
     calm_s: float = 3.0         # seconds of frames under the budget, none late, before stepping up
     forget_s: float = 60.0      # a rung left for being too slow is not retried at that size for this long
     settle_frames: int = 2      # frames not judged after a change, a resize or a seek
+    panic: float = 3.0          # one frame over this many budgets steps down at once
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class Ladder:
         """One frame: the network's time (None: nothing ran, e.g. the model is off at this size) and
         whether frames were dropped since the last observation."""
         self._frame += 1
+        if seconds is not None and seconds > self.policy.panic * self.budget_s and self.current < len(self.rungs) - 1:
+            self._recent.append(float(seconds))
+            return self._step_down(False, frames=1)
         if self._skip > 0 or seconds is None:
             self._skip = max(0, self._skip - 1)
             return None
@@ -129,9 +135,9 @@ class Ladder:
             return self._step_up()
         return None
 
-    def _step_down(self, late: bool) -> Change:
+    def _step_down(self, late: bool, frames: int | None = None) -> Change:
         # Remembered as the least of the frames that stepped down (they were all too slow).
-        slow, t = self.current, min(list(self._recent)[-self.policy.down_frames:])
+        slow, t = self.current, min(list(self._recent)[-(frames or self.policy.down_frames):])
         self._memory[(self.key, slow)] = (t, self._frame)
         n = self._failures[(self.key, slow)]
         self._failures[(self.key, slow)] += 1

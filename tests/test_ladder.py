@@ -30,15 +30,24 @@ def feed(lad: Ladder, times, late=False) -> list[tuple[int, int]]:
 
 def test_steps_down_within_the_down_frames_straight_to_the_rung_that_fits():
     lad = ladder(start=L)
-    assert lad.observe(0.100) is None                     # one slow frame is not enough
-    change = lad.observe(0.100)
-    assert change is not None and change.rung == M       # M predicted 25 ms < 28 ms: L skipped to M at once
-    assert change.reason.startswith("down: L 100.0 ms > 28.0 ms")
+    assert lad.observe(0.060) is None                     # one slow frame is not enough
+    change = lad.observe(0.060)
+    assert change is not None and change.rung == M       # M predicted 15 ms < 28 ms: L skipped to M at once
+    assert change.reason.startswith("down: L 60.0 ms > 28.0 ms")
     # M turns out over the budget too: it goes down within settle + down frames.
     assert feed(lad, [0.035] * 4) == [(3, S)]
     # Far too slow at L: M (predicted 76 ms) and S (33 ms) are skipped too.
-    lad = ladder(start=L)
+    lad = ladder(start=L, panic=100.0)
     assert feed(lad, [0.300] * 2) == [(1, NONE)]
+
+
+def test_one_frame_far_over_the_budget_steps_down_at_once_even_while_settling():
+    lad = ladder(start=L)                                 # panic: 3 budgets = 84 ms
+    assert feed(lad, [0.085]) == [(0, M)]                 # one frame: M predicted 21 ms fits
+    lad = ladder(start=L)
+    lad.reset((640, 360), "resize")                       # settling: ordinary slow frames are not judged
+    assert feed(lad, [0.080, 0.080]) == []
+    assert feed(lad, [0.300]) == [(0, NONE)]              # but a frame of 300 ms is, at once
 
 
 def test_steps_up_only_after_the_calm_frames():
@@ -97,8 +106,8 @@ def test_nothing_measured_holds_and_settle_frames_are_not_judged():
     lad = ladder(start=M)
     assert feed(lad, [None] * 200) == []                   # the model does not run at this size
     lad.reset((640, 360), "seek")
-    assert feed(lad, [0.5, 0.5]) == []                     # right after a reset: not judged
-    assert feed(lad, [0.5, 0.5]) == [(1, NONE)]
+    assert feed(lad, [0.05, 0.05]) == []                   # right after a reset: not judged
+    assert feed(lad, [0.05, 0.05]) == [(1, S)]
 
 
 def test_a_new_size_re_decides_from_what_was_measured_there():
