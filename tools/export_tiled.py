@@ -43,7 +43,7 @@ runs the fragment export faster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -331,124 +331,213 @@ def _inside(qx: int, qy: int) -> str:
 def tiled_passes(low: Lowered, name: str, plan: TiledPlan | None = None) -> list[_Pass]:
     """The network as ``len(plan.groups)`` fused compute passes (see the module docstring)."""
     plan = (plan or default_plan(low)).check(low)
-    prefix = "UPSHADE_" + _identifier(name)
-    tag = f"upshade {name}"
-    g = low.groups
-    rows = g + 1  # texels per pixel handed from one pass to the next: features, then the running sum
-    if rows > MAX_BINDS:  # never: lower() already limits groups
+    if low.groups + 1 > MAX_BINDS:  # never: lower() already limits groups
         raise UpshadeError(f"width {low.width} is too wide for the tiled export")
-    bx, by = plan.block
-    tx, ty = plan.threads
-    k = low.final_w.shape[-1]
-    rf = k // 2
-    single = low.n_out == 1
-    bicubic = low.residual == "bicubic"
-    block_px = [(qx, qy) for qy in range(by) for qx in range(bx)]
     passes: list[_Pass] = []
-    first_layer = 1
-    for gi, depth in enumerate(plan.groups):
-        last = gi == len(plan.groups) - 1
-        layers = list(range(first_layer, first_layer + depth))
+    first = 1
+    for index in range(len(plan.groups)):
+        passes.append(_fused_pass(_FusedPass.of_group(low, plan, name, index, first)))
+        first += plan.groups[index]
+    return passes
+
+
+@dataclass
+class _FusedPass:
+    """One fused pass being written: the group of layers it runs, the grids it computes them on,
+    the windows it reads around its block, and its GLSL body."""
+
+    low: Lowered
+    plan: TiledPlan
+    name: str
+    index: int                # the pass's position: 0 starts from the luma, the others from the pass before's texture
+    first: int                # its first conv layer (1-based)
+    depth: int                # how many layers it runs (0: the final conv alone)
+    last: bool                # it finishes the final conv and writes the x2 output
+    grids: dict[int, _Grid]   # each layer's cells: the block and the halo the later layers read
+    r_in: int                 # radius of the group's input around the block
+    luma: _Grid | None        # the luma it reads around the block (None: none)
+    body: _Body = field(default_factory=_Body)
+
+    @classmethod
+    def of_group(cls, low: Lowered, plan: TiledPlan, name: str, index: int, first: int) -> "_FusedPass":
+        depth = plan.groups[index]
+        last = index == len(plan.groups) - 1
+        rf = low.final_w.shape[-1] // 2
         # Radius of every layer's grid: the last layer of a group is needed on the block only,
         # except in the last pass, where the final conv reads it around the block.
-        radii = {layer: (rf if last else 0) + (layers[-1] - layer) for layer in layers}
-        grids = {layer: _Grid(f"f{layer}", radii[layer], plan.block) for layer in layers}
-        r_in = radii[layers[0]] + 1 if layers else rf
-        src_tex = f"{prefix}_T{gi}" if gi else None
-        body = _Body()
-        binds = []
-        if src_tex:
-            binds.append(src_tex)
-        if gi == 0 or last:
-            binds.append("HOOKED")
-        size_ref = "HOOKED" if "HOOKED" in binds else src_tex
-        body.add("ivec2 o = ivec2(gl_GlobalInvocationID.xy) * ivec2(%d, %d);" % (bx, by))
-        if size_ref == "HOOKED":
-            body.add("ivec2 lim = ivec2(HOOKED_size) - 1;")
-        else:
-            body.add(f"ivec2 lim = ivec2({src_tex}_size) / ivec2(1, {rows}) - 1;")
-        # Clamped coordinates of the widest window this pass reads.
-        r_luma = 0
-        if gi == 0:
-            r_luma = r_in
-        if last:
-            r_luma = max(r_luma, 2 if bicubic else 1)
-        reach = max(r_in, r_luma)
-        for axis, n in (("x", bx), ("y", by)):
-            decl = ", ".join(f"{axis}{i} = clamp(o.{axis} + {i - reach}, 0, lim.{axis})" for i in range(n + 2 * reach))
-            body.add(f"int {decl};")
-
-        def coord(dx: int, dy: int) -> tuple[str, str]:
-            return f"x{dx + reach}", f"y{dy + reach}"
-
+        radii = {layer: (rf if last else 0) + (first + depth - 1 - layer) for layer in range(first, first + depth)}
+        grids = {layer: _Grid(f"f{layer}", r, plan.block) for layer, r in radii.items()}
+        r_in = radii[first] + 1 if depth else rf
+        r_luma = r_in if index == 0 else 0   # the first layer's input
+        if last:   # the residual's window
+            r_luma = max(r_luma, 2 if low.residual == "bicubic" else 1)
         luma = _Grid("l", r_luma, plan.block) if r_luma else None
-        if luma:
-            _luma_grid(body, luma)
-        # The running sum of the final conv for every block pixel.
-        acc_t = "float" if single else "vec4"
-        for qx, qy in block_px:
-            if gi == 0:
-                init = _num(low.final_b[0]) if single else _vec4(low.final_b)
-            else:
-                cx, cy = coord(qx, qy)
-                init = f"texelFetch({src_tex}_raw, ivec2({cx}, {rows} * {cy} + {g}), 0)" + (".x" if single else "")
-            body.add(f"{acc_t} s{qx}_{qy} = {init};")
-        # The group's input: the previous pass's last layer around the block, CReLU'd.
-        prev = first_layer - 1
-        if gi:
-            src = _Grid(f"f{prev}", r_in, plan.block)
-            for i, j in src.cells():
-                cx, cy = coord(i - r_in, j - r_in)
-                for t in range(g):
-                    body.add(f"vec4 {_feature(prev, t, i, j)} = texelFetch({src_tex}_raw, ivec2({cx}, {rows} * {cy} + {t}), 0);")
-        # Whether the final conv still needs the share of the layer on ``src`` (the input, or the
-        # previous layer of this group): added in the same sweep as the next layer's conv.
-        src_final = bool(gi)
-        for layer in layers:
-            grid = grids[layer]
-            if layer == 1:
-                _first_layer(body, low, luma, grid)
-            else:
-                _sweep(body, low, layer - 1, src, grid, src_final, plan.block)
-            needed_around = layer != layers[-1] or last
-            if needed_around and grid.r > 0:
-                _fix_edges(body, layer, g, grid)
-            src, src_final = grid, needed_around
-        if src_final:  # the last pass: the last layer's share (or the input's, in a pass of the final conv alone)
-            _sweep(body, low, first_layer + depth - 1, src, None, True, plan.block)
-        cin = low.blocks * 2 * low.width
-        span = (f"conv{layers[0]}" + (f"-{layers[-1]}" if depth > 1 else "")) if layers else ""
-        convs = f"{span} ({2 * low.width if layers[0] > 1 else 1}->{low.width}, fused) + " if layers else ""
-        if not last:
-            for qx, qy in block_px:
-                body.add(f"{_inside(qx, qy)} {{")
-                q = f"ivec2(o.x + {qx}, {rows} * (o.y + {qy})"
-                for u in range(g):
-                    body.add(f"    imageStore(out_image, {q} + {u}), {_feature(layers[-1], u, *grids[layers[-1]].at(qx, qy))});")
-                s = f"vec4(s{qx}_{qy}, 0.0, 0.0, 0.0)" if single else f"s{qx}_{qy}"
-                body.add(f"    imageStore(out_image, {q} + {g}), {s});")
-                body.add("}")
-            desc = f"{tag} tiled {convs}final conv partial sum"
-            passes.append(_Pass(desc, binds, body.text(), save=f"{prefix}_T{gi + 1}",
-                                compute=(bx * tx, rows * by * ty, tx, ty), height_mul=rows))
+        return cls(low, plan, name, index, first, depth, last, grids, r_in, luma)
+
+    @property
+    def layers(self) -> list[int]:
+        return list(range(self.first, self.first + self.depth))
+
+    @property
+    def rows(self) -> int:
+        """Texels per pixel handed from one pass to the next: features, then the running sum."""
+        return self.low.groups + 1
+
+    @property
+    def prefix(self) -> str:
+        return "UPSHADE_" + _identifier(self.name)
+
+    @property
+    def src_tex(self) -> str | None:
+        """The texture the previous pass saved (None in the first pass)."""
+        return f"{self.prefix}_T{self.index}" if self.index else None
+
+    @property
+    def binds(self) -> list[str]:
+        """The previous pass's texture, and the video where its luma is read (first layer, residual)."""
+        binds = [self.src_tex] if self.src_tex else []
+        if self.index == 0 or self.last:
+            binds.append("HOOKED")
+        return binds
+
+    @property
+    def reach(self) -> int:
+        """Radius of the widest window this pass reads around its block."""
+        return max(self.r_in, self.luma.r if self.luma else 0)
+
+    @property
+    def single(self) -> bool:
+        return self.low.n_out == 1
+
+    @property
+    def block_px(self) -> list[tuple[int, int]]:
+        bx, by = self.plan.block
+        return [(qx, qy) for qy in range(by) for qx in range(bx)]
+
+    def coord(self, dx: int, dy: int) -> tuple[str, str]:
+        """The clamped coordinates (names declared by :func:`_coordinates`) of block offset (dx, dy)."""
+        return f"x{dx + self.reach}", f"y{dy + self.reach}"
+
+
+def _fused_pass(p: _FusedPass) -> _Pass:
+    """The pass's GLSL, in the order it runs, and how the pass is declared."""
+    _coordinates(p)
+    if p.luma:
+        _luma_grid(p.body, p.luma)
+    _running_sums(p)
+    _layers(p, _previous_features(p))
+    (bx, by), (tx, ty) = p.plan.block, p.plan.threads
+    if p.last:
+        _store_output(p)
+        return _Pass(_describe(p), p.binds, p.body.text(), upscale=True, compute=(2 * bx * tx, 2 * by * ty, tx, ty))
+    _store_partial(p)
+    return _Pass(_describe(p), p.binds, p.body.text(), save=f"{p.prefix}_T{p.index + 1}",
+                 compute=(bx * tx, p.rows * by * ty, tx, ty), height_mul=p.rows)
+
+
+def _coordinates(p: _FusedPass) -> None:
+    """The block's origin ``o``, the last pixel ``lim``, and the clamped coordinates of the widest window read."""
+    bx, by = p.plan.block
+    p.body.add("ivec2 o = ivec2(gl_GlobalInvocationID.xy) * ivec2(%d, %d);" % (bx, by))
+    if "HOOKED" in p.binds:
+        p.body.add("ivec2 lim = ivec2(HOOKED_size) - 1;")
+    else:
+        p.body.add(f"ivec2 lim = ivec2({p.src_tex}_size) / ivec2(1, {p.rows}) - 1;")
+    reach = p.reach
+    for axis, n in (("x", bx), ("y", by)):
+        decl = ", ".join(f"{axis}{i} = clamp(o.{axis} + {i - reach}, 0, lim.{axis})" for i in range(n + 2 * reach))
+        p.body.add(f"int {decl};")
+
+
+def _running_sums(p: _FusedPass) -> None:
+    """The running sum of the final conv for every block pixel: its bias, or the sum the previous pass saved."""
+    low, single = p.low, p.single
+    acc_t = "float" if single else "vec4"
+    for qx, qy in p.block_px:
+        if p.index == 0:
+            init = _num(low.final_b[0]) if single else _vec4(low.final_b)
         else:
-            if bicubic:
-                body.add(f"const vec4 we = {_vec4(BICUBIC_EVEN)};")
-                body.add(f"const vec4 wo = {_vec4(BICUBIC_ODD)};")
-            else:
-                body.add("const vec2 up = vec2(0.25, 0.75), down = vec2(0.75, 0.25);")
-            for qx, qy in block_px:
-                res = (_bicubic if bicubic else _bilinear)(body, luma, qx, qy)
-                s = f"vec4(s{qx}_{qy})" if single else f"s{qx}_{qy}"
-                body.add(f"vec4 y{qx}_{qy} = {s} + {res};")
-                body.add(f"{_inside(qx, qy)} {{")
-                body.add(f"    ivec2 q = 2 * (o + ivec2({qx}, {qy}));")
-                for c, (sx, sy) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
-                    body.add(f"    imageStore(out_image, q + ivec2({sx}, {sy}), vec4(y{qx}_{qy}.{'xyzw'[c]}, 0.0, 0.0, 1.0));")
-                body.add("}")
-            n_out = 4 if low.config["upscale"] == "pixel_shuffle" else 1
-            desc = f"{tag} tiled {convs}final ({cin}->{n_out}) + depth-to-space + {low.residual} residual (x2)"
-            passes.append(_Pass(desc, binds, body.text(), upscale=True,
-                                compute=(2 * bx * tx, 2 * by * ty, tx, ty)))
-        first_layer += depth
-    return passes
+            cx, cy = p.coord(qx, qy)
+            init = f"texelFetch({p.src_tex}_raw, ivec2({cx}, {p.rows} * {cy} + {low.groups}), 0)" + (".x" if single else "")
+        p.body.add(f"{acc_t} s{qx}_{qy} = {init};")
+
+
+def _previous_features(p: _FusedPass) -> _Grid | None:
+    """The group's input: the previous pass's last layer around the block (None in the first pass, which
+    starts from the luma). It is CReLU'd where the sweeps use it."""
+    if p.index == 0:
+        return None
+    prev = p.first - 1
+    src = _Grid(f"f{prev}", p.r_in, p.plan.block)
+    for i, j in src.cells():
+        cx, cy = p.coord(i - p.r_in, j - p.r_in)
+        for t in range(p.low.groups):
+            p.body.add(f"vec4 {_feature(prev, t, i, j)} = texelFetch({p.src_tex}_raw, ivec2({cx}, {p.rows} * {cy} + {t}), 0);")
+    return src
+
+
+def _layers(p: _FusedPass, src: _Grid | None) -> None:
+    """The group's layers in registers from ``src``, adding each input's share of the final conv on the way."""
+    # Whether the final conv still needs the share of the layer on ``src`` (the input, or the
+    # previous layer of this group): added in the same sweep as the next layer's conv.
+    src_final = bool(p.index)
+    layers = p.layers
+    for layer in layers:
+        grid = p.grids[layer]
+        if layer == 1:
+            _first_layer(p.body, p.low, p.luma, grid)
+        else:
+            _sweep(p.body, p.low, layer - 1, src, grid, src_final, p.plan.block)
+        needed_around = layer != layers[-1] or p.last
+        if needed_around and grid.r > 0:
+            _fix_edges(p.body, layer, p.low.groups, grid)
+        src, src_final = grid, needed_around
+    if src_final:  # the last pass: the last layer's share (or the input's, in a pass of the final conv alone)
+        _sweep(p.body, p.low, p.first + p.depth - 1, src, None, True, p.plan.block)
+
+
+def _store_partial(p: _FusedPass) -> None:
+    """Hand the last layer's features and the running sums on to the next pass, ``rows`` texels a pixel."""
+    g, rows, last = p.low.groups, p.rows, p.layers[-1]
+    for qx, qy in p.block_px:
+        p.body.add(f"{_inside(qx, qy)} {{")
+        q = f"ivec2(o.x + {qx}, {rows} * (o.y + {qy})"
+        for u in range(g):
+            p.body.add(f"    imageStore(out_image, {q} + {u}), {_feature(last, u, *p.grids[last].at(qx, qy))});")
+        s = f"vec4(s{qx}_{qy}, 0.0, 0.0, 0.0)" if p.single else f"s{qx}_{qy}"
+        p.body.add(f"    imageStore(out_image, {q} + {g}), {s});")
+        p.body.add("}")
+
+
+def _store_output(p: _FusedPass) -> None:
+    """The final conv's sums plus the residual, written as the x2 output (depth-to-space)."""
+    bicubic = p.low.residual == "bicubic"
+    if bicubic:
+        p.body.add(f"const vec4 we = {_vec4(BICUBIC_EVEN)};")
+        p.body.add(f"const vec4 wo = {_vec4(BICUBIC_ODD)};")
+    else:
+        p.body.add("const vec2 up = vec2(0.25, 0.75), down = vec2(0.75, 0.25);")
+    for qx, qy in p.block_px:
+        res = (_bicubic if bicubic else _bilinear)(p.body, p.luma, qx, qy)
+        s = f"vec4(s{qx}_{qy})" if p.single else f"s{qx}_{qy}"
+        p.body.add(f"vec4 y{qx}_{qy} = {s} + {res};")
+        p.body.add(f"{_inside(qx, qy)} {{")
+        p.body.add(f"    ivec2 q = 2 * (o + ivec2({qx}, {qy}));")
+        for c, (sx, sy) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+            p.body.add(f"    imageStore(out_image, q + ivec2({sx}, {sy}), vec4(y{qx}_{qy}.{'xyzw'[c]}, 0.0, 0.0, 1.0));")
+        p.body.add("}")
+
+
+def _describe(p: _FusedPass) -> str:
+    """The pass's ``//!DESC``: its convs, then the partial sum or the final conv and residual."""
+    low, layers = p.low, p.layers
+    convs = ""
+    if layers:
+        span = f"conv{layers[0]}" + (f"-{layers[-1]}" if p.depth > 1 else "")
+        convs = f"{span} ({2 * low.width if layers[0] > 1 else 1}->{low.width}, fused) + "
+    tag = f"upshade {p.name} tiled {convs}"
+    if not p.last:
+        return f"{tag}final conv partial sum"
+    cin = low.blocks * 2 * low.width
+    n_out = 4 if low.config["upscale"] == "pixel_shuffle" else 1
+    return f"{tag}final ({cin}->{n_out}) + depth-to-space + {low.residual} residual (x2)"
