@@ -150,12 +150,42 @@ class Player:
         if not self.screenshot_dir.is_dir():
             raise UpshadeError(f"{self.screenshot_dir}: screenshot directory does not exist")
         self._notify = notify or (lambda m: print(m, file=sys.stderr))
+        self._init_picture()
+        self._init_state(compare)
+        aid_index = self._choose_audio(aid)
+        self._init_resources()
+        self.auto = automodel.AutoPlay(auto) if auto is not None else None
+        try:
+            self._open_window(window_size, vsync, visible)
+            self._create_renderers(entries, params, fbo_format)
+            if self.auto is not None:
+                self._start_on_ladder()
+            self.meter = NetworkMeter(self.ctx)
+            self._measure()
+            self.presenter = Presenter(self.window)
+            self.scheduler = Scheduler(self.path, self.info, start=start, clock=clock, audio=audio,
+                                       aid=aid_index, notify=self._notify, stats=self.stats)
+            self._open_subtitles(subs, sub_auto, sid, subtitle_wait, start)
+            self.input = InputHandler(self)
+            if fullscreen:
+                self.window.set_fullscreen(True)
+            self._update_title()
+        except BaseException:
+            self.close()   # releases what was created so far
+            raise
+
+    # --- set-up (in __init__'s order) --------------------------------------------------------
+    def _init_picture(self) -> None:
+        """How the video is shown: its rotation and its size on screen."""
         self.rotation = self.info.rotation % 360
         # Anamorphic video (DVD: 720x480 at 8:9) is shown with square pixels, as mpv does:
         # the width is scaled by the sample aspect ratio, the height kept.
         self.sample_aspect = sample_aspect_ratio(self.path)
         w, h = max(1, round(self.info.width * self.sample_aspect)), self.info.height
         self.display_size = (h, w) if self.rotation in (90, 270) else (w, h)
+
+    def _init_state(self, compare: bool) -> None:
+        """The user-visible state, the counters and what the loop has left to redraw."""
         self.network = True
         self.compare = bool(compare)
         self.show_info = False
@@ -164,52 +194,57 @@ class Player:
         self.screenshots: list[Path] = []
         self.stats = Stats()
         self.readout = Readout(self.stats)   # the overlay's numbers (measured while it shows)
-        self.audio_tracks = audio_streams(self.path) if self.info.has_audio else []
-        aid_index, warning = choose_audio(len(self.audio_tracks), aid)
-        if warning:
-            self._notify(f"upshade: warning: {warning}")
         self._idle = False            # nothing to draw last step: wait for events instead of spinning
         self._dirty = True
         self._dirty_info = True       # refresh the overlay text now (state changed)
         self._quit = False
         self._osd: tuple[str, float] | None = None
+
+    def _choose_audio(self, aid) -> int | None:
+        """The file's audio tracks, and the one ``--aid`` asks for (0-based; None: none, with a warning
+        when the request cannot be met)."""
+        self.audio_tracks = audio_streams(self.path) if self.info.has_audio else []
+        aid_index, warning = choose_audio(len(self.audio_tracks), aid)
+        if warning:
+            self._notify(f"upshade: warning: {warning}")
+        return aid_index
+
+    def _init_resources(self) -> None:
+        """Nothing created yet: from here on :meth:`close` releases whatever has been."""
         self.window = None
         self.scheduler = None
         self.presenter = None
         self.subtitles = None
         self.entries: list[Entry] = []
         self.meter = None
-        self.auto = automodel.AutoPlay(auto) if auto is not None else None
-        try:
-            dw, dh = self.display_size
-            size = window_size or (lambda area: initial_window_size(dw, dh, area))
-            self.window = Window(size, self._title(), vsync=vsync, visible=visible)
-            self.ctx: moderngl.Context = self.window.ctx
-            for label, files in entries or [("bicubic", [])]:
-                files = files(self.ctx) if callable(files) else files
-                # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
-                self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
-                                                          output="unorm8")))
-            if self.auto is not None:
-                if len(self.entries) < len(auto.rungs):
-                    raise ValueError("--model auto: fewer entries than the ladder has rungs")
-                self.entry_index = self.auto.rung
-            self.meter = NetworkMeter(self.ctx)
-            self._measure()
-            self.presenter = Presenter(self.window)
-            self.scheduler = Scheduler(self.path, self.info, start=start, clock=clock, audio=audio,
-                                       aid=aid_index, notify=self._notify, stats=self.stats)
-            self.subtitles = Subtitles(self.path, self.info, external=subs, auto_load=sub_auto, sid=sid,
-                                       notify=self._notify, display_size=self.display_size, wait=subtitle_wait)
-            if start:
-                self.subtitles.seek(start)
-            self.input = InputHandler(self)
-            if fullscreen:
-                self.window.set_fullscreen(True)
-            self._update_title()
-        except BaseException:
-            self.close()
-            raise
+
+    def _open_window(self, window_size, vsync: bool, visible: bool) -> None:
+        """The window (``window_size``, or sized to the picture and the screen) and its GL context."""
+        dw, dh = self.display_size
+        size = window_size or (lambda area: initial_window_size(dw, dh, area))
+        self.window = Window(size, self._title(), vsync=vsync, visible=visible)
+        self.ctx: moderngl.Context = self.window.ctx
+
+    def _create_renderers(self, entries, params, fbo_format: str) -> None:
+        """One Renderer per shader entry (plain bicubic without any), each added as soon as it is built."""
+        for label, files in entries or [("bicubic", [])]:
+            files = files(self.ctx) if callable(files) else files
+            # The window is 8 bits per channel: an 8-bit output is as good and cheaper to write.
+            self.entries.append(Entry(label, Renderer(self.ctx, list(files), params=params, fbo_format=fbo_format,
+                                                      output="unorm8")))
+
+    def _start_on_ladder(self) -> None:
+        """``--model auto``: the first entries are the ladder's rungs; show the one it starts on."""
+        if len(self.entries) < len(self.auto.ladder.rungs):
+            raise ValueError("--model auto: fewer entries than the ladder has rungs")
+        self.entry_index = self.auto.rung
+
+    def _open_subtitles(self, subs, sub_auto: bool, sid, wait: float | None, start: float) -> None:
+        """The subtitle tracks (embedded, ``subs`` files and same-name files), ready at ``start``."""
+        self.subtitles = Subtitles(self.path, self.info, external=subs, auto_load=sub_auto, sid=sid,
+                                   notify=self._notify, display_size=self.display_size, wait=wait)
+        if start:
+            self.subtitles.seek(start)
 
     # --- state -------------------------------------------------------------------------------
     @property
