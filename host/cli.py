@@ -47,14 +47,17 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _stop_signals_raise():
-    """While the command runs, SIGTERM/SIGHUP raise ``Terminated`` (once: a second one acts as by default)."""
+def _stop_signals_raise(received: list[int]):
+    """While the command runs, SIGTERM/SIGHUP raise ``Terminated`` (once: a second one acts as by default).
+    Each is also appended to ``received``: a library that catches the handler's exception and raises a
+    bare KeyboardInterrupt of its own (Ray's ``wait``) must not turn SIGTERM into "interrupted"."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, _frame):
         signal.signal(signum, signal.SIG_DFL)  # a second signal while cleaning up ends the process
+        received.append(signum)
         raise Terminated(signum)
 
     old = {}
@@ -137,16 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     _finite_floats(parser)
     args = parser.parse_args(rest)
+    received: list[int] = []  # the stop signals that came
     try:
-        with _stop_signals_raise():
+        with _stop_signals_raise(received):
             result = module.run(args)
     except UpshadeError as exc:
         _say(f"upshade: error: {printable(exc)}")
         return exc.exit_code
-    except Terminated as exc:
-        _say(f"upshade: terminated by {exc.name}")
-        return 128 + exc.signum
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if not isinstance(exc, Terminated) and received:
+            exc = Terminated(received[0])
+        if isinstance(exc, Terminated):
+            _say(f"upshade: terminated by {exc.name}")
+            return 128 + exc.signum
         _say("upshade: interrupted")
         return 130
     return int(result or 0)

@@ -29,7 +29,9 @@ import logging
 import os
 import re
 import secrets
+import signal
 import socket
+import threading
 import sys
 import time
 from dataclasses import dataclass, field
@@ -106,12 +108,13 @@ def connect(address: str | None, workers: int | None = None):
         return ray, False
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
-        if local:
-            ray.init(num_cpus=workers, **quiet)
-        else:
-            quiet.pop("include_dashboard")
-            with _stderr_silenced():  # Ray's C++ client logs every retry against a wrong address
-                ray.init(address=address, **quiet)
+        with _signal_handlers_kept():
+            if local:
+                ray.init(num_cpus=workers, **quiet)
+            else:
+                quiet.pop("include_dashboard")
+                with _stderr_silenced():  # Ray's C++ client logs every retry against a wrong address
+                    ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if local:
@@ -121,6 +124,23 @@ def connect(address: str | None, workers: int | None = None):
             "and its token (`ray get-auth-token` on the head) in ~/.ray/auth_token or RAY_AUTH_TOKEN")
         raise UpshadeError(f"--ray {address}: no Ray cluster at {address} ({detail}){auth}") from None
     return ray, True
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept():
+    """The command's SIGINT, SIGTERM and SIGHUP handlers as they were before the block: ``ray.init``
+    replaces SIGTERM's, in Python (an exit) and in its C++ core (an abort that skips every clean-up,
+    leaving the segment files and the local instance's processes behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

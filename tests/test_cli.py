@@ -133,6 +133,25 @@ def test_stop_signal_mid_upscale_cleans_up(tmp_path, sig):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mkv"]
 
 
+def test_a_stop_signal_that_a_library_turns_into_a_bare_keyboardinterrupt_is_still_reported(monkeypatch, capsys):
+    """Ray's wait catches the handler's ``Terminated`` and raises a KeyboardInterrupt of its own: SIGHUP
+    was reported as "interrupted", exit 130."""
+    import types
+
+    def run(args):
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(10)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
+
+    fake = types.SimpleNamespace(add_arguments=lambda parser: None, run=run)
+    monkeypatch.setitem(sys.modules, "fake_command", fake)
+    monkeypatch.setitem(cli.COMMANDS, "fake", ("fake_command", "a command"))
+    assert cli.main(["fake"]) == 128 + signal.SIGHUP
+    assert capsys.readouterr().err.strip() == "upshade: terminated by SIGHUP"
+
+
 def test_disk_full_names_the_output_not_the_temporary_file(small_png, tmp_path):
     """A write that fails (here: the file size limit, as a full disk fails) names the output."""
     import resource

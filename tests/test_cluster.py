@@ -84,6 +84,33 @@ def test_no_cluster_at_the_address_is_one_line(ray_module, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+SIGTERM_AFTER_CONNECT = """
+import os, signal, time
+from upshade.host import cluster
+got = []
+signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+ray, started = cluster.connect(None, 1)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+finally:
+    ray.shutdown()
+print("handled", got)
+"""
+
+
+def test_sigterm_still_reaches_the_command_after_ray_starts(ray_module, tmp_path):
+    """ray.init replaced SIGTERM's handler (its C++ core aborted the process: no clean-up, segment files
+    and the local instance's processes left behind); connect puts the command's handler back."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_AFTER_CONNECT], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "handled [15]" in proc.stdout
+
+
 def test_segments_are_frame_exact_against_one_process(local_ray, gl_ctx, tmp_path, capsys):
     (tmp_path / "src").mkdir()
     src = make_clip(tmp_path / "src" / "clip.mkv", frames=40, options={"g": "10"}, audio="flac", subtitles="srt", chapters=[(0, 0.5, "one"), (0.5, 1.6, "two")],
