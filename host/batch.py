@@ -28,7 +28,7 @@ from pathlib import Path
 import av
 
 from .chain import output_size, parse_params, shader_chain
-from .encode import available_encoder, encoder_options
+from .encode import available_encoder, check_container, encoder_options, open_output
 from .errors import UpshadeError
 from .fileio import check_output_path
 from .gpu import create_headless_context
@@ -209,7 +209,10 @@ def prepare(args, inputs, directory: bool) -> tuple[list[Job], RenderSettings, b
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UpshadeError(f"{outdir}: not a folder (several inputs or a folder need an output folder)")
-    jobs = plan_jobs(inputs, outdir, args.container or DEFAULT_CONTAINER, args.recursive, args.glob)
+    container = args.container or DEFAULT_CONTAINER
+    with open_output(Path(f"any.{container}")) as probe_out:  # every output is one: one line, not one per file
+        check_container(probe_out, available_encoder(settings.codec), f"--container {container}")
+    jobs = plan_jobs(inputs, outdir, container, args.recursive, args.glob)
     return jobs, settings, args.overwrite
 
 

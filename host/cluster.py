@@ -31,8 +31,8 @@ import re
 import secrets
 import signal
 import socket
-import threading
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,9 @@ from pathlib import Path
 from .batch import Job, RenderSettings, Report, Result, failure_reason, render_file, split_skipped
 from .errors import UpshadeError
 from .gpu import create_headless_context
-from .segments import join_segments, plan_segments, remove_segments, render_segment, segment_path
+from .segments import check_joinable, join_segments, plan_segments, remove_segments, render_segment, segment_path
+from .transcode import damage_warning, frame_budget
+from .video import probe
 
 MAX_RETRIES = 3           # reruns of a task whose worker process died
 CONNECT_TIMEOUT = 10.0    # seconds to reach a cluster's address before saying there is none
@@ -186,15 +188,20 @@ class TaskResult:
     frames: int
     described: str | None = None
     warnings: list[str] = field(default_factory=list)
+    damaged: int = 0    # a segment's packets skipped or concealed (the join warns for the whole file)
 
 
-def plan_task(src: str, seconds: float, split: bool) -> tuple[list, int]:
-    """(segments, frames expected) of a file; no segments when it is rendered whole."""
-    if not split:
+def plan_task(src: str, out: str, seconds: float, settings: RenderSettings) -> tuple[list, int]:
+    """(segments, frames expected) of a file; no segments when it is rendered whole. A file whose
+    segments could not be joined into ``out`` fails here, before they are rendered."""
+    if not settings.splittable:
         return [], 0
     segments = plan_segments(src, seconds)
     frames = sum(s.frames for s in segments)
-    return (segments if len(segments) > 1 else []), frames
+    if len(segments) < 2:
+        return [], frames
+    check_joinable(src, out, settings.codec)
+    return segments, frames
 
 
 def whole_task(src: str, out: str, settings: RenderSettings) -> TaskResult:
@@ -213,14 +220,19 @@ def segment_task(src: str, segment, path: str, settings: RenderSettings, kill_di
         if not marker.exists():
             marker.touch()
             on_frame = lambda: os._exit(17)  # noqa: E731 - the test hook: die mid-segment
-    n, what = render_segment(_worker_context(), settings.check(), src, segment, path, settings, on_frame=on_frame)
-    return TaskResult(n, what)
+    n, what, damaged = render_segment(_worker_context(), settings.check(), src, segment, path, settings,
+                                      on_frame=on_frame)
+    return TaskResult(n, what, damaged=damaged)
 
 
 def join_task(src: str, parts: list[str], out: str, *rendered: TaskResult) -> TaskResult:
     """Join the segments (Ray starts this once every ``rendered`` is there). The driver deletes them
-    after, so that a join run again (its worker died after writing the output) still finds them."""
-    return TaskResult(join_segments(src, parts, out, expected=sum(r.frames for r in rendered)))
+    after, so that a join run again (its worker died after writing the output) still finds them. A
+    damaged source gets the one-process run's warning (host/transcode.damage_warning)."""
+    n = join_segments(src, parts, out, expected=sum(r.frames for r in rendered))
+    info = probe(src)
+    warning = damage_warning(src, info, n, frame_budget(info, 0.0, None), sum(r.damaged for r in rendered))
+    return TaskResult(n, warnings=[warning] if warning else [])
 
 
 # --------------------------------------------------------------------------- the driver
@@ -250,7 +262,7 @@ class _Tasks:
         self.kill_dir = os.environ.get(KILL_ENV) or None
 
     def start(self, f: _File):
-        return self.plan.remote(str(f.job.src), self.seconds, self.settings.splittable)
+        return self.plan.remote(str(f.job.src), str(f.job.out), self.seconds, self.settings)
 
     def render(self, f: _File, segments):
         """The task that finishes ``f`` and the refs of its segment tasks."""
@@ -293,13 +305,26 @@ def _drive(ray, tasks: _Tasks, todo) -> list[Result]:
                     kind, f = pending.pop(ref)
                     result = _collect(ray, tasks, ref, kind, f, pending, report)
                     if result is not None:
-                        result.job = originals[f.job]
+                        result = _as_given(result, originals[f.job])
                         results.append(result)
                         report.file(result)
     except BaseException:
         _cancel(ray, pending)
         raise
     return results
+
+
+def _as_given(result: Result, job: Job) -> Result:
+    """``result`` of the absolute paths the workers were given, told with the paths as the user gave them."""
+    given = {str(result.job.src): str(job.src), str(result.job.out): str(job.out)}
+
+    def told(line: str) -> str:
+        for absolute, path in given.items():
+            line = line.replace(absolute, path)
+        return line
+
+    result.job, result.reason, result.warnings = job, told(result.reason), [told(w) for w in result.warnings]
+    return result
 
 
 def _collect(ray, tasks: _Tasks, ref, kind: str, f: _File, pending: dict, report: Report) -> Result | None:

@@ -252,10 +252,9 @@ class Encoder:
 
     def _setup(self, info, opts, copy_streams: bool, threads: int) -> None:
         """Open the output and the source, add the streams, write the header."""
-        out = self._out = self._open_output()
+        out = self._out = open_output(self.out_path, self._file.tmp)
+        check_container(out, self.encoder_name, self.out_path)
         supported = out.supported_codecs
-        if self.encoder_name not in supported and codec_id_name(self.encoder_name) not in supported:
-            raise UpshadeError(f"{self.out_path}: the {out.format.name} container cannot hold {self.encoder_name} video")
         src = self._src = av.open(str(self.source_path)) if self.source_path is not None else None
         src_video = _video_stream(src, self.source_path) if src is not None else None
         self._video = self._add_video_stream(out, info, opts, threads, src_video)
@@ -265,15 +264,6 @@ class Encoder:
         self._pending = None        # next side packet, not yet due
         self._side_done = not self._side
         out.start_encoding()        # write the header now: container problems surface before any work
-
-    def _open_output(self):
-        container_options = {}
-        if self.out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-            container_options["movflags"] = "+faststart"  # index first: playable while downloading
-        try:
-            return av.open(str(self._file.tmp), "w", options=container_options)
-        except ValueError as exc:  # PyAV: no muxer for this extension
-            raise UpshadeError(f"{self.out_path}: unknown output container {self.out_path.suffix!r} ({exc})") from None
 
     def _add_video_stream(self, out, info, opts, threads: int, src_video):
         """The video stream: rate, time base, threads, colour tags, rotation and pixel aspect."""
@@ -535,6 +525,27 @@ class Encoder:
         self._mux_side(until=None)
         if self.frames_written == 0:
             raise UpshadeError(f"{self.out_path}: no video frames to write")
+
+
+def open_output(out_path, file=None):
+    """An output container in the format of ``out_path``'s extension, writing to ``file`` (its temporary
+    name; default ``out_path``). Nothing is written before ``start_encoding``: opened and closed, it
+    checks what a container can hold."""
+    out_path = Path(out_path)
+    options = {}
+    if out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        options["movflags"] = "+faststart"  # index first: playable while downloading
+    try:
+        return av.open(str(file or out_path), "w", options=options)
+    except ValueError as exc:  # PyAV: no muxer for this extension
+        raise UpshadeError(f"{out_path}: unknown output container {out_path.suffix!r} ({exc})") from None
+
+
+def check_container(out, encoder: str, out_path) -> None:
+    """One line naming ``out_path`` when the output container ``out`` cannot hold ``encoder``'s video."""
+    supported = out.supported_codecs
+    if encoder not in supported and codec_id_name(encoder) not in supported:
+        raise UpshadeError(f"{out_path}: the {out.format.name} container cannot hold {encoder} video")
 
 
 def add_side_streams(src, out, out_path, skip=(), supported=None) -> dict:

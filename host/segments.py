@@ -36,7 +36,8 @@ import av
 
 from .batch import RenderSettings
 from .chain import output_size
-from .encode import Encoder, _clean_tags, _trim_chapters, add_side_streams
+from .encode import (Encoder, _clean_tags, _trim_chapters, add_side_streams, available_encoder, check_container,
+                     open_output)
 from .errors import UpshadeError
 from .fileio import AtomicOutput
 from .pipeline import Renderer
@@ -121,9 +122,10 @@ def remove_segments(out, token: str) -> None:
 
 
 def render_segment(ctx, chain, src, seg: Segment, path, settings: RenderSettings, *,
-                   on_frame=None) -> tuple[int, str]:
+                   on_frame=None) -> tuple[int, str, int]:
     """Render segment ``seg`` of ``src`` video-only into ``path`` (atomically), the source's timestamps
-    kept. Returns (frames written, the line naming what ran)."""
+    kept. Returns (frames written, the line naming what ran, damaged packets the decoder skipped or
+    concealed)."""
     src = Path(src)
     info = probe(src)
     size = output_size(info.width, info.height, settings.scale, settings.size)
@@ -141,11 +143,17 @@ def render_segment(ctx, chain, src, seg: Segment, path, settings: RenderSettings
                           first_index=seg.first_index)
         if n == 0:
             raise UpshadeError(f"{src}: segment {seg.index} ({seg.start} s to {seg.end} s) decoded no frames")
-    return n, chain.describe(files, (info.width, info.height), size, info)
+        damaged = decoder.errors
+    return n, chain.describe(files, (info.width, info.height), size, info), damaged
 
 
-def _container_options(out: Path) -> dict:
-    return {"movflags": "+faststart"} if out.suffix.lower() in (".mp4", ".m4v", ".mov") else {}
+def check_joinable(src, out, codec: str) -> None:
+    """Fail before any segment is rendered where ``join_segments`` would: ``out``'s container must hold
+    the video codec and the source's audio and subtitle streams (as ``Encoder`` checks before its first
+    frame). Writes nothing."""
+    with contextlib.closing(_open_input(Path(src))) as source, open_output(out) as dst:
+        check_container(dst, available_encoder(codec), out)
+        add_side_streams(source, dst, out)
 
 
 def _video_packets(parts, extradata: bytes, out: Path):
@@ -190,7 +198,7 @@ def join_segments(src, parts, out, expected: int | None = None) -> int:
     target = AtomicOutput(out, inputs=[src])
     try:
         with av.open(str(src)) as source, av.open(str(parts[0])) as first, \
-                av.open(str(target.tmp), "w", options=_container_options(out)) as dst:
+                open_output(out, target.tmp) as dst:
             template = first.streams.video[0]
             extradata = bytes(template.codec_context.extradata or b"")
             video = _add_video(dst, template, source, probe(src))

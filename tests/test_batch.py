@@ -128,6 +128,9 @@ def test_errors_are_one_line_and_touch_nothing(tmp_path, capsys, monkeypatch):
     before.append(tmp_path / "empty")
     assert "no video files found" in error(capsys, tmp_path / "empty", "-o", tmp_path / "out/", *FAST)
     assert "--workers 2: for --ray" in error(capsys, lib, "-o", tmp_path / "out/", "--workers", "2", *FAST)
+    # every output of the folder would fail alike: once, before any file
+    line = error(capsys, lib, "-o", tmp_path / "out/", "--container", "webm", *FAST)
+    assert line == "upshade: error: --container webm: the webm container cannot hold libx264 video"
     assert sorted(tmp_path.rglob("*")) == sorted(before)
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed

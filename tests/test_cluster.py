@@ -15,7 +15,7 @@ import av
 import pytest
 
 from conftest import need
-from media import make_clip, packets, video_frame_times
+from media import make_clip, packets, truncated_copy, video_frame_times
 from upshade.host import batch, cli, cluster, segments
 from upshade.host.errors import UpshadeError
 
@@ -173,6 +173,33 @@ def test_a_worker_killed_mid_segment_is_retried_and_a_corrupt_file_fails_alone(l
     assert run_cli(src, "-o", single, "--no-model", *SETTINGS) == 0
     assert decoded(out / "c.mkv") == decoded(single)
     assert packets(out / "c.mkv", "audio") == packets(single, "audio")
+
+
+def test_a_damaged_file_and_an_output_that_cannot_be_joined_are_told_as_one_process_tells_them(
+        local_ray, gl_ctx, tmp_path, capsys, monkeypatch):
+    """A segmented file that decodes short warns as one process does (it did not); messages name the paths
+    given, not the absolute ones the workers got; a container that cannot hold a source's subtitles fails
+    the file at its plan, before any segment is rendered (it failed at the join, after all of them)."""
+    monkeypatch.chdir(tmp_path)
+    lib = Path("lib")
+    lib.mkdir()
+    full = make_clip(tmp_path / "full.mkv", frames=40, options={"g": "10"})
+    truncated_copy(full, lib / "cut.mkv", 0.6)
+    make_clip(lib / "subs.mkv", frames=40, options={"g": "10"}, subtitles="ass")
+    for p in lib.glob("*_subs.ass"):
+        p.unlink()
+    settings = batch.RenderSettings(no_model=True)
+    with pytest.raises(UpshadeError, match="mp4 container cannot hold the source's subtitle stream"):
+        cluster.plan_task(str(lib / "subs.mkv"), str(tmp_path / "o.mp4"), 0.3, settings)
+    assert len(segments.plan_segments(lib / "cut.mkv", 0.3)) > 1
+
+    assert run_cli(lib, "-o", "out/", "--container", "mp4", "--ray", "--segment", "0.3", "--no-model",
+                   *SETTINGS) == 1
+    err = capsys.readouterr().err
+    assert "upshade: warning: lib/cut.mkv: decoded only " in err
+    assert "lib/subs.mkv: out/subs.mp4: the mp4 container cannot hold the source's subtitle stream" in err
+    assert str(tmp_path) not in err
+    assert sorted(p.name for p in Path("out").iterdir()) == ["cut.mp4"]
 
 
 def test_trimmed_files_are_one_task_each(local_ray, gl_ctx, tmp_path, capsys):
