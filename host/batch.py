@@ -186,12 +186,13 @@ def plan_jobs(inputs, outdir, container: str = DEFAULT_CONTAINER, recursive: boo
 
 
 def split_skipped(jobs, overwrite: bool) -> tuple[list[Job], list[Result]]:
-    """(jobs to run, results of those skipped because their output is complete)."""
+    """(jobs to run, results of those skipped because their output is complete: a file; a folder of that
+    name is no output, and fails)."""
     if overwrite:
         return list(jobs), []
     todo, skipped = [], []
     for job in jobs:
-        if job.out.exists():
+        if job.out.is_file():
             skipped.append(Result(job, "skipped", reason=f"{job.out} exists"))
         else:
             todo.append(job)
@@ -217,6 +218,18 @@ def prepare(args, inputs, directory: bool) -> tuple[list[Job], RenderSettings, b
 
 
 # --------------------------------------------------------------------------- rendering one file
+
+
+def make_folder(out: Path) -> None:
+    """Create the folder of ``out`` (a subfolder mirrored from an input folder); a file in the way, or a
+    folder that cannot be created, is one line naming it."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        check_output_path(out)  # names the file that stands where a folder should be
+        raise
+    except OSError as exc:
+        raise UpshadeError(f"{out}: cannot create its folder {out.parent}: {exc.strerror or exc}") from None
 
 
 def render_file(ctx, chain, src, out, settings: RenderSettings, *, info=None, on_frame=None,
@@ -371,7 +384,7 @@ def _render_job(ctx, chain, job: Job, settings: RenderSettings, report: Report) 
     warnings: list[str] = []
     t0 = time.monotonic()
     try:
-        job.out.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(job.out)
         n, what = render_file(ctx, chain, job.src, job.out, settings, on_frame=report.frames,
                               notify=warnings.append)
     except Exception as exc:  # one file's failure is its own: the batch goes on

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .batch import Job, RenderSettings, Report, Result, failure_reason, render_file, split_skipped
+from .batch import Job, RenderSettings, Report, Result, failure_reason, make_folder, render_file, split_skipped
 from .errors import UpshadeError
 from .gpu import create_headless_context
 from .segments import check_joinable, join_segments, plan_segments, remove_segments, render_segment, segment_path
@@ -201,13 +201,14 @@ def plan_task(src: str, out: str, seconds: float, settings: RenderSettings) -> t
     if len(segments) < 2:
         return [], frames
     check_joinable(src, out, settings.codec)
+    make_folder(Path(out))  # where the segments go too
     return segments, frames
 
 
 def whole_task(src: str, out: str, settings: RenderSettings) -> TaskResult:
     """Render a whole file into its output (a file too short to split, or a trimmed one)."""
     warnings: list[str] = []
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(Path(out))
     n, what = render_file(_worker_context(), settings.check(), src, out, settings, notify=warnings.append)
     return TaskResult(n, what, warnings)
 
@@ -269,7 +270,6 @@ class _Tasks:
         src, out = str(f.job.src), str(f.job.out)
         if not segments:
             return self.whole.remote(src, out, self.settings), []
-        f.job.out.parent.mkdir(parents=True, exist_ok=True)
         f.parts = [str(segment_path(out, f.token, s.index)) for s in segments]
         refs = [self.segment.remote(src, s, p, self.settings, self.kill_dir) for s, p in zip(segments, f.parts)]
         return self.join.remote(src, f.parts, out, *refs), refs
@@ -316,7 +316,8 @@ def _drive(ray, tasks: _Tasks, todo) -> list[Result]:
 
 def _as_given(result: Result, job: Job) -> Result:
     """``result`` of the absolute paths the workers were given, told with the paths as the user gave them."""
-    given = {str(result.job.src): str(job.src), str(result.job.out): str(job.out)}
+    given = {str(result.job.src): str(job.src), str(result.job.out): str(job.out),
+             str(result.job.out.parent): str(job.out.parent)}
 
     def told(line: str) -> str:
         for absolute, path in given.items():

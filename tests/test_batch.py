@@ -93,6 +93,25 @@ def test_recursive_glob_and_container(gl_ctx, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["skip.mkv", "top.mkv"]
 
 
+def test_a_folder_or_a_file_in_the_way_of_an_output_fails_that_file_in_one_line(gl_ctx, tmp_path, capsys):
+    """A folder named as an output was skipped as complete; a file where a mirrored subfolder goes gave a
+    FileExistsError line."""
+    lib = tmp_path / "lib"
+    (lib / "s1").mkdir(parents=True)
+    make_clip(lib / "a.mkv", frames=2)
+    make_clip(lib / "s1" / "b.mkv", frames=2)
+    make_clip(lib / "c.mkv", frames=2)
+    out = tmp_path / "out"
+    (out / "a.mkv").mkdir(parents=True)
+    (out / "s1").write_bytes(b"")
+    assert run_cli(lib, "-o", out, "--recursive", *FAST) == 1
+    err = capsys.readouterr().err
+    assert f"{lib / 'a.mkv'}: {out / 'a.mkv'}: output path is a directory" in err
+    assert f"{lib / 's1' / 'b.mkv'}: {out / 's1' / 'b.mkv'}: {out / 's1'} is a file, not a directory" in err
+    assert "1 done, 0 skipped, 2 failed" in err and "Error:" not in err
+    assert frames(out / "c.mkv") == 2
+
+
 def test_directory_mode_rules(tmp_path):
     f = make_clip(tmp_path / "a.mkv", frames=1)
     assert not batch.directory_mode([f], str(tmp_path / "o.mkv"))

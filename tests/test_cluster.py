@@ -188,18 +188,25 @@ def test_a_damaged_file_and_an_output_that_cannot_be_joined_are_told_as_one_proc
     make_clip(lib / "subs.mkv", frames=40, options={"g": "10"}, subtitles="ass")
     for p in lib.glob("*_subs.ass"):
         p.unlink()
+    (lib / "s1").mkdir()
+    make_clip(lib / "s1" / "in.mkv", frames=40, options={"g": "10"})
+    Path("out").mkdir()
+    Path("out", "s1").write_bytes(b"")  # a file where the output's folder goes
     settings = batch.RenderSettings(no_model=True)
     with pytest.raises(UpshadeError, match="mp4 container cannot hold the source's subtitle stream"):
         cluster.plan_task(str(lib / "subs.mkv"), str(tmp_path / "o.mp4"), 0.3, settings)
     assert len(segments.plan_segments(lib / "cut.mkv", 0.3)) > 1
 
-    assert run_cli(lib, "-o", "out/", "--container", "mp4", "--ray", "--segment", "0.3", "--no-model",
-                   *SETTINGS) == 1
+    assert run_cli(lib, "-o", "out/", "--recursive", "--container", "mp4", "--ray", "--segment", "0.3",
+                   "--no-model", *SETTINGS) == 1
     err = capsys.readouterr().err
     assert "upshade: warning: lib/cut.mkv: decoded only " in err
     assert "lib/subs.mkv: out/subs.mp4: the mp4 container cannot hold the source's subtitle stream" in err
+    # the driver made the folders and a file in the way ended the whole run with a traceback
+    assert "lib/s1/in.mkv: out/s1/in.mp4: out/s1 is a file, not a directory" in err
+    assert "1 done, 0 skipped, 2 failed" in err
     assert str(tmp_path) not in err
-    assert sorted(p.name for p in Path("out").iterdir()) == ["cut.mp4"]
+    assert sorted(p.name for p in Path("out").iterdir()) == ["cut.mp4", "s1"]
 
 
 def test_trimmed_files_are_one_task_each(local_ray, gl_ctx, tmp_path, capsys):
