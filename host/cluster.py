@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .batch import Job, RenderSettings, Report, Result, failure_reason, make_folder, render_file, split_skipped
 from .errors import UpshadeError
-from .gpu import create_headless_context
+from .gpu import create_headless_context, signals_held
 from .segments import check_joinable, join_segments, plan_segments, remove_segments, render_segment, segment_path
 from .transcode import damage_warning, frame_budget
 from .video import probe
@@ -110,7 +110,8 @@ def connect(address: str | None, workers: int | None = None):
         return ray, False
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
-        with _signal_handlers_kept():
+        # Ctrl-C mid-start would leave the processes started so far running: it takes effect after
+        with signals_held(), _signal_handlers_kept():
             if local:
                 ray.init(num_cpus=workers, **quiet)
             else:
@@ -125,6 +126,9 @@ def connect(address: str | None, workers: int | None = None):
             "; a cluster with token authentication, which `ray start` turns on, also needs RAY_AUTH_MODE=token "
             "and its token (`ray get-auth-token` on the head) in ~/.ray/auth_token or RAY_AUTH_TOKEN")
         raise UpshadeError(f"--ray {address}: no Ray cluster at {address} ({detail}){auth}") from None
+    except BaseException:  # a signal held back while Ray started
+        ray.shutdown()
+        raise
     return ray, True
 
 

@@ -7,7 +7,9 @@ bounded in time (SIGALRM). Tests skip where Ray is not installed, never in CI (.
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,6 +111,51 @@ def test_sigterm_still_reaches_the_command_after_ray_starts(ray_module, tmp_path
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "handled [15]" in proc.stdout
+
+
+CTRL_C_WHILE_RAY_STARTS = """
+import os, signal, threading
+from upshade.host import cluster
+threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+try:
+    cluster.connect(None, 1)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def _alive_in_session(sid: int) -> dict[int, str]:
+    """{pid: command line} of the live processes of session ``sid``."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def test_ctrl_c_while_ray_starts_leaves_none_of_its_processes(ray_module):
+    """Ctrl-C mid-ray.init left the local instance's dashboard and runtime-env agents running; the start now
+    holds it back and shuts down what it started."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_WHILE_RAY_STARTS], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in out, err[-2000:]
+    time.sleep(1)
+    left = _alive_in_session(proc.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)  # the test's own leftovers
+    assert list(left.values()) == []
 
 
 def test_segments_are_frame_exact_against_one_process(local_ray, gl_ctx, tmp_path, capsys):
