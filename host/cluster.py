@@ -110,8 +110,9 @@ def connect(address: str | None, workers: int | None = None):
         return ray, False
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
-        # Ctrl-C mid-start would leave the processes started so far running: it takes effect after
-        with signals_held(), _signal_handlers_kept():
+        # Ctrl-C mid-start of a local instance would leave the processes started so far running: it takes
+        # effect after (joining a cluster starts none, and may take long: it stays at once)
+        with signals_held() if local else contextlib.nullcontext(), _signal_handlers_kept():
             if local:
                 ray.init(num_cpus=workers, **quiet)
             else:
