@@ -81,6 +81,11 @@ class PassTimer:
         while len(self._frames) > MAX_FRAMES_IN_FLIGHT:  # nobody polls: forget the oldest
             self._free.extend(q if q >= 0 else -q - 1 for q in self._frames.popleft())
 
+    def forget(self) -> None:
+        """Report none of the frames timed so far (another chain is timed from now on); their queries are
+        freed when done."""
+        self._frames = collections.deque([q if q < 0 else -q - 1 for q in f] for f in self._frames if f)
+
     def _available(self, q: int) -> bool:
         v = ctypes.c_int(0)
         self._gl.glGetQueryObjectiv(q, GL_QUERY_RESULT_AVAILABLE, ctypes.byref(v))
@@ -145,6 +150,9 @@ class CpuPassTimer:
             self._frames.append((self._seconds, self._passes))
         self._seconds, self._passes = 0.0, 0
 
+    def forget(self) -> None:
+        self._frames.clear()
+
     def poll(self, wait: bool = False) -> list[tuple[float, int]]:
         out = list(self._frames)
         self._frames.clear()
@@ -190,9 +198,12 @@ class NetworkMeter:
         return self._renderer
 
     def attach(self, renderer) -> None:
-        """Time ``renderer``'s hook passes from now on (None: time nothing)."""
+        """Time ``renderer``'s hook passes from now on (None: time nothing). Frames of another renderer
+        not yet polled are dropped: timer queries finish a frame or two late, and the ladder took them for
+        the new chain's (a lagging L frame over 3 budgets stepped down again from the model just chosen)."""
         if self._renderer is not None and self._renderer is not renderer:
             attach(self._renderer, None)
+            self._timer.forget()
         self._renderer = renderer
         if renderer is not None:
             attach(renderer, self._timer)

@@ -125,6 +125,30 @@ def test_meter_times_the_hook_passes_and_leaves_out_first_renders(gl_ctx, tmp_pa
     meter.release()
 
 
+@pytest.mark.parametrize("method", ["cpu", "gpu"])
+def test_meter_drops_the_unpolled_frames_of_the_chain_it_leaves(gl_ctx, tmp_path, monkeypatch, method):
+    """The player polls after presenting; timer queries finish a frame or two late, so the frames of the
+    chain just left came back as the new chain's times (to the ladder: a lagging L frame made the model
+    it had just stepped down to look too slow)."""
+    monkeypatch.setattr(gltimer, "timing_method", lambda ctx: (method, "test"))
+    with Decoder(make_clip(tmp_path / "v.mp4", frames=2)) as dec:
+        frame = next(dec)
+    meter = gltimer.NetworkMeter(gl_ctx)
+    one = parse_shader(TWO_PASSES, "two.glsl")
+    with Renderer(gl_ctx, [one]) as old, Renderer(gl_ctx, [one, one]) as new:
+        meter.attach(old)
+        for _ in range(3):
+            old.render(frame, (128, 96))
+            meter.rendered(("old",))
+        meter.attach(new)
+        for _ in range(3):
+            new.render(frame, (128, 96))
+            meter.rendered(("new",))
+        assert [n for _, n in meter.poll(wait=True)] == [4, 4]   # the new chain's, its first render left out
+        meter.attach(None)
+    meter.release()
+
+
 def test_info_says_how_the_network_is_timed(shared_ctx, capsys, monkeypatch):
     assert cli.main(["info"]) == 0
     row = re.search(r"^network timing +(.*)$", capsys.readouterr().out, re.M).group(1)
