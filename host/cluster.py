@@ -298,7 +298,8 @@ def run_cluster(jobs, settings: RenderSettings, *, address: str | None = None, w
 
 def _drive(ray, tasks: _Tasks, todo) -> list[Result]:
     """Submit the plans, then each file's render tasks as its plan arrives; collect as they finish."""
-    files = [_File(Job(j.src.resolve(), j.out.resolve()), secrets.token_hex(4)) for j in todo]
+    # absolute, not resolved: an output that is a symlink is replaced, as in one process, not its target
+    files = [_File(Job(j.src.absolute(), j.out.absolute()), secrets.token_hex(4)) for j in todo]
     originals = {f.job: j for f, j in zip(files, todo)}
     pending = {tasks.start(f): ("plan", f) for f in files}
     results = []

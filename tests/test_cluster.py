@@ -259,8 +259,11 @@ def test_a_damaged_file_and_an_output_that_cannot_be_joined_are_told_as_one_proc
 def test_trimmed_files_are_one_task_each(local_ray, gl_ctx, tmp_path, capsys):
     src = make_clip(tmp_path / "t.mkv", frames=30, options={"g": "10"})
     out = tmp_path / "out.mkv"
+    (tmp_path / "elsewhere.mkv").write_bytes(b"kept")
+    out.symlink_to(tmp_path / "elsewhere.mkv")  # replaced, as one process replaces it; its target kept
     assert run_cli(src, "-o", out, "--ray", "--segment", "0.3", "--start", "0.2", "--duration", "0.6",
                    "--no-model", *SETTINGS) == 0
+    assert not out.is_symlink() and (tmp_path / "elsewhere.mkv").read_bytes() == b"kept"
     assert len(decoded(out)) == 15
     assert video_frame_times(out)[0] == 0.0
 
