@@ -570,18 +570,23 @@ class Decoder:
         return Frame(format=fmt, planes=plane_arrays(f, fmt), pts=f.time, index=index,
                      extra={"av_frame": f, "duration": duration, "key_frame": bool(src.key_frame)})
 
-    def _do_seek(self, t: float) -> None:
+    def _do_seek(self, t: float) -> bool:
+        """Seek to the keyframe at or before ``t``. Returns whether it can have landed too late: not when
+        ``t`` is at the file's first frame or before, or the input was rewound."""
         stream = self._stream
         tb = stream.time_base
+        landed = t > self.info.start_time + 1e-6
         try:
             self._container.seek(int(math.floor(t / tb)), stream=stream, backward=True)
         except av.FFmpegError:
             # Unseekable input: rewind if possible; dropping frames before t then still lands on t.
+            landed = False
             try:
                 self._container.seek(0, backward=True)
             except av.FFmpegError:
                 pass
         stream.codec_context.flush_buffers()
+        return landed
 
     def _run(self) -> None:
         gen = 0
@@ -590,6 +595,9 @@ class Decoder:
         last_t: float | None = None
         demux = None
         flushed = False
+        back = 0.0          # how far before the target the latest seek went
+        landing = False     # the first frame after a seek that can have landed too late is to come
+        reseek = False      # it did: seek again, from further back
         try:
             while True:
                 with self._cv:
@@ -598,7 +606,9 @@ class Decoder:
                     req, self._seek_req = self._seek_req, None
                 if req is not None:
                     target, gen = req
-                    self._do_seek(target)
+                    back = 0.0
+                if req is not None or reseek:
+                    landing, reseek = self._do_seek(target - back), False
                     demux = None
                     last_t = None
                     flushed = False
@@ -629,6 +639,14 @@ class Decoder:
                     t = f.time
                     if t is None:  # no timestamp: extrapolate from the previous frame
                         t = (last_t or 0.0) + (1.0 / self.info.fps if self.info.fps else 0.04)
+                    if landing and t > target + 1e-6:
+                        # Past the target: a container that seeks by decode time (MPEG-TS) can land just
+                        # after the keyframe it needs, and the frames up to the next one would be lost.
+                        # Seek again from further back (1, 2, 4 ... s; the frames before are dropped).
+                        back, reseek = max(1.0, 2 * back), True
+                        stale = True
+                        break
+                    landing = False
                     if t < target - 1e-6:
                         continue
                     last_t = t

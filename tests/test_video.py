@@ -240,6 +240,19 @@ def test_start_skips_earlier_frames(tmp_path):
     assert len(frames) == 7
 
 
+def test_seek_in_mpeg_ts_with_b_frames_keeps_the_keyframe_it_needs(tmp_path):
+    """MPEG-TS seeks by decode time: seeking to a keyframe's time landed on the packet after it (its
+    decode time is earlier, B-frames), so the decoder resumed a GOP later and 12 frames were lost
+    (--start, and a Ray segment starting there)."""
+    path = make_clip(tmp_path / "b.ts", frames=60, fps=25, options={
+        "preset": "fast", "x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2:b-adapt=0"})
+    everything = [round(f.pts, 3) for f in decode_all(path)]
+    assert len(everything) == 60
+    for t in (everything[24], everything[24] - 0.01, everything[30]):   # a keyframe, just before it, a P/B frame
+        frames = [round(f.pts, 3) for f in decode_all(path, start=t)]
+        assert frames == [x for x in everything if x >= t - 1e-6], t
+
+
 def test_close_stops_a_blocked_thread(tmp_path):
     path = make_clip(tmp_path / "c.mkv", frames=30)
     before = threading.active_count()
