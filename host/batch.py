@@ -27,8 +27,8 @@ from pathlib import Path
 
 import av
 
-from .chain import output_size, parse_params, shader_chain
-from .encode import available_encoder, check_container, encoder_options, open_output
+from .chain import output_size, parse_params, parse_size, shader_chain
+from .encode import available_encoder, check_container, check_pix_fmt, encoder_options, open_output
 from .errors import UpshadeError
 from .fileio import check_output_path
 from .gpu import create_headless_context
@@ -76,10 +76,16 @@ class RenderSettings:
                    start=args.start, duration=args.duration, fbo_format=args.fbo_format, burn_subs=burn)
 
     def check(self):
-        """Fail before any file is touched: the chain (model, shader files) and the encoder options.
-        Returns the chain."""
+        """Fail before any file is touched on what is wrong for every file alike: the chain (model, shader
+        files, --param), the encoder options and pixel format, --size. Returns the chain."""
         chain = shader_chain(self.model, self.shaders, self.no_model)
-        encoder_options(available_encoder(self.codec), self.crf, self.preset)
+        chain.check(dict(self.params))
+        encoder = available_encoder(self.codec)
+        encoder_options(encoder, self.crf, self.preset)
+        if self.pix_fmt:
+            check_pix_fmt(encoder, self.pix_fmt)
+        if self.size:
+            parse_size(self.size)
         return chain
 
     @property

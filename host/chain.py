@@ -21,7 +21,7 @@ from .argtypes import positive_float
 from .automodel import PLAYER_STAGES, REFUSED as AUTO_REFUSED, is_auto, model_files
 from .errors import UpshadeError
 from .frames import MAX_SIDE
-from .hookparse import load_shader
+from .hookparse import load_shader, resolve_params, validate_chain
 from .imageio import image_to_frame
 from .paths import (DEFAULT_SIZE, MODEL_VARIANTS, choose_variant, default_model, model_shader, model_stem, resolve_model,
                     shipped_shader, split_model, stages_for)
@@ -137,6 +137,21 @@ class ShaderChain:
         if not self.model_for(source) or (self.model and split_model(self.model)[1]):
             return None
         return choose_variant(source)[1]
+
+    def check(self, params=None) -> None:
+        """What a Renderer checks of the chain before its first frame (names across the files, BIND
+        targets, ``--param``), done now with the model in each variant a source may get: a library run
+        stops at a mistake in the options once, rather than failing every file on it."""
+        if not self.files and not params:
+            return   # the shipped model alone, no overrides: nothing that can be wrong
+        model = self.model or (DEFAULT_SIZE if self.use_default else None)
+        heads: list[list] = [[]]
+        if model:
+            size, variant = split_model(model)
+            heads = [[load_shader(shipped_shader(f"{size}-{v}"))] for v in ([variant] if variant else MODEL_VARIANTS)]
+        for head in heads:
+            validate_chain(head + self.files)
+            resolve_params(head + self.files, params or {})
 
     def __call__(self, ctx, source=None, sizes=None) -> list:
         """``sizes`` = (source size, output size) when known: beyond 2.2x per side the model's x4

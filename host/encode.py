@@ -109,6 +109,13 @@ def encoder_options(encoder: str, crf: int | None, preset: str | None) -> dict[s
     return opts
 
 
+def check_pix_fmt(encoder: str, pix_fmt: str) -> None:
+    """One line when ``encoder`` does not take frames in ``pix_fmt``."""
+    formats = [f.name for f in av.codec.Codec(encoder, "w").video_formats or ()]
+    if formats and pix_fmt not in formats:
+        raise UpshadeError(f"{encoder} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats)}")
+
+
 def ycbcr_matrix(matrix: str, bits: int) -> np.ndarray:
     """3x4 affine map from R'G'B' in 0..1 to limited-range Y, Cb, Cr codes of ``bits`` bits (unrounded).
 
@@ -234,9 +241,7 @@ class Encoder:
     def _check_format(self, codec: str, pix_fmt: str, crf: int | None, preset: str | None) -> tuple[str, dict]:
         """(FFmpeg encoder, its options), after checking that it takes ``pix_fmt`` at this size."""
         encoder = available_encoder(codec)
-        formats = [f.name for f in av.codec.Codec(encoder, "w").video_formats or ()]
-        if formats and pix_fmt not in formats:
-            raise UpshadeError(f"{encoder} cannot encode pixel format {pix_fmt}; it takes {', '.join(formats)}")
+        check_pix_fmt(encoder, pix_fmt)
         opts = encoder_options(encoder, crf, preset)
         if self.width <= 0 or self.height <= 0:
             raise UpshadeError(f"{self.out_path}: invalid output size {self.width}x{self.height}")

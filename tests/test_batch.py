@@ -150,6 +150,17 @@ def test_errors_are_one_line_and_touch_nothing(tmp_path, capsys, monkeypatch):
     # every output of the folder would fail alike: once, before any file
     line = error(capsys, lib, "-o", tmp_path / "out/", "--container", "webm", *FAST)
     assert line == "upshade: error: --container webm: the webm container cannot hold libx264 video"
+    bad = tmp_path / "bad.glsl"
+    bad.write_text("//!HOOK MAIN\n//!BIND FOO\nvec4 hook() { return FOO_tex(FOO_pos); }\n")
+    before.append(bad)
+    for options, message in [
+            (("--shader", bad), "bad.glsl:2: BIND of texture 'FOO' that no pass saves"),
+            (("--model", "S", "--param", "X=1"), "--param X=1: unknown parameter 'X'"),
+            (("--param", "X=1"), "--param X=1: unknown parameter 'X'"),
+            (("--no-model", "--pix-fmt", "foo"), "libx264 cannot encode pixel format foo"),
+            (("--no-model", "--size", "abc"), "--size 'abc': expected WIDTHxHEIGHT")]:
+        line = error(capsys, lib, "-o", tmp_path / "out/", *options)
+        assert message in line, line
     assert sorted(tmp_path.rglob("*")) == sorted(before)
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
