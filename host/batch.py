@@ -19,6 +19,7 @@ bar in frames, a line per file) and ``summary``.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import time
@@ -33,6 +34,7 @@ from .errors import UpshadeError
 from .fileio import check_output_path
 from .gpu import create_headless_context
 from .progress import progress
+from .subdraw import burn_file
 from .transcode import upscale_video
 from .video import probe
 
@@ -67,17 +69,23 @@ class RenderSettings:
 
     @classmethod
     def from_args(cls, args) -> "RenderSettings":
-        burn = args.burn_subs
-        if burn not in (None, "auto") and not burn.isdigit():
-            burn = str(Path(burn).resolve())  # a subtitle file
-        return cls(model=args.model, shaders=tuple(str(Path(s).resolve()) for s in args.shader),
-                   no_model=args.no_model, params=tuple(parse_params(args.param).items()), scale=args.scale,
-                   size=args.size, codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                   start=args.start, duration=args.duration, fbo_format=args.fbo_format, burn_subs=burn)
+        return cls(model=args.model, shaders=tuple(args.shader), no_model=args.no_model,
+                   params=tuple(parse_params(args.param).items()), scale=args.scale, size=args.size,
+                   codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, start=args.start,
+                   duration=args.duration, fbo_format=args.fbo_format, burn_subs=args.burn_subs)
+
+    def absolute(self) -> "RenderSettings":
+        """These settings with the shader and subtitle files' paths made absolute: they mean the same files
+        to Ray's workers, whatever their working folder."""
+        burn = burn_file(self.burn_subs)
+        return dataclasses.replace(self, shaders=tuple(str(Path(s).absolute()) for s in self.shaders),
+                                   burn_subs=self.burn_subs if burn is None else str(burn.absolute()))
 
     def check(self):
         """Fail before any file is touched on what is wrong for every file alike: the chain (model, shader
-        files, --param), the encoder options and pixel format, --size. Returns the chain."""
+        files, --param), the encoder options and pixel format, --size, a subtitle file to burn in. Returns
+        the chain."""
+        burn_file(self.burn_subs)
         chain = shader_chain(self.model, self.shaders, self.no_model)
         chain.check(dict(self.params))
         encoder = available_encoder(self.codec)

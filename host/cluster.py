@@ -289,7 +289,7 @@ def run_cluster(jobs, settings: RenderSettings, *, address: str | None = None, w
     settings.check()
     ray, started = connect(address, workers)
     try:
-        results += _drive(ray, _Tasks(ray, segment_seconds, settings), todo)
+        results += _drive(ray, _Tasks(ray, segment_seconds, settings.absolute()), todo)
     finally:
         if started:
             ray.shutdown()

@@ -99,6 +99,16 @@ class ImageLayer:
         self._prog.release()
 
 
+def burn_file(track) -> Path | None:
+    """The subtitle file a ``--burn-subs`` value names, checked that it is one; None for ``auto``, ``no``
+    or a track number."""
+    if track in (None, "auto") or str(track) == "no" or str(track).strip().lstrip("-").isdigit():
+        return None
+    if not Path(track).is_file():
+        raise UpshadeError(f"--burn-subs {track}: no such subtitle file or track number")
+    return Path(track)
+
+
 class SubtitleBurner:
     """``upscale --burn-subs``: blends one subtitle track into each upscaled frame (a Renderer output
     texture, row 0 at the top) at the output resolution, with the player's renderers.
@@ -111,10 +121,9 @@ class SubtitleBurner:
         self.ctx = ctx
         external = ()
         sid = track
-        if track not in (None, "auto") and not str(track).strip().lstrip("-").isdigit() and str(track) != "no":
-            external, sid = (Path(track),), "auto"   # a file: it becomes the (only external) track
-            if not Path(track).is_file():
-                raise UpshadeError(f"--burn-subs {track}: no such subtitle file or track number")
+        file = burn_file(track)
+        if file is not None:
+            external, sid = (file,), "auto"   # a file: it becomes the (only external) track
         self.subtitles = Subtitles(path, info, external=external, auto_load=not external, sid=sid, strict=True,
                                    display_size=display_size, wait=None, option="--burn-subs")
         if self.subtitles.current is None:

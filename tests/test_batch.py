@@ -158,7 +158,8 @@ def test_errors_are_one_line_and_touch_nothing(tmp_path, capsys, monkeypatch):
             (("--model", "S", "--param", "X=1"), "--param X=1: unknown parameter 'X'"),
             (("--param", "X=1"), "--param X=1: unknown parameter 'X'"),
             (("--no-model", "--pix-fmt", "foo"), "libx264 cannot encode pixel format foo"),
-            (("--no-model", "--size", "abc"), "--size 'abc': expected WIDTHxHEIGHT")]:
+            (("--no-model", "--size", "abc"), "--size 'abc': expected WIDTHxHEIGHT"),
+            (("--no-model", "--burn-subs", "nope.srt"), "--burn-subs nope.srt: no such subtitle file")]:
         line = error(capsys, lib, "-o", tmp_path / "out/", *options)
         assert message in line, line
     assert sorted(tmp_path.rglob("*")) == sorted(before)
@@ -174,6 +175,19 @@ def test_errors_are_one_line_and_touch_nothing(tmp_path, capsys, monkeypatch):
     assert exit_.value.code == 2
     assert "--ray bogus: expected auto, HOST:PORT" in capsys.readouterr().err
     assert sorted(tmp_path.rglob("*")) == sorted(before)
+
+
+def test_settings_keep_the_paths_given_and_go_to_ray_absolute(tmp_path, monkeypatch):
+    """Messages name the files as given (a shader error named its absolute path); Ray's workers get them
+    absolute."""
+    monkeypatch.chdir(tmp_path)
+    Path("x.glsl").write_text("//!HOOK MAIN\n//!BIND HOOKED\nvec4 hook() { return HOOKED_tex(HOOKED_pos); }\n")
+    Path("s.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nHi\n")
+    settings = batch.RenderSettings(shaders=("x.glsl",), burn_subs="s.srt")
+    settings.check()
+    assert settings.absolute() == batch.RenderSettings(shaders=(str(tmp_path / "x.glsl"),),
+                                                       burn_subs=str(tmp_path / "s.srt"))
+    assert batch.RenderSettings(burn_subs="2").absolute().burn_subs == "2"   # a track number
 
 
 def test_ctrl_c_mid_batch_leaves_no_partial_file_and_the_next_run_resumes(gl_ctx, tmp_path, capsys):
