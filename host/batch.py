@@ -247,15 +247,16 @@ def make_folder(out: Path) -> None:
 
 
 def render_file(ctx, chain, src, out, settings: RenderSettings, *, info=None, on_frame=None,
-                notify=None) -> tuple[int, str]:
-    """Upscale ``src`` into ``out`` as ``upscale IN -o OUT`` does. Returns (frames, the line naming what ran)."""
+                notify=None, progress: bool = False) -> tuple[int, str]:
+    """Upscale ``src`` into ``out`` (``upscale IN -o OUT``; ``progress``: its own bar). Returns (frames,
+    the line naming what ran)."""
     info = info or probe(src)
     size = output_size(info.width, info.height, settings.scale, settings.size)
     files = chain(ctx, info, ((info.width, info.height), size))
     n = upscale_video(
         ctx, src, out, shaders=files, params=dict(settings.params), size=size, codec=settings.codec,
         crf=settings.crf, preset=settings.preset, pix_fmt=settings.pix_fmt, start=settings.start,
-        duration=settings.duration, fbo_format=settings.fbo_format, info=info, progress=False,
+        duration=settings.duration, fbo_format=settings.fbo_format, info=info, progress=progress,
         notify=notify, burn_subs=settings.burn_subs, on_frame=on_frame,
     )
     return n, chain.describe(files, (info.width, info.height), size, info)

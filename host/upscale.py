@@ -10,12 +10,11 @@ from pathlib import Path
 
 from . import batch, cluster
 from .argtypes import integer, nonnegative_float, positive_float
-from .chain import add_render_arguments, output_size, parse_params, shader_chain
-from .encode import CODECS, available_encoder, encoder_options
+from .chain import add_render_arguments, output_size
+from .encode import CODECS
 from .errors import UpshadeError
 from .fileio import check_output_path
 from .gpu import create_headless_context
-from .transcode import upscale_video
 from .video import probe
 
 
@@ -82,23 +81,16 @@ def run(args) -> int:
         return run_many(args, inputs, directory)
     inp, out = Path(inputs[0]), Path(args.output)
     check_output_path(out, [inp])
-    params = parse_params(args.param)
-    # a broken shader is reported before the video is touched
-    chain = shader_chain(args.model, args.shader, args.no_model)
+    settings = batch.RenderSettings.from_args(args)
+    chain = settings.check()  # a broken shader or option is reported before the video is touched
     info = probe(inp)
-    size = output_size(info.width, info.height, args.scale, args.size)
-    encoder_options(available_encoder(args.codec), args.crf, args.preset)  # fail before any GL work
+    output_size(info.width, info.height, settings.scale, settings.size)  # and before any GL work
     ctx = create_headless_context()
     try:
-        files = chain(ctx, info, ((info.width, info.height), size))
-        n = upscale_video(
-            ctx, inp, out, shaders=files, params=params, size=size, codec=args.codec, crf=args.crf,
-            preset=args.preset, pix_fmt=args.pix_fmt, start=args.start, duration=args.duration,
-            fbo_format=args.fbo_format, info=info, burn_subs=args.burn_subs,
-        )
+        n, what = batch.render_file(ctx, chain, inp, out, settings, info=info, progress=True)
     finally:
         ctx.release()
-    print(f"{chain.describe(files, (info.width, info.height), size, info)}: wrote {out}, {n} frames", file=sys.stderr)
+    print(f"{what}: wrote {out}, {n} frames", file=sys.stderr)
     return 0
 
 
