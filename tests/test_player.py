@@ -645,12 +645,12 @@ vec4 hook() {{
 """
 
 
-BUSY = {"busyL": 2048, "busyM": 256, "busyS": 32}
+BUSY = {"busyL": 8192, "busyM": 256, "busyS": 32}
 
 
 @pytest.fixture
 def busy(media):
-    """A 3 s clip at 50 fps (20 ms a frame) and three rungs costing 64 : 8 : 1, L far over the frame."""
+    """A 3 s clip at 50 fps (20 ms a frame) and three rungs costing 256 : 8 : 1, L far over the frame (4x its 20 ms here even on a fast CPU)."""
     from upshade.host.ladder import Ladder, Rung
 
     if "busy" not in media:
