@@ -128,6 +128,13 @@ class AutoPlay:
     def rung(self) -> int:
         return self.ladder.current
 
+    def resume(self, dropped: int) -> None:
+        """Key a after a pin: choose again, judging from now on (the frames dropped while pinned, and the
+        counts the ladder had when it stopped, say nothing of what it will run)."""
+        self.active = True
+        self._dropped = dropped
+        self.ladder.reset(self.ladder.key, "resumed")
+
     def frame(self, samples, *, has_network: bool, dropped: int, key) -> Change | None:
         """After a frame is presented: ``samples``, the meter's (seconds, passes) since the last one (a
         frame without passes: the model is off at this size); ``has_network``: the rung runs shaders

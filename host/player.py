@@ -369,7 +369,7 @@ class Player:
     def resume_auto(self) -> None:
         """Key a: ``--model auto`` chooses again (after a key 1-9 pinned a chain)."""
         if self.auto is not None and not self.auto.active:
-            self.auto.active = True
+            self.auto.resume(self.stats.dropped)
             self._show_entry(self.auto.rung)
             self._announce(f"auto: {self.label}")
 

@@ -208,3 +208,20 @@ def test_auto_outside_the_player_is_one_line(shared_ctx, capsys, tmp_path, argv,
 def test_ladder_of_a_source_settles_like_its_policy():
     lad = automodel.new_ladder(None, 25)
     assert isinstance(lad, Ladder) and lad.settle([1.0, 1.0, 1.0, 0.0]) == 3
+
+
+def test_resuming_after_a_pin_judges_from_then_on():
+    """Key a: the ladder's counts start over (what it counted before the pin is stale) and frames dropped
+    while pinned are not taken as late."""
+    from upshade.host.ladder import Rung
+
+    auto = automodel.AutoPlay(Ladder([Rung("M", 2.3), Rung("S", 1.0), Rung("none", 0.0)], 1 / 25, start=1))
+    calm = auto.ladder.calm_frames
+    calm_frame = ([(0.001, 1)], )
+    changes = [auto.frame(*calm_frame, has_network=True, dropped=0, key=(64, 48)) for _ in range(calm - 1)]
+    assert changes == [None] * (calm - 1)    # one calm frame short of stepping up to M
+    auto.active = False                       # a key 1-9 pinned another chain; 50 frames dropped meanwhile
+    auto.resume(dropped=50)
+    assert auto.active and auto.frame(*calm_frame, has_network=True, dropped=50, key=(64, 48)) is None
+    changes = [auto.frame(*calm_frame, has_network=True, dropped=50, key=(64, 48)) for _ in range(calm + 2)]
+    assert [i for i, c in enumerate(changes) if c] == [calm], changes   # 2 settling frames, then calm ones
