@@ -224,11 +224,21 @@ def prepare(args, inputs, directory: bool) -> tuple[list[Job], RenderSettings, b
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UpshadeError(f"{outdir}: not a folder (several inputs or a folder need an output folder)")
+    check_writable(outdir)
     container = args.container or DEFAULT_CONTAINER
     with open_output(Path(f"any.{container}")) as probe_out:  # every output is one: one line, not one per file
         check_container(probe_out, available_encoder(settings.codec), f"--container {container}")
     jobs = plan_jobs(inputs, outdir, container, args.recursive, args.glob)
     return jobs, settings, args.overwrite
+
+
+def check_writable(outdir: Path) -> None:
+    """The output folder (or, before it exists, the nearest folder above it) must take new files: one line
+    now, not a failure per input."""
+    folder = next(p for p in (outdir, *outdir.absolute().parents) if p.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        where = "" if folder == outdir else f" (it would be created in {folder})"
+        raise UpshadeError(f"{outdir}: the output folder is not writable{where}")
 
 
 # --------------------------------------------------------------------------- rendering one file

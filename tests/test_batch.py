@@ -164,6 +164,19 @@ def test_errors_are_one_line_and_touch_nothing(tmp_path, capsys, monkeypatch):
         assert message in line, line
     assert sorted(tmp_path.rglob("*")) == sorted(before)
 
+    # a read-only output folder (simulated: the tests may run as root, which writes anywhere)
+    (tmp_path / "ro").mkdir()
+    before.append(tmp_path / "ro")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path / "ro" and real_access(p, mode))
+    line = error(capsys, lib, "-o", tmp_path / "ro/", *FAST)
+    assert line == f"upshade: error: {tmp_path / 'ro'}: the output folder is not writable"
+    line = error(capsys, lib, "-o", tmp_path / "ro" / "new" / "", *FAST)
+    assert line.endswith(f"{tmp_path / 'ro' / 'new'}: the output folder is not writable (it would be created in "
+                         f"{tmp_path / 'ro'})")
+    monkeypatch.setattr(os, "access", real_access)
+    assert sorted(tmp_path.rglob("*")) == sorted(before)
+
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     line = error(capsys, lib, "-o", tmp_path / "out/", "--ray", *FAST)
     assert "--ray needs Ray" in line and "pip install 'upshade[cluster]'" in line
